@@ -1,0 +1,94 @@
+"""Atomic file output and the tidy-table format every stage of the pipeline writes.
+
+Outputs are written to a temporary name in the target folder and renamed, so an interrupted job never
+leaves a partial file that a later run would trust.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+# Columns of every tidy metrics table: one row per measurement.
+TIDY_COLUMNS = ("dataset", "arch", "width", "seed", "method", "n", "k", "epoch", "step", "metric", "value")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_npz(path, **arrays):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def save_npy(path, array):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def save_json(path, obj):
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def write_rows(path, rows, columns=TIDY_COLUMNS):
+    """Write dict rows as CSV with a fixed column order (missing fields left empty)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="raise")
+            w.writeheader()
+            for r in rows:
+                w.writerow({c: r.get(c, "") for c in columns})
+
+
+def provenance() -> dict:
+    """Library versions and host, recorded next to outputs."""
+    import torch
+    import scipy
+    out = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+           "scipy": scipy.__version__, "host": platform.node()}
+    try:
+        import pytorch_lightning
+        out["pytorch_lightning"] = pytorch_lightning.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+@contextlib.contextmanager
+def log_to(path):
+    """Send stdout, stderr and Python logging of a workflow script to its log file, tracebacks included."""
+    import logging
+    import sys
+    import traceback
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        logging.basicConfig(stream=f, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                            force=True)
+        try:
+            yield f
+        except BaseException:
+            traceback.print_exc(file=f)
+            raise

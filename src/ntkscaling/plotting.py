@@ -1,0 +1,72 @@
+"""Figures (seaborn, PDF + PNG): the last stage of the pipeline, plain group-bys of the tidy tables."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+METRIC_LABELS = {"test_error": "test error (fraction misclassified)",
+                 "test_mse": "test MSE (mean over outputs)"}
+METHOD_LABELS = {"network": "network"}
+
+
+def curve_label(method, width, k) -> str:
+    label = METHOD_LABELS.get(method, method)
+    if method not in ("network",) and k not in ("", None) and not pd.isna(k) and int(k) > 0:
+        label += f" k={int(k)}"
+    return f"{label} (width {int(width)})" if width not in ("", None) and not pd.isna(width) else label
+
+
+def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The last checkpoint of every (method, width, k, seed, n): the end-of-training measurement."""
+    keys = ["method", "width", "k", "seed", "n"]
+    last = metrics.groupby(keys, dropna=False)["step"].transform("max")
+    return metrics[metrics["step"] == last]
+
+
+def plot_data_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_names, title: str):
+    """Test metrics vs n (log-log), one line per curve, fitted power law and exponent in the legend."""
+    sns.set_theme(style="whitegrid", context="paper")
+    df = final_rows(metrics)
+    df = df.assign(k=np.where(df["method"] == "network", "", df["k"].astype(str)))
+    exponents = exponents.assign(k=exponents["k"].fillna("").astype(str).str.replace(r"\.0$", "", regex=True))
+    fig, axes = plt.subplots(1, len(metric_names), figsize=(5.2 * len(metric_names), 4.2), squeeze=False)
+    palette = sns.color_palette("colorblind", 10)
+    for ax, metric in zip(axes[0], metric_names):
+        sub = df[df["metric"] == metric]
+        for i, ((method, width, k), g) in enumerate(sub.groupby(["method", "width", "k"], sort=True)):
+            stats = g.groupby("n")["value"].agg(["mean", "std"]).reset_index()
+            color = palette[i % len(palette)]
+            fit = exponents[(exponents["method"] == method) & (exponents["width"] == width) &
+                            (exponents["k"] == str(k).replace(".0", "")) & (exponents["metric"] == metric)]
+            label = curve_label(method, width, k)
+            if len(fit):
+                f = fit.iloc[0]
+                label += f": α={f['alpha']:.2f} [{f['alpha_lo']:.2f}, {f['alpha_hi']:.2f}]"
+                nn = np.geomspace(f["n_min"], f["n_max"], 50)
+                ax.plot(nn, f["a"] * nn ** (-f["alpha"]) + f["c"], "--", color=color, lw=1)
+            ax.errorbar(stats["n"], stats["mean"], yerr=stats["std"].fillna(0), marker="o", ms=4,
+                        color=color, lw=1.5, capsize=2, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("training set size n (log scale)")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric) + " (log scale)")
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"Data scaling: {title}")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, *paths, dpi: int = 150):
+    """Write the figure atomically to each path (format from the suffix), then close it."""
+    from pathlib import Path
+
+    from .io import atomic_path
+    for p in paths:
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format=Path(p).suffix.lstrip("."), dpi=dpi)
+    plt.close(fig)

@@ -1,0 +1,107 @@
+"""Data-scaling fits: metric(n) = a * n^-alpha (optionally + c), with bootstrap intervals.
+
+The point estimate fits the curve of means (over seeds and test points) at each n; the interval resamples
+seeds and test points with replacement (the same draw at every n, so the curves stay paired) and refits.
+Without a floor the fit is least squares on log metric vs log n; with a floor it is least squares in log
+space on log(a n^-alpha + c), c >= 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import least_squares
+
+
+def fit_power_law(n, y, floor: bool = False) -> dict:
+    """Fit y = a * n^-alpha (+ c). Points with y <= 0 cannot be on a log scale and are dropped."""
+    n, y = np.asarray(n, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    ok = (y > 0) & np.isfinite(y) & (n > 0)
+    n, y = n[ok], y[ok]
+    nan = {"a": np.nan, "alpha": np.nan, "c": np.nan if floor else 0.0, "n_points": int(ok.sum())}
+    if len(n) < (3 if floor else 2):
+        return nan
+    ln, ly = np.log(n), np.log(y)
+    slope, intercept = np.polyfit(ln, ly, 1)
+    out = {"a": float(np.exp(intercept)), "alpha": float(-slope), "c": 0.0, "n_points": int(len(n))}
+    if not floor:
+        return out
+
+    def resid(p):
+        log_a, alpha, c = p
+        return np.log(np.exp(log_a - alpha * ln) + c) - ly
+
+    x0 = [intercept, max(-slope, 1e-3), 0.5 * y.min()]
+    hi_c = max(y.min(), 1e-300)
+    x0[2] = min(x0[2], hi_c * 0.999)
+    res = least_squares(resid, x0, bounds=([-np.inf, 0.0, 0.0], [np.inf, 10.0, hi_c]))
+    return {"a": float(np.exp(res.x[0])), "alpha": float(res.x[1]), "c": float(res.x[2]), "n_points": int(len(n))}
+
+
+def bootstrap_exponent(ns, values, floor: bool = False, n_boot: int = 1000, confidence: float = 0.95,
+                       seed: int = 0, n_min=None, n_max=None) -> dict:
+    """Exponent with a percentile bootstrap interval over seeds and test points.
+
+    values: array (len(ns), n_seeds, n_points) of per-point metric values (e.g. 0/1 errors or squared errors).
+    """
+    ns = np.asarray(ns, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 3 or values.shape[0] != len(ns):
+        raise ValueError(f"values must be (len(ns)={len(ns)}, seeds, points), got {values.shape}")
+    keep = np.ones(len(ns), dtype=bool)
+    if n_min is not None:
+        keep &= ns >= n_min
+    if n_max is not None:
+        keep &= ns <= n_max
+    ns, values = ns[keep], values[keep]
+    est = fit_power_law(ns, values.mean(axis=(1, 2)), floor=floor)
+    S, P = values.shape[1:]
+    rng = np.random.default_rng(seed)
+    alphas = np.full(n_boot, np.nan)
+    for b in range(n_boot):
+        ws = np.bincount(rng.integers(0, S, S), minlength=S) / S
+        wp = np.bincount(rng.integers(0, P, P), minlength=P) / P
+        curve = (values @ wp) @ ws
+        alphas[b] = fit_power_law(ns, curve, floor=floor)["alpha"]
+    tail = (1 - confidence) / 2
+    finite = alphas[np.isfinite(alphas)]
+    lo, hi = (np.quantile(finite, [tail, 1 - tail]) if len(finite) else (np.nan, np.nan))
+    return {**est, "alpha_lo": float(lo), "alpha_hi": float(hi), "n_min": float(ns.min()) if len(ns) else np.nan,
+            "n_max": float(ns.max()) if len(ns) else np.nan, "n_seeds": int(S), "n_test": int(P),
+            "n_boot": int(n_boot), "confidence": confidence}
+
+
+EXPONENT_COLUMNS = ("dataset", "arch", "width", "method", "k", "metric", "alpha", "alpha_lo", "alpha_hi",
+                    "a", "c", "n_min", "n_max", "n_points", "n_seeds", "n_test", "n_boot", "confidence")
+# which per-point array of a pointwise file each fitted metric uses
+POINTWISE_KEY = {"test_error": "error", "test_mse": "mse"}
+
+
+def curve_id(meta: dict) -> tuple:
+    """Points of one scaling curve: the network trained on each n is one curve whatever its k (= n)."""
+    k = "" if meta["method"] == "network" else int(meta["k"])
+    return (str(meta["dataset"]), str(meta["arch"]), int(meta["width"]), str(meta["method"]), k)
+
+
+def fit_curves(pointwise_paths, fit_cfg: dict) -> list[dict]:
+    """Read per-point result files (one per method/width/seed/n[/k]) and fit every curve and metric."""
+    curves: dict = {}
+    for path in pointwise_paths:
+        with np.load(path, allow_pickle=False) as z:
+            meta = {k: z[k].item() for k in ("dataset", "arch", "width", "seed", "method", "n", "k")}
+            arrays = {m: z[key] for m, key in POINTWISE_KEY.items()}
+        curves.setdefault(curve_id(meta), {})[(int(meta["n"]), int(meta["seed"]))] = arrays
+    rows = []
+    for cid, points in sorted(curves.items(), key=lambda kv: str(kv[0])):
+        ns = sorted({n for n, _ in points})
+        seeds = sorted({s for _, s in points})
+        missing = [(n, s) for n in ns for s in seeds if (n, s) not in points]
+        if missing:
+            raise ValueError(f"curve {cid}: missing results for (n, seed) {missing}")
+        for metric in fit_cfg["metrics"]:
+            values = np.stack([np.stack([points[(n, s)][metric] for s in seeds]) for n in ns])
+            res = bootstrap_exponent(ns, values, floor=fit_cfg["floor"], n_boot=fit_cfg["bootstrap"],
+                                     confidence=fit_cfg["confidence"], n_min=fit_cfg["n_min"],
+                                     n_max=fit_cfg["n_max"])
+            dataset, arch, width, method, k = cid
+            rows.append({"dataset": dataset, "arch": arch, "width": width, "method": method, "k": k,
+                         "metric": metric, **{c: res[c] for c in EXPONENT_COLUMNS if c in res}})
+    return rows

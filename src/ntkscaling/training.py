@@ -1,0 +1,153 @@
+"""Network training on a nested subset (PyTorch Lightning): the "network" curve of the pipeline.
+
+`NetworkModule` wraps the plain network of models.py; `train_network` trains it on subset n with the
+configured loss and optimizer, saves checkpoints on a schedule that always includes step 0 (the
+initialization) and the last step, evaluates train and test metrics at every checkpoint, and returns tidy
+rows plus the per-test-point values of the final network (for bootstrap fits). The initialization depends
+only on (seed, width), so every n of a seed starts from the same network and shares one eNTK at init.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from . import models
+from .metrics import LOSSES, evaluate, per_point_error, per_point_loss
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class NetworkModule(pl.LightningModule):
+    def __init__(self, arch: str, width: int, in_shape, out_dim: int, depth=None, parameterization="ntk",
+                 W_std=2 ** 0.5, b_std=0.0, init_seed: int = 0, loss: str = "mse", optimizer: str = "sgd",
+                 lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"train.loss={loss!r} is unknown; expected one of {LOSSES}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer={optimizer!r} is unknown; expected one of {OPTIMIZERS}")
+        self.save_hyperparameters()
+        self.net = models.build(arch, width, tuple(in_shape), out_dim, depth=depth,
+                                parameterization=parameterization, W_std=W_std, b_std=b_std, seed=init_seed)
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        out = self.net(x)
+        loss = per_point_loss(out, y, self.hparams.loss).mean()
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"training diverged: loss={loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(lr={self.hparams.lr}, optimizer={self.hparams.optimizer}); lower train.lr")
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train_err", per_point_error(out, y).mean(), prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def configure_optimizers(self):
+        h = self.hparams
+        if h.optimizer == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+        return torch.optim.Adam(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+
+
+def checkpoint_steps(total_steps: int, steps_per_epoch: int, log_points: int = 0, epochs=()) -> list[int]:
+    """Step 0, the last step, `log_points` log-spaced steps in between, and the asked epoch boundaries."""
+    steps = {0, int(total_steps)}
+    if log_points > 0 and total_steps > 1:
+        steps |= {int(round(s)) for s in np.logspace(0, math.log10(total_steps), log_points)}
+    steps |= {int(e) * steps_per_epoch for e in epochs if 0 < int(e) * steps_per_epoch <= total_steps}
+    return sorted(steps)
+
+
+class CheckpointAndEvaluate(pl.Callback):
+    """Save a checkpoint and evaluate train/test metrics at each scheduled global step."""
+
+    def __init__(self, steps, out_dir, data, loss: str, ident: dict):
+        self.steps, self.out_dir = set(steps), Path(out_dir)
+        self.data, self.loss, self.ident = data, loss, ident
+        self.rows, self.saved = [], {}
+
+    def _record(self, trainer, module):
+        step = trainer.global_step
+        if step in self.saved:
+            return
+        path = self.out_dir / f"step{step:08d}.ckpt"
+        tmp = path.with_name(f".{path.name}.tmp")
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, path)
+        self.saved[step] = path
+        epoch = step / max(1, trainer.num_training_batches)
+        for split in ("train", "test"):
+            x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+            res = evaluate(module.net, x, y, self.loss)
+            for metric in ("loss", "mse", "error"):
+                value = float(res[metric].mean())
+                if not math.isfinite(value):
+                    raise DivergenceError(f"{split} {metric} is {value} at step {step}; lower train.lr")
+                self.rows.append({**self.ident, "epoch": epoch, "step": step,
+                                  "metric": f"{split}_{metric}", "value": value})
+
+    def on_train_start(self, trainer, module):
+        self._record(trainer, module)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step in self.steps:
+            self._record(trainer, module)
+
+
+def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch: str, width: int,
+                  depth=None, parameterization="ntk", W_std=2 ** 0.5, b_std=0.0, loss="mse", optimizer="sgd",
+                  lr=0.1, momentum=0.9, weight_decay=0.0, batch_size=128, epochs=100, steps=None,
+                  log_points=0, checkpoint_epochs=(), dataset="", accelerator="auto", progress=True):
+    """Train on nested subset n; returns (tidy rows, pointwise dict of the final network, checkpoint paths).
+
+    With `steps` set, training runs exactly that many optimizer steps (epochs as many as needed);
+    otherwise `epochs` full passes over the n examples.
+    """
+    from .data import SubsetDataModule
+
+    pl.seed_everything(int(seed) * 1_000_003 + int(n), workers=True, verbose=False)
+    dm = SubsetDataModule(prepared_path, order_path, n, batch_size, seed=int(seed) * 1_000_003 + int(n))
+    dm.setup()
+    in_shape = tuple(dm.x_train.shape[1:])
+    module = NetworkModule(arch, width, in_shape, dm.n_classes, depth=depth, parameterization=parameterization,
+                           W_std=W_std, b_std=b_std, init_seed=seed, loss=loss, optimizer=optimizer, lr=lr,
+                           momentum=momentum, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total = int(steps) if steps else int(epochs) * steps_per_epoch
+    max_epochs = math.ceil(total / steps_per_epoch)
+    schedule = checkpoint_steps(total, steps_per_epoch, log_points, checkpoint_epochs)
+    ident = {"dataset": dataset, "arch": arch, "width": width, "seed": seed, "method": "network", "n": n, "k": n}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cb = CheckpointAndEvaluate(schedule, out_dir, dm, loss, ident)
+    trainer = pl.Trainer(max_steps=total, max_epochs=max_epochs, accelerator=accelerator, devices=1,
+                         deterministic=True, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, enable_progress_bar=progress, callbacks=[cb],
+                         default_root_dir=str(out_dir), num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=dm)
+    cb._record(trainer, module)  # the last step, whatever the schedule rounding
+    final = evaluate(module.net, dm.x_test, dm.y_test, loss)
+    pointwise = {k: v.numpy() for k, v in final.items()}
+    return cb.rows, pointwise, cb.saved
+
+
+def load_network(ckpt_path, map_location="cpu") -> models.Network:
+    """The plain network stored in a training checkpoint (weights only, no code from the file)."""
+    state = torch.load(ckpt_path, map_location=map_location, weights_only=True)
+    h = state["hyper_parameters"]
+    net = models.build(h["arch"], h["width"], tuple(h["in_shape"]), h["out_dim"], depth=h["depth"],
+                       parameterization=h["parameterization"], W_std=h["W_std"], b_std=h["b_std"])
+    net.load_state_dict({k[len("net."):]: v for k, v in state["state_dict"].items() if k.startswith("net.")})
+    return net

@@ -1,0 +1,12 @@
+"""Adapter: concatenate the tidy metric tables of every job into one."""
+import csv
+
+from ntkscaling import io
+
+with io.log_to(snakemake.log[0]):
+    rows = []
+    for path in snakemake.input.tables:
+        with open(path, newline="") as f:
+            rows += list(csv.DictReader(f))
+    io.write_rows(snakemake.output[0], rows)
+    print(f"{len(rows)} rows")

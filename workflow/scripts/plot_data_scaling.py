@@ -1,0 +1,9 @@
+"""Adapter: the data-scaling figure from the tidy metrics and the fitted exponents."""
+import pandas as pd
+
+from ntkscaling import io, plotting
+
+with io.log_to(snakemake.log[0]):
+    fig = plotting.plot_data_scaling(pd.read_csv(snakemake.input.metrics), pd.read_csv(snakemake.input.exponents),
+                                     snakemake.params.metrics, snakemake.params.title)
+    plotting.save_figure(fig, snakemake.output.pdf, snakemake.output.png)
