@@ -1,11 +1,13 @@
 # ntkscaling: does the Neural Tangent Kernel explain how my network scales?
 # The DAG: data -> train -> scaling fits -> figures. See README.md and ../shared/DESIGN.md.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -40,11 +40,10 @@ class DatasetError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------- formats
-def load_digits_raw(test_size: int):
+def load_digits_raw(test_size: int, classes=None):
     from sklearn.datasets import load_digits
     d = load_digits()
-    x = d.images.astype(np.float32)[:, None, :, :]  # (N, 1, 8, 8)
-    y = d.target.astype(np.int64)
+    x, y = select_classes(d.images.astype(np.float32)[:, None, :, :], d.target.astype(np.int64), classes)
     if not 0 < test_size < len(y):
         raise DatasetError(f"dataset.test_size={test_size}: digits has {len(y)} images; "
                            f"expected 0 < test_size < {len(y)}")
@@ -65,7 +64,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     """Accept only what the CIFAR-10 batches contain: dicts, lists, bytes, str and numpy arrays."""
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+               ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("_codecs", "encode")}  # how Python 3 writes bytes in protocol-2 pickles; pure data
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -215,11 +215,13 @@ def load_imagefolder_raw(root: Path):
 def load_npz_raw(path: Path):
     if not path.exists():
         raise DatasetError(f"{path}: missing; expected an .npz with x_train, y_train, x_test, y_test")
+    keys = ("x_train", "y_train", "x_test", "y_test")
     try:
-        z = np.load(path, allow_pickle=False)
-        arrs = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except KeyError as e:
-        raise DatasetError(f"{path}: missing array {e}; expected x_train, y_train, x_test, y_test") from e
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise DatasetError(f"{path}: missing array(s) {missing}; expected {list(keys)}")
+            arrs = {k: z[k] for k in keys}
     except (ValueError, OSError, EOFError) as e:
         raise DatasetError(f"{path}: not a readable .npz ({e})") from e
     out = []
@@ -242,11 +244,14 @@ def load_npz_raw(path: Path):
     return tuple(out)
 
 
-def load_raw(name: str, root="data", test_size: int = 1000, download: bool = False, file: str | None = None):
-    """(x_train, y_train, x_test, y_test) of dataset `name`, images NCHW float32, labels int64."""
+def load_raw(name: str, root="data", test_size: int = 1000, download: bool = False, file: str | None = None,
+             classes=None):
+    """(x_train, y_train, x_test, y_test) of dataset `name`, images NCHW float32, labels int64.
+
+    With `classes`, only those labels are kept and relabelled 0..K-1 in the given order."""
     root = Path(root)
     if name == "digits":
-        out = load_digits_raw(test_size)
+        out = load_digits_raw(test_size, classes)
     elif name == "cifar10":
         out = load_cifar10_raw(root, download=download)
     elif name == "mnist":
@@ -257,6 +262,8 @@ def load_raw(name: str, root="data", test_size: int = 1000, download: bool = Fal
         out = load_npz_raw(root / (file or "dataset.npz"))
     else:
         raise DatasetError(f"dataset.name={name!r} is unknown; expected one of {DATASETS}")
+    if name != "digits":
+        out = (*select_classes(out[0], out[1], classes), *select_classes(out[2], out[3], classes))
     for split, x, y in (("train", out[0], out[1]), ("test", out[2], out[3])):
         if not np.all(np.isfinite(x)):
             raise DatasetError(f"dataset {name!r} ({root}): {split} inputs contain NaN or inf")
@@ -298,9 +305,8 @@ def nested_order(y_train: np.ndarray, seed: int, balanced: bool = True) -> np.nd
 def prepare(name: str, root="data", test_size: int = 1000, classes=None, download: bool = False,
             file: str | None = None, split_seed: int = 0):
     """Load, select classes, draw the fixed test set and standardize with training-pool statistics."""
-    x_tr, y_tr, x_te, y_te = load_raw(name, root, test_size=test_size, download=download, file=file)
-    x_tr, y_tr = select_classes(x_tr, y_tr, classes)
-    x_te, y_te = select_classes(x_te, y_te, classes)
+    x_tr, y_tr, x_te, y_te = load_raw(name, root, test_size=test_size, download=download, file=file,
+                                      classes=classes)
     if test_size > len(y_te):
         raise DatasetError(f"dataset.test_size={test_size}: the {name} test split has only {len(y_te)} examples")
     te = balanced_order(y_te, np.random.default_rng([int(split_seed), 104729]))[:test_size]

@@ -77,18 +77,30 @@ def provenance() -> dict:
 
 @contextlib.contextmanager
 def log_to(path):
-    """Send stdout, stderr and Python logging of a workflow script to its log file, tracebacks included."""
+    """Send everything a workflow script prints (Python and C level, Lightning's loggers included) to its
+    log file, tracebacks included."""
     import logging
     import sys
     import traceback
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        logging.basicConfig(stream=f, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                            force=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "w", buffering=1) as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
         try:
             yield f
         except BaseException:
-            traceback.print_exc(file=f)
+            traceback.print_exc()
             raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,10 +108,29 @@ class CheckpointAndEvaluate(pl.Callback):
             self._record(trainer, module)
 
 
+class LineProgress(pl.Callback):
+    """Plain progress lines for log files (about every 10% of training, with an ETA)."""
+
+    def __init__(self, total_steps: int, lines: int = 10):
+        self.total, self.every = total_steps, max(1, total_steps // lines)
+
+    def on_train_start(self, trainer, module):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if step % self.every == 0 or step == self.total:
+            el = time.perf_counter() - self.t0
+            eta = el / step * (self.total - step)
+            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
+            print(f"step {step}/{self.total} epoch {trainer.current_epoch} train_loss {loss:.4g} "
+                  f"elapsed {el:.1f}s eta {eta:.1f}s", flush=True)
+
+
 def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch: str, width: int,
                   depth=None, parameterization="ntk", W_std=2 ** 0.5, b_std=0.0, loss="mse", optimizer="sgd",
                   lr=0.1, momentum=0.9, weight_decay=0.0, batch_size=128, epochs=100, steps=None,
-                  log_points=0, checkpoint_epochs=(), dataset="", accelerator="auto", progress=True):
+                  log_points=0, checkpoint_epochs=(), dataset="", accelerator="auto", progress=None):
     """Train on nested subset n; returns (tidy rows, pointwise dict of the final network, checkpoint paths).
 
     With `steps` set, training runs exactly that many optimizer steps (epochs as many as needed);
@@ -132,9 +153,12 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cb = CheckpointAndEvaluate(schedule, out_dir, dm, loss, ident)
+    if progress is None:  # Lightning's bar on a terminal, plain lines in a log file
+        progress = sys.stderr.isatty()
+    callbacks = [cb] if progress else [cb, LineProgress(total)]
     trainer = pl.Trainer(max_steps=total, max_epochs=max_epochs, accelerator=accelerator, devices=1,
                          deterministic=True, logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, enable_progress_bar=progress, callbacks=[cb],
+                         enable_model_summary=False, enable_progress_bar=progress, callbacks=callbacks,
                          default_root_dir=str(out_dir), num_sanity_val_steps=0)
     trainer.fit(module, datamodule=dm)
     cb._record(trainer, module)  # the last step, whatever the schedule rounding

@@ -1,9 +1,13 @@
-# Shared by all rule files: config validation, paths, wildcard constraints, target lists and
+# Shared by every stage file - config validation, paths, wildcard constraints, target lists and
 # named input functions. Kept small: logic lives in src/ntkscaling.
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# Scripts import this checkout's library even where it is not pip-installed (e.g. a conda env on a cluster).
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 from ntkscaling.config import ConfigError, validate as validate_config  # noqa: E402
 
 try:
@@ -16,7 +20,7 @@ LOGS = f"logs/{config['run_name']}"
 WIDTHS = config["model"]["widths"]
 SEEDS = config["seeds"]
 NS = config["sample_sizes"]
-TRAIN_DIR = RESULTS + "/train/w{width}/s{seed}/n{n}"
+TRAIN_DIR = f"{RESULTS}/train/w{{width}}/s{{seed}}/n{{n}}"
 
 
 wildcard_constraints:
@@ -27,16 +31,16 @@ wildcard_constraints:
 
 
 def src(*modules):
-    """The library files a rule's script imports: editing them re-runs the rule (code-version inputs)."""
-    return [f"src/ntkscaling/{m}.py" for m in modules]
+    """Library files imported by a script, as code-version inputs (editing them re-runs the job)."""
+    return [os.path.join(workflow.basedir, "src", "ntkscaling", f"{m}.py") for m in modules]
 
 
 def network_pointwise(wildcards=None):
-    return expand(TRAIN_DIR + "/pointwise.npz", width=WIDTHS, seed=SEEDS, n=NS)
+    return expand(f"{TRAIN_DIR}/pointwise.npz", width=WIDTHS, seed=SEEDS, n=NS)
 
 
 def network_metrics(wildcards=None):
-    return expand(TRAIN_DIR + "/metrics.csv", width=WIDTHS, seed=SEEDS, n=NS)
+    return expand(f"{TRAIN_DIR}/metrics.csv", width=WIDTHS, seed=SEEDS, n=NS)
 
 
 def pointwise_all(wildcards=None):
@@ -50,7 +54,7 @@ def metrics_all(wildcards=None):
 
 def all_targets():
     return [
-        RESULTS + "/scaling/metrics.csv",
-        RESULTS + "/scaling/exponents.csv",
-        *expand(RESULTS + "/figures/data_scaling.{ext}", ext=["pdf", "png"]),
+        f"{RESULTS}/scaling/metrics.csv",
+        f"{RESULTS}/scaling/exponents.csv",
+        *expand(f"{RESULTS}/figures/data_scaling.{{ext}}", ext=["pdf", "png"]),
     ]

@@ -6,14 +6,16 @@ rule prepare_data:
     input:
         code=src("data", "io"),
     output:
-        data=RESULTS + "/data/prepared.npz",
-        meta=RESULTS + "/data/prepared.json",
+        data=f"{RESULTS}/data/prepared.npz",
+        meta=f"{RESULTS}/data/prepared.json",
     params:
         dataset=config["dataset"],
+    conda:
+        "../../envs/ntkscaling.yaml"
     log:
-        LOGS + "/prepare_data.log",
+        f"{LOGS}/prepare_data.log",
     benchmark:
-        LOGS + "/benchmarks/prepare_data.tsv"
+        f"{LOGS}/benchmarks/prepare_data.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -27,12 +29,14 @@ rule subset_order:
         data=rules.prepare_data.output.data,
         code=src("data", "io"),
     output:
-        RESULTS + "/data/order_s{seed}.npy",
+        f"{RESULTS}/data/order_s{{seed}}.npy",
     params:
         balanced=config["dataset"]["balanced"],
         max_n=max(NS),
+    conda:
+        "../../envs/ntkscaling.yaml"
     log:
-        LOGS + "/subset_order_s{seed}.log",
+        f"{LOGS}/subset_order_s{{seed}}.log",
     threads: 1
     resources:
         mem_mb=1000,

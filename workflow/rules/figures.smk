@@ -8,16 +8,18 @@ rule figure_data_scaling:
         code=src("plotting"),
     output:
         pdf=report(
-            RESULTS + "/figures/data_scaling.pdf",
+            f"{RESULTS}/figures/data_scaling.pdf",
             caption="../report/data_scaling.rst",
             category="Data scaling",
         ),
-        png=RESULTS + "/figures/data_scaling.png",
+        png=f"{RESULTS}/figures/data_scaling.png",
     params:
         metrics=config["fit"]["metrics"],
         title=f"{config['dataset']['name']} / {config['model']['arch']}",
+    conda:
+        "../../envs/ntkscaling.yaml"
     log:
-        LOGS + "/figure_data_scaling.log",
+        f"{LOGS}/figure_data_scaling.log",
     threads: 1
     resources:
         mem_mb=2000,

@@ -6,9 +6,11 @@ rule collect_metrics:
         tables=metrics_all,
         code=src("io"),
     output:
-        RESULTS + "/scaling/metrics.csv",
+        f"{RESULTS}/scaling/metrics.csv",
+    conda:
+        "../../envs/ntkscaling.yaml"
     log:
-        LOGS + "/collect_metrics.log",
+        f"{LOGS}/collect_metrics.log",
     threads: 1
     resources:
         mem_mb=2000,
@@ -22,13 +24,15 @@ rule fit_exponents:
         pointwise=pointwise_all,
         code=src("scaling", "io"),
     output:
-        RESULTS + "/scaling/exponents.csv",
+        f"{RESULTS}/scaling/exponents.csv",
     params:
         fit=config["fit"],
+    conda:
+        "../../envs/ntkscaling.yaml"
     log:
-        LOGS + "/fit_exponents.log",
+        f"{LOGS}/fit_exponents.log",
     benchmark:
-        LOGS + "/benchmarks/fit_exponents.tsv"
+        f"{LOGS}/benchmarks/fit_exponents.tsv"
     threads: 1
     resources:
         mem_mb=2000,

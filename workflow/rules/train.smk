@@ -5,21 +5,23 @@
 rule train_network:
     input:
         data=rules.prepare_data.output.data,
-        order=RESULTS + "/data/order_s{seed}.npy",
+        order=f"{RESULTS}/data/order_s{{seed}}.npy",
         code=src("training", "models", "metrics", "data", "io"),
     output:
-        metrics=TRAIN_DIR + "/metrics.csv",
-        pointwise=TRAIN_DIR + "/pointwise.npz",
-        final=TRAIN_DIR + "/final.ckpt",
+        metrics=f"{TRAIN_DIR}/metrics.csv",
+        pointwise=f"{TRAIN_DIR}/pointwise.npz",
+        final=f"{TRAIN_DIR}/final.ckpt",
     params:
         model=config["model"],
         train=config["train"],
         dataset=config["dataset"]["name"],
-        checkpoints=TRAIN_DIR + "/checkpoints",
+        checkpoints=f"{TRAIN_DIR}/checkpoints",
+    conda:
+        "../../envs/ntkscaling.yaml"
     log:
-        LOGS + "/train/w{width}_s{seed}_n{n}.log",
+        f"{LOGS}/train/w{{width}}_s{{seed}}_n{{n}}.log",
     benchmark:
-        LOGS + "/benchmarks/train/w{width}_s{seed}_n{n}.tsv"
+        f"{LOGS}/benchmarks/train/w{{width}}_s{{seed}}_n{{n}}.tsv"
     threads: 1
     resources:
         mem_mb=4000,

@@ -1,0 +1,38 @@
+"""Config validation: defaults are filled, every bad key or value is named with what is allowed."""
+import copy
+
+import pytest
+import yaml
+
+from ntkscaling.config import ConfigError, validate
+
+from conftest import ROOT
+
+
+def _default():
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_defaults_fill():
+    cfg = validate(_default())
+    assert cfg["model"]["arch"] == "mlp"
+    empty = validate({})
+    assert empty["dataset"]["name"] == "digits" and empty["fit"]["bootstrap"] == 1000
+
+
+@pytest.mark.parametrize("patch,expected", [
+    (lambda c: c.update(bogus=1), r"unknown key\(s\) \['bogus'\]"),
+    (lambda c: c["train"].update(lr=-1), r"'train.lr': got -1; expected a number > 0"),
+    (lambda c: c["model"].update(arch="resnet"), r"'model.arch': got 'resnet'; expected one of"),
+    (lambda c: c["train"].update(optimizer="rmsprop"), r"'train.optimizer'.*one of \['sgd', 'adam'\]"),
+    (lambda c: c.update(sample_sizes=[]), r"'sample_sizes': got \[\]; expected a list with at least 2"),
+    (lambda c: c.update(seeds="0"), r"'seeds': got '0'; expected a value of type array"),
+    (lambda c: c["kernel"].update(ridges=[-0.1]), r"'kernel.ridges.0': got -0.1; expected a number >= 0"),
+    (lambda c: c["dataset"].update(name="imagenet"), r"'dataset.name'.*one of"),
+    (lambda c: c["fit"].update(n_min=2000), r"fit.n_min"),
+])
+def test_bad_values_are_named(patch, expected):
+    cfg = _default()
+    patch(cfg)
+    with pytest.raises(ConfigError, match=expected):
+        validate(copy.deepcopy(cfg))

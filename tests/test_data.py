@@ -1,0 +1,189 @@
+"""Every dataset format on small files made here, corrupt files, nested subsets and standardization."""
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from ntkscaling import data
+
+
+def _idx(arr: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def _write_mnist(root, gz: bool, n_train=40, n_test=20):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 255, (n_train, 8, 8)), "y_train": np.arange(n_train) % 10,
+              "x_test": rng.integers(0, 255, (n_test, 8, 8)), "y_test": np.arange(n_test) % 10}
+    for key, stem in data.MNIST_FILES.items():
+        raw = _idx(arrays[key])
+        if gz:
+            (root / f"{stem}.gz").write_bytes(gzip.compress(raw))
+        else:
+            (root / stem).write_bytes(raw)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_idx(tmp_path, gz):
+    arrays = _write_mnist(tmp_path, gz)
+    x_tr, y_tr, x_te, y_te = data.load_raw("mnist", tmp_path)
+    assert x_tr.shape == (40, 1, 8, 8) and x_te.shape == (20, 1, 8, 8)
+    np.testing.assert_array_equal(x_tr[:, 0], arrays["x_train"])
+    np.testing.assert_array_equal(y_te, arrays["y_test"])
+
+
+def test_mnist_truncated_file_is_named(tmp_path):
+    _write_mnist(tmp_path, gz=False)
+    f = tmp_path / data.MNIST_FILES["x_train"]
+    f.write_bytes(f.read_bytes()[:-7])
+    with pytest.raises(data.DatasetError, match="train-images-idx3-ubyte.*header says"):
+        data.load_raw("mnist", tmp_path)
+
+
+def test_mnist_missing_file_is_named(tmp_path):
+    _write_mnist(tmp_path, gz=True)
+    (tmp_path / (data.MNIST_FILES["y_test"] + ".gz")).unlink()
+    with pytest.raises(data.DatasetError, match="t10k-labels-idx1-ubyte.*missing"):
+        data.load_raw("mnist", tmp_path)
+
+
+def _write_npz(path, nhwc=True):
+    rng = np.random.default_rng(1)
+    shape = (30, 4, 4, 3) if nhwc else (30, 5)
+    np.savez(path, x_train=rng.normal(size=shape), y_train=np.arange(30) % 3,
+             x_test=rng.normal(size=(12,) + shape[1:]), y_test=np.arange(12) % 3)
+
+
+def test_npz_images_and_vectors(tmp_path):
+    _write_npz(tmp_path / "dataset.npz")
+    x_tr, y_tr, x_te, y_te = data.load_raw("npz", tmp_path)
+    raw = np.load(tmp_path / "dataset.npz")
+    assert x_tr.shape == (30, 3, 4, 4)
+    np.testing.assert_allclose(x_tr, raw["x_train"].transpose(0, 3, 1, 2).astype(np.float32))
+    _write_npz(tmp_path / "vec.npz", nhwc=False)
+    x_tr, *_ = data.load_raw("npz", tmp_path, file="vec.npz")
+    assert x_tr.shape == (30, 5)
+
+
+def test_npz_corrupt_and_incomplete(tmp_path):
+    (tmp_path / "dataset.npz").write_bytes(b"this is not a zip file")
+    with pytest.raises(data.DatasetError, match="dataset.npz: not a readable"):
+        data.load_raw("npz", tmp_path)
+    np.savez(tmp_path / "dataset.npz", x_train=np.zeros((3, 2)), y_train=np.zeros(3, int))
+    with pytest.raises(data.DatasetError, match=r"missing array\(s\) \['x_test', 'y_test'\]"):
+        data.load_raw("npz", tmp_path)
+    np.savez(tmp_path / "dataset.npz", x_train=np.zeros((3, 2)), y_train=np.zeros(4, int),
+             x_test=np.zeros((3, 2)), y_test=np.zeros(3, int))
+    with pytest.raises(data.DatasetError, match="y_train"):
+        data.load_raw("npz", tmp_path)
+
+
+def test_imagefolder(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(2)
+    for split, count in (("train", 3), ("test", 2)):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    x_tr, y_tr, x_te, y_te = data.load_raw("imagefolder", tmp_path)
+    assert x_tr.shape == (6, 3, 8, 8) and list(y_tr) == [0, 0, 0, 1, 1, 1] and len(y_te) == 4
+    (tmp_path / "test" / "dog" / "broken.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(data.DatasetError, match="broken.png: not a readable image"):
+        data.load_raw("imagefolder", tmp_path)
+
+
+def _cifar_tarball(path, batches):
+    with tarfile.open(path, "w:gz") as tf:
+        for name, obj in batches.items():
+            raw = pickle.dumps(obj, protocol=2)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(raw)
+            tf.addfile(info, io.BytesIO(raw))
+
+
+def _cifar_batch(n, rng):
+    return {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": [int(v) for v in rng.integers(0, 10, n)]}
+
+
+def test_cifar10_tarball(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    batches = {f"data_batch_{i}": _cifar_batch(4, rng) for i in range(1, 6)}
+    batches["test_batch"] = _cifar_batch(5, rng)
+    tarball = tmp_path / data.CIFAR10_TARBALL
+    _cifar_tarball(tarball, batches)
+    # the official md5 is checked: our small file fails it, with a message naming the file
+    with pytest.raises(data.DatasetError, match="cifar-10-python.tar.gz: md5 .* does not match"):
+        data.load_raw("cifar10", tmp_path)
+    monkeypatch.setattr(data, "CIFAR10_MD5", hashlib.md5(tarball.read_bytes()).hexdigest())
+    x_tr, y_tr, x_te, y_te = data.load_raw("cifar10", tmp_path)
+    assert x_tr.shape == (20, 3, 32, 32) and x_te.shape == (5, 3, 32, 32)
+    np.testing.assert_array_equal(x_tr[0].reshape(-1), batches["data_batch_1"][b"data"][0])
+    assert list(y_te) == list(batches["test_batch"][b"labels"])
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/ntkscaling-pwned",))
+
+
+def test_cifar10_refuses_code_in_pickle(tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    batches = {f"data_batch_{i}": _cifar_batch(2, rng) for i in range(1, 6)}
+    batches["test_batch"] = {b"data": _Exploit(), b"labels": [0]}
+    tarball = tmp_path / data.CIFAR10_TARBALL
+    _cifar_tarball(tarball, batches)
+    monkeypatch.setattr(data, "CIFAR10_MD5", hashlib.md5(tarball.read_bytes()).hexdigest())
+    with pytest.raises(data.DatasetError, match="refusing to load posix.system|refusing to load os.system"):
+        data.load_raw("cifar10", tmp_path)
+    assert not os.path.exists("/tmp/ntkscaling-pwned")
+
+
+def test_cifar10_missing_says_where_to_put_it(tmp_path):
+    with pytest.raises(data.DatasetError, match="cifar-10-python.tar.gz: missing.*download"):
+        data.load_raw("cifar10", tmp_path)
+
+
+def test_digits_builtin():
+    x_tr, y_tr, x_te, y_te = data.load_raw("digits", test_size=300)
+    assert x_tr.shape == (1497, 1, 8, 8) and x_te.shape == (300, 1, 8, 8)
+    assert set(np.unique(y_tr)) == set(range(10))
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_nested_subsets_are_nested_and_seeded(balanced):
+    y = np.repeat(np.arange(4), [50, 30, 40, 60])
+    order = data.nested_order(y, seed=5, balanced=balanced)
+    assert sorted(order) == list(range(len(y)))  # a permutation
+    np.testing.assert_array_equal(order, data.nested_order(y, seed=5, balanced=balanced))
+    assert not np.array_equal(order, data.nested_order(y, seed=6, balanced=balanced))
+    for n1, n2 in ((8, 16), (16, 100), (100, 180)):
+        assert set(order[:n1]) <= set(order[:n2])
+
+
+def test_balanced_prefixes():
+    y = np.repeat(np.arange(3), [100, 20, 50])
+    order = data.nested_order(y, seed=0, balanced=True)
+    for n in (3, 12, 30, 60):
+        counts = np.bincount(y[order[:n]], minlength=3)
+        assert counts.max() - counts.min() <= 1, (n, counts)
+    counts = np.bincount(y[order[:90]], minlength=3)  # class 1 is exhausted at 20
+    assert counts[1] == 20 and abs(counts[0] - counts[2]) <= 1
+
+
+def test_prepare_standardizes_with_pool_statistics_and_selects_classes():
+    d = data.prepare("digits", test_size=100, classes=[3, 7])
+    assert set(np.unique(d["y_train"])) == {0, 1} and int(d["n_classes"]) == 2
+    assert len(d["y_test"]) == 100 and set(np.unique(d["y_test"])) == {0, 1}
+    x = d["x_train"].astype(np.float64)
+    assert abs(x.mean()) < 1e-5
+    assert abs(x.std() - 1) < 1e-4  # one channel: pool std is 1
+    # subsets are slices of the same standardized pool: a subset's statistics differ from (0, 1)
+    assert abs(x[:20].mean()) > 1e-4

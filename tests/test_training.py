@@ -1,0 +1,63 @@
+"""Training: determinism, the checkpoint schedule, divergence errors, weights-only checkpoint loading."""
+import numpy as np
+import pytest
+import torch
+
+from ntkscaling import data, io, models, training
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prep")
+    d = data.prepare("digits", test_size=100)
+    io.save_npz(root / "prepared.npz", **d)
+    io.save_npy(root / "order.npy", data.nested_order(d["y_train"], 0))
+    return root / "prepared.npz", root / "order.npy"
+
+
+def _train(prepared, out, **kw):
+    args = dict(arch="mlp", width=32, depth=1, lr=0.5, batch_size=16, epochs=5, log_points=4, progress=False)
+    args.update(kw)
+    return training.train_network(*prepared, n=48, seed=1, out_dir=out, **args)
+
+
+def test_same_seed_same_numbers(prepared, tmp_path):
+    rows1, pw1, saved1 = _train(prepared, tmp_path / "a")
+    rows2, pw2, saved2 = _train(prepared, tmp_path / "b")
+    assert [r["value"] for r in rows1] == [r["value"] for r in rows2]
+    for k in pw1:
+        np.testing.assert_array_equal(pw1[k], pw2[k])
+    rows3, *_ = _train(prepared, tmp_path / "c", lr=0.3)
+    assert [r["value"] for r in rows1] != [r["value"] for r in rows3]
+
+
+def test_schedule_has_init_and_end_and_training_helps(prepared, tmp_path):
+    rows, pointwise, saved = _train(prepared, tmp_path)
+    total = 5 * 3  # 5 epochs of ceil(48/16) steps
+    assert min(saved) == 0 and max(saved) == total
+    assert set(training.checkpoint_steps(total, 3, 4)) <= set(saved)
+    value = {(r["step"], r["metric"]): r["value"] for r in rows}
+    assert value[(total, "train_loss")] < value[(0, "train_loss")]
+    assert value[(total, "test_error")] == pytest.approx(pointwise["error"].mean())
+    # the step-0 checkpoint is the seed's initialization, independent of n
+    init = training.load_network(saved[0])
+    fresh = models.build("mlp", 32, (1, 8, 8), 10, depth=1, seed=1)
+    for a, b in zip(init.parameters(), fresh.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_steps():
+    assert training.checkpoint_steps(100, 10) == [0, 100]
+    assert training.checkpoint_steps(100, 10, log_points=3) == [0, 1, 10, 100]
+    assert training.checkpoint_steps(100, 10, epochs=[2, 50]) == [0, 20, 100]
+
+
+def test_divergence_stops_with_clear_error(prepared, tmp_path):
+    with pytest.raises(training.DivergenceError, match="lower train.lr"):
+        _train(prepared, tmp_path, lr=1e6, epochs=20)
+
+
+def test_checkpoints_load_weights_only(prepared, tmp_path):
+    _, _, saved = _train(prepared, tmp_path, epochs=1)
+    state = torch.load(saved[max(saved)], map_location="cpu", weights_only=True)
+    assert "state_dict" in state
