@@ -7,7 +7,7 @@ from pathlib import Path
 # Scripts import this checkout's library even where it is not pip-installed (e.g. a conda env on a cluster).
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 from ntkscaling.config import ConfigError, validate as validate_config  # noqa: E402
 
 try:
