@@ -1,0 +1,221 @@
+"""Empirical NTK of a network (at any checkpoint): the kernel stage of the pipeline.
+
+K(x, x') = sum over parameters of J_c(x) J_d(x')^T, with gradients taken w.r.t. the model's raw parameters
+(NTK parameterization puts the scale in the forward pass). Kinds, as in neural-tangents:
+
+- ``mean``: (1/C) sum_c J_c(x).J_c(x')   -> (n1, n2)   (neural-tangents' trace_axes convention)
+- ``sum``:  the NTK of the summed logits -> (n1, n2)   (= sum over c, d of the full block)
+- ``full``: J_c(x).J_d(x')                -> (n1, n2, C, C)
+
+Implementations (all return the same numbers):
+
+- ``jacobian``: the plain reference; per-sample Jacobians with torch.func (jacrev + vmap), then contraction.
+- ``layerwise``: the production path for networks built by models.py. One forward pass records each
+  layer's input A and C backward passes give the per-sample gradients G of the logits w.r.t. each layer's
+  output. A Dense layer contributes (W_scale^2 A A'^T + b_scale^2) * (G G'^T), so an MLP needs no Jacobian;
+  a Conv layer's per-sample weight gradient W_scale * G^T unfold(A) is formed one layer and one block at a
+  time and contracted by a matmul. Rows and columns go in blocks sized to `max_memory_gb`, and when
+  x2 is x1 only the upper triangle of block pairs is computed.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .models import Conv, Dense, Network
+
+KINDS = ("mean", "sum", "full")
+IMPLEMENTATIONS = ("auto", "jacobian", "layerwise")
+
+
+# --------------------------------------------------------------------------------------------- reference
+def _jacobian_ntk(model, x1, x2, kind):
+    from torch.func import functional_call, jacrev, vmap
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def f(p, x):
+        return functional_call(model, p, (x.unsqueeze(0),)).squeeze(0)
+
+    def jac(x):
+        J = vmap(jacrev(f), (None, 0))(params, x)
+        return torch.cat([j.reshape(j.shape[0], j.shape[1], -1) for j in J.values()], dim=2)  # (n, C, P)
+
+    J1 = jac(x1)
+    J2 = J1 if x2 is None else jac(x2)
+    if kind == "mean":
+        return torch.einsum("acp,bcp->ab", J1, J2) / J1.shape[1]
+    if kind == "sum":
+        return J1.sum(1) @ J2.sum(1).T
+    return torch.einsum("acp,bdp->abcd", J1, J2)
+
+
+# --------------------------------------------------------------------------------------------- layerwise
+@dataclass
+class _LayerFeatures:
+    """What one layer contributes for a block of samples."""
+    dense_A: torch.Tensor | None = None   # (n, fan_in) layer inputs (Dense)
+    G: torch.Tensor | None = None         # (n, C', fan_out) output gradients (Dense)
+    J: torch.Tensor | None = None         # (n, C', D) per-sample parameter gradients (Conv)
+    W_scale: float = 1.0
+    b_scale: float = 1.0
+
+
+def _block_features(model: Network, x: torch.Tensor, kind: str) -> list[_LayerFeatures]:
+    probes, inputs, layers = [], [], []
+    h = x
+    with torch.enable_grad():
+        for m in model:
+            if isinstance(m, (Dense, Conv)):
+                inputs.append(h.detach())
+                layers.append(m)
+                z = m(h)
+                probe = torch.zeros_like(z, requires_grad=True)  # d out / d probe = d out / d z
+                probes.append(probe)
+                h = z + probe
+            else:
+                h = m(h)
+        out = h
+        C = out.shape[1]
+        if kind == "sum":
+            grads = [torch.autograd.grad(out.sum(), probes)]
+        else:
+            grads = [torch.autograd.grad(out[:, c].sum(), probes, retain_graph=c < C - 1) for c in range(C)]
+    feats = []
+    for li, (m, A) in enumerate(zip(layers, inputs)):
+        G = torch.stack([g[li] for g in grads], dim=1)  # (n, C', *z.shape[1:])
+        if isinstance(m, Dense):
+            feats.append(_LayerFeatures(dense_A=A, G=G, W_scale=m.W_scale, b_scale=m.b_scale))
+        else:
+            n, Cp, Co = G.shape[:3]
+            U = F.unfold(A, 3, padding=1)                              # (n, C_in*9, P)
+            Gp = G.reshape(n, Cp * Co, -1)                             # (n, C'*C_out, P)
+            Jw = torch.bmm(Gp, U.transpose(1, 2)) * m.W_scale          # (n, C'*C_out, C_in*9)
+            Jw = Jw.reshape(n, Cp, -1)
+            Jb = G.sum(dim=(3, 4)) * m.b_scale                          # (n, C', C_out)
+            feats.append(_LayerFeatures(J=torch.cat([Jw, Jb], dim=2)))
+    return feats
+
+
+def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str) -> torch.Tensor:
+    K = None
+    for a, b in zip(f1, f2):
+        if a.J is not None:
+            if kind == "full":
+                term = torch.einsum("acp,bdp->abcd", a.J, b.J)
+            else:
+                term = a.J.reshape(a.J.shape[0], -1) @ b.J.reshape(b.J.shape[0], -1).T
+        else:
+            lin = (a.W_scale ** 2) * (a.dense_A @ b.dense_A.T) + a.b_scale ** 2
+            if kind == "full":
+                term = lin[:, :, None, None] * torch.einsum("acu,bdu->abcd", a.G, b.G)
+            else:
+                term = lin * (a.G.reshape(a.G.shape[0], -1) @ b.G.reshape(b.G.shape[0], -1).T)
+        K = term if K is None else K + term
+    if kind == "mean":
+        K = K / f1[0].G.shape[1] if f1[0].G is not None else K / f1[0].J.shape[1]
+    return K
+
+
+def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int) -> int:
+    """Rough peak memory per sample of the layerwise features (activations, gradients, Jacobians)."""
+    total, h = 0, torch.zeros((1,) + tuple(x_shape))
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, Dense):
+                total += h[0].numel() + C * m.fan_out
+            elif isinstance(m, Conv):
+                P = h.shape[2] * h.shape[3]
+                total += C * (m.c_out * m.c_in * 9 + m.c_out) + m.c_in * 9 * P + 2 * C * m.c_out * P
+            h = m(h)
+            total += 2 * h[0].numel()
+    return total * itemsize
+
+
+def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
+    Cp = 1 if kind == "sum" else model.param_layers()[-1].fan_out
+    per_sample = _bytes_per_sample(model, x1.shape[1:], Cp, x1.element_size())
+    n1 = len(x1)
+    n2 = n1 if x2 is None else len(x2)
+    budget = (max_memory_gb or 2.0) * 1e9
+    out_bytes = n1 * n2 * x1.element_size() * (Cp * Cp if kind == "full" else 1)
+    block = max(1, int((budget - out_bytes) // (2 * per_sample)))
+    sym = x2 is None
+    xs2 = x1 if sym else x2
+    C = model.param_layers()[-1].fan_out
+    shape = (n1, n2, C, C) if kind == "full" else (n1, n2)
+    K = torch.empty(shape, dtype=x1.dtype, device=x1.device)
+    rows = [(i, min(i + block, n1)) for i in range(0, n1, block)]
+    cols = rows if sym else [(j, min(j + block, n2)) for j in range(0, n2, block)]
+    # cache every block's features when they all fit, else recompute column blocks
+    cache_all = (n1 + (0 if sym else n2)) * per_sample <= budget - out_bytes
+    cache: dict = {}
+
+    def feats(which, lo, hi):
+        key = (which, lo)
+        if key in cache:
+            return cache[key]
+        f = _block_features(model, (x1 if which == 1 else xs2)[lo:hi], kind)
+        if cache_all:
+            cache[key] = f
+        return f
+
+    pairs = [(r, c) for ri, r in enumerate(rows) for ci, c in enumerate(cols) if not sym or ci >= ri]
+    t0 = time.perf_counter()
+    for done, ((i0, i1), (j0, j1)) in enumerate(pairs, 1):
+        fi = feats(1, i0, i1)
+        fj = fi if (sym and i0 == j0) else feats(1 if sym else 2, j0, j1)
+        blk = _contract(fi, fj, kind)
+        K[i0:i1, j0:j1] = blk
+        if sym and i0 != j0:
+            K[j0:j1, i0:i1] = blk.transpose(0, 1) if kind != "full" else blk.permute(1, 0, 3, 2)
+        if progress is not None and len(pairs) > 1:
+            el = time.perf_counter() - t0
+            progress(f"eNTK blocks {done}/{len(pairs)} elapsed {el:.1f}s eta {el / done * (len(pairs) - done):.1f}s")
+    return K
+
+
+# --------------------------------------------------------------------------------------------- public API
+def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, implementation: str = "auto",
+                  max_memory_gb: float | None = None, progress=None) -> torch.Tensor:
+    """Empirical NTK of `model` between x1 and x2 (x2=None: x1 with itself, symmetric).
+
+    Returns (n1, n2) for kind 'mean' or 'sum', (n1, n2, C, C) for 'full', in `dtype`, on the model's device.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is unknown; expected one of {KINDS}")
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation={implementation!r} is unknown; expected one of {IMPLEMENTATIONS}")
+    layerwise_ok = isinstance(model, Network)
+    if implementation == "auto":
+        implementation = "layerwise" if layerwise_ok else "jacobian"
+    if implementation == "layerwise" and not layerwise_ok:
+        raise ValueError("implementation='layerwise' needs a network built by ntkscaling.models.build")
+    device = next(model.parameters()).device
+    was_training = model.training
+    if next(model.parameters()).dtype != dtype:  # never change the caller's model
+        model = copy.deepcopy(model).to(dtype=dtype)
+    model.eval()
+    x1 = torch.as_tensor(x1).to(device=device, dtype=dtype)
+    x2 = None if x2 is None else torch.as_tensor(x2).to(device=device, dtype=dtype)
+    try:
+        if implementation == "jacobian":
+            with torch.no_grad():
+                return _jacobian_ntk(model, x1, x2, kind)
+        return _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress)
+    finally:
+        model.train(was_training)
+
+
+def empirical_ntk_from_checkpoint(path, x1, x2=None, kind: str = "mean", dtype=torch.float32,
+                                  implementation: str = "auto", max_memory_gb=None, device=None, progress=None):
+    """eNTK of the network stored in a training checkpoint (loaded weights-only)."""
+    from .training import load_network
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    net = load_network(path, map_location=device).to(device)
+    return empirical_ntk(net, x1, x2, kind=kind, dtype=dtype, implementation=implementation,
+                         max_memory_gb=max_memory_gb, progress=progress)
