@@ -123,7 +123,8 @@ def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str) -> 
 
 def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int) -> int:
     """Rough peak memory per sample of the layerwise features (activations, gradients, Jacobians)."""
-    total, h = 0, torch.zeros((1,) + tuple(x_shape))
+    p = next(model.parameters())
+    total, h = 0, torch.zeros((1,) + tuple(x_shape), dtype=p.dtype, device=p.device)
     with torch.no_grad():
         for m in model:
             if isinstance(m, Dense):

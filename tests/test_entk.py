@@ -1,0 +1,96 @@
+"""eNTK engine: every implementation against the plain Jacobian contraction and neural-tangents' values."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ntkscaling import entk, models, training
+
+
+def _reference(reference_dir, name):
+    folder = reference_dir / name
+    meta = json.loads((folder / "meta.json").read_text())
+    x = np.load(folder / "params.npz")["X"]
+    if x.ndim == 4:
+        x = x.transpose(0, 3, 1, 2)
+    arch = "mlp" if meta["arch"] == "mlp" else f"myrtle{meta['depth']}"
+    net = models.build(arch, meta["width"], x.shape[1:], meta["out_dim"],
+                       depth=meta["depth"] if arch == "mlp" else None, W_std=meta["W_std"], b_std=meta["b_std"])
+    models.load_nt_params(net.double(), folder / "params.npz")
+    return net, torch.from_numpy(x), folder
+
+
+def _rel(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+@pytest.mark.parametrize("name", ["mlp_L2_w64_empirical", "myrtle5_w8_empirical"])
+@pytest.mark.parametrize("impl", ["jacobian", "layerwise"])
+def test_matches_neural_tangents_float64(reference_dir, name, impl):
+    net, x, folder = _reference(reference_dir, name)
+    K = entk.empirical_ntk(net, x, kind="mean", dtype=torch.float64, implementation=impl)
+    Kf = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, implementation=impl)
+    assert _rel(K, np.load(folder / "entk_trace.npy")) < 1e-9
+    assert _rel(Kf, np.load(folder / "entk_full.npy")) < 1e-9
+
+
+@pytest.mark.parametrize("arch,in_shape,depth,b_std", [("mlp", (12,), 3, 0.3), ("mlp", (2, 4, 4), 1, 0.0),
+                                                       ("myrtle5", (3, 8, 8), None, 0.2),
+                                                       ("myrtle7", (1, 8, 8), None, 0.0)])
+@pytest.mark.parametrize("kind", ["mean", "sum", "full"])
+def test_layerwise_matches_jacobian_float32(arch, in_shape, depth, b_std, kind):
+    net = models.build(arch, 6, in_shape, 4, depth=depth, b_std=b_std, seed=1)
+    g = torch.Generator().manual_seed(0)
+    x1, x2 = torch.randn((7,) + in_shape, generator=g), torch.randn((5,) + in_shape, generator=g)
+    for a, b in ((x1, None), (x1, x2)):
+        ref = entk.empirical_ntk(net, a, b, kind=kind, implementation="jacobian")
+        fast = entk.empirical_ntk(net, a, b, kind=kind, implementation="layerwise")
+        assert _rel(fast, ref) < 1e-5
+
+
+def test_blocks_give_the_same_kernel():
+    net = models.build("myrtle5", 4, (1, 8, 8), 3, seed=2)
+    x = torch.randn(11, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    whole = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64)
+    tiny_budget = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, max_memory_gb=1e-6)
+    np.testing.assert_allclose(tiny_budget, whole, rtol=1e-12, atol=1e-12)
+    x2 = torch.randn(5, 1, 8, 8)
+    np.testing.assert_allclose(entk.empirical_ntk(net, x, x2, dtype=torch.float64, max_memory_gb=1e-6),
+                               entk.empirical_ntk(net, x, x2, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+
+
+def test_symmetric_psd_and_reductions_of_full():
+    net = models.build("mlp", 16, (5,), 3, depth=2, b_std=0.1, seed=0)
+    x = torch.randn(9, 5, generator=torch.Generator().manual_seed(3))
+    full = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64)
+    mean = entk.empirical_ntk(net, x, kind="mean", dtype=torch.float64)
+    summ = entk.empirical_ntk(net, x, kind="sum", dtype=torch.float64)
+    np.testing.assert_allclose(mean, torch.diagonal(full, dim1=2, dim2=3).mean(-1), rtol=1e-12)
+    np.testing.assert_allclose(summ, full.sum(dim=(2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(mean, mean.T, rtol=1e-13)
+    assert torch.linalg.eigvalsh(mean).min() > -1e-10 * mean.diagonal().max()
+    flat = full.permute(0, 2, 1, 3).reshape(27, 27)
+    assert torch.linalg.eigvalsh(flat).min() > -1e-10 * flat.diagonal().max()
+
+
+def test_does_not_change_callers_model_and_rejects_bad_arguments():
+    net = models.build("mlp", 8, (3,), 2, depth=1)
+    entk.empirical_ntk(net, torch.randn(4, 3), dtype=torch.float64)
+    assert next(net.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="kind='trace'"):
+        entk.empirical_ntk(net, torch.randn(4, 3), kind="trace")
+    with pytest.raises(ValueError, match="implementation='magic'"):
+        entk.empirical_ntk(net, torch.randn(4, 3), implementation="magic")
+
+
+def test_from_checkpoint(tmp_path):
+    module = training.NetworkModule("mlp", 8, (3,), 2, depth=1, init_seed=5)
+    import pytorch_lightning as pl
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "c.ckpt")
+    x = torch.randn(4, 3)
+    np.testing.assert_allclose(entk.empirical_ntk_from_checkpoint(tmp_path / "c.ckpt", x, device="cpu"),
+                               entk.empirical_ntk(module.net, x), rtol=1e-6)
