@@ -13,6 +13,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/kernels.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/figures.smk"
 

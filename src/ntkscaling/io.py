@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 # Columns of every tidy metrics table: one row per measurement.
-TIDY_COLUMNS = ("dataset", "arch", "width", "seed", "method", "n", "k", "epoch", "step", "metric", "value")
+# `kind` (mean | sum | full) and `ridge` are empty for the network's own rows.
+TIDY_COLUMNS = ("dataset", "arch", "width", "seed", "method", "kind", "ridge", "n", "k", "epoch", "step",
+                "metric", "value")
 
 
 @contextlib.contextmanager

@@ -11,19 +11,34 @@ import seaborn as sns  # noqa: E402
 
 METRIC_LABELS = {"test_error": "test error (fraction misclassified)",
                  "test_mse": "test MSE (mean over outputs)"}
-METHOD_LABELS = {"network": "network"}
+METHOD_LABELS = {"network": "network", "entk_init": "eNTK at init"}
+CURVE_KEYS = ["method", "width", "k", "kind", "ridge"]
 
 
-def curve_label(method, width, k) -> str:
+def _normalize(df: pd.DataFrame) -> pd.DataFrame:
+    """Comparable curve keys in both tables: k is meaningless for the network (trained on n itself)."""
+    df = df.copy()
+    for col in ("k", "kind", "ridge"):
+        if col not in df:
+            df[col] = ""
+        df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str).str.replace(r"\.0$", "", regex=True)
+    df.loc[df["method"] == "network", "k"] = ""
+    df["width"] = df["width"].astype(int)
+    return df
+
+
+def curve_label(method, width, k, kind, ridge) -> str:
     label = METHOD_LABELS.get(method, method)
-    if method not in ("network",) and k not in ("", None) and not pd.isna(k) and int(k) > 0:
-        label += f" k={int(k)}"
-    return f"{label} (width {int(width)})" if width not in ("", None) and not pd.isna(width) else label
+    if method.startswith("after") and k:
+        label += f" k={k}"
+    if kind:
+        label += f" [{kind}, ridge {ridge}]"
+    return f"{label}, width {width}"
 
 
 def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The last checkpoint of every (method, width, k, seed, n): the end-of-training measurement."""
-    keys = ["method", "width", "k", "seed", "n"]
+    """The last checkpoint of every curve, seed and n: the end-of-training measurement."""
+    keys = CURVE_KEYS + ["seed", "n"]
     last = metrics.groupby(keys, dropna=False)["step"].transform("max")
     return metrics[metrics["step"] == last]
 
@@ -31,19 +46,18 @@ def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
 def plot_data_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_names, title: str):
     """Test metrics vs n (log-log), one line per curve, fitted power law and exponent in the legend."""
     sns.set_theme(style="whitegrid", context="paper")
-    df = final_rows(metrics)
-    df = df.assign(k=np.where(df["method"] == "network", "", df["k"].astype(str)))
-    exponents = exponents.assign(k=exponents["k"].fillna("").astype(str).str.replace(r"\.0$", "", regex=True))
-    fig, axes = plt.subplots(1, len(metric_names), figsize=(5.2 * len(metric_names), 4.2), squeeze=False)
+    df = final_rows(_normalize(metrics))
+    exponents = _normalize(exponents)
+    fig, axes = plt.subplots(1, len(metric_names), figsize=(6 * len(metric_names), 4.8), squeeze=False)
     palette = sns.color_palette("colorblind", 10)
     for ax, metric in zip(axes[0], metric_names):
         sub = df[df["metric"] == metric]
-        for i, ((method, width, k), g) in enumerate(sub.groupby(["method", "width", "k"], sort=True)):
+        for i, (key, g) in enumerate(sub.groupby(CURVE_KEYS, sort=True)):
             stats = g.groupby("n")["value"].agg(["mean", "std"]).reset_index()
             color = palette[i % len(palette)]
-            fit = exponents[(exponents["method"] == method) & (exponents["width"] == width) &
-                            (exponents["k"] == str(k).replace(".0", "")) & (exponents["metric"] == metric)]
-            label = curve_label(method, width, k)
+            match = (exponents[CURVE_KEYS] == pd.Series(dict(zip(CURVE_KEYS, key)))).all(axis=1)
+            fit = exponents[match & (exponents["metric"] == metric)]
+            label = curve_label(*key)
             if len(fit):
                 f = fit.iloc[0]
                 label += f": α={f['alpha']:.2f} [{f['alpha_lo']:.2f}, {f['alpha_hi']:.2f}]"
@@ -55,7 +69,7 @@ def plot_data_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_nam
         ax.set_yscale("log")
         ax.set_xlabel("training set size n (log scale)")
         ax.set_ylabel(METRIC_LABELS.get(metric, metric) + " (log scale)")
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=6.5, loc="lower left")
     fig.suptitle(f"Data scaling: {title}")
     fig.tight_layout()
     return fig

@@ -69,26 +69,40 @@ def bootstrap_exponent(ns, values, floor: bool = False, n_boot: int = 1000, conf
             "n_boot": int(n_boot), "confidence": confidence}
 
 
-EXPONENT_COLUMNS = ("dataset", "arch", "width", "method", "k", "metric", "alpha", "alpha_lo", "alpha_hi",
-                    "a", "c", "n_min", "n_max", "n_points", "n_seeds", "n_test", "n_boot", "confidence")
+EXPONENT_COLUMNS = ("dataset", "arch", "width", "method", "kind", "ridge", "k", "metric", "alpha", "alpha_lo",
+                    "alpha_hi", "a", "c", "n_min", "n_max", "n_points", "n_seeds", "n_test", "n_boot", "confidence")
 # which per-point array of a pointwise file each fitted metric uses
 POINTWISE_KEY = {"test_error": "error", "test_mse": "mse"}
+
+
+META_FIELDS = ("dataset", "arch", "width", "seed", "method", "kind", "ridge", "n", "k")
 
 
 def curve_id(meta: dict) -> tuple:
     """Points of one scaling curve: the network trained on each n is one curve whatever its k (= n)."""
     k = "" if meta["method"] == "network" else int(meta["k"])
-    return (str(meta["dataset"]), str(meta["arch"]), int(meta["width"]), str(meta["method"]), k)
+    return (str(meta["dataset"]), str(meta["arch"]), int(meta["width"]), str(meta["method"]),
+            str(meta.get("kind", "")), meta.get("ridge", ""), k)
+
+
+def read_pointwise(path):
+    """Records of a per-point results file: meta fields are scalars or 1-D arrays (one entry per record),
+    per-point arrays are (points,) or (records, points)."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {m: np.atleast_2d(z[key]) for m, key in POINTWISE_KEY.items()}
+        meta = {f: np.atleast_1d(z[f]) for f in META_FIELDS if f in z.files}
+    R = len(next(iter(arrays.values())))
+    for r in range(R):
+        rec = {f: (v[r] if len(v) == R else v[0]).item() for f, v in meta.items()}
+        yield rec, {m: a[r] for m, a in arrays.items()}
 
 
 def fit_curves(pointwise_paths, fit_cfg: dict) -> list[dict]:
-    """Read per-point result files (one per method/width/seed/n[/k]) and fit every curve and metric."""
+    """Read per-point result files (network runs, kernel regressions) and fit every curve and metric."""
     curves: dict = {}
     for path in pointwise_paths:
-        with np.load(path, allow_pickle=False) as z:
-            meta = {k: z[k].item() for k in ("dataset", "arch", "width", "seed", "method", "n", "k")}
-            arrays = {m: z[key] for m, key in POINTWISE_KEY.items()}
-        curves.setdefault(curve_id(meta), {})[(int(meta["n"]), int(meta["seed"]))] = arrays
+        for meta, arrays in read_pointwise(path):
+            curves.setdefault(curve_id(meta), {})[(int(meta["n"]), int(meta["seed"]))] = arrays
     rows = []
     for cid, points in sorted(curves.items(), key=lambda kv: str(kv[0])):
         ns = sorted({n for n, _ in points})
@@ -101,7 +115,8 @@ def fit_curves(pointwise_paths, fit_cfg: dict) -> list[dict]:
             res = bootstrap_exponent(ns, values, floor=fit_cfg["floor"], n_boot=fit_cfg["bootstrap"],
                                      confidence=fit_cfg["confidence"], n_min=fit_cfg["n_min"],
                                      n_max=fit_cfg["n_max"])
-            dataset, arch, width, method, k = cid
-            rows.append({"dataset": dataset, "arch": arch, "width": width, "method": method, "k": k,
-                         "metric": metric, **{c: res[c] for c in EXPONENT_COLUMNS if c in res}})
+            dataset, arch, width, method, kind, ridge, k = cid
+            rows.append({"dataset": dataset, "arch": arch, "width": width, "method": method, "kind": kind,
+                         "ridge": ridge, "k": k, "metric": metric,
+                         **{c: res[c] for c in EXPONENT_COLUMNS if c in res}})
     return rows

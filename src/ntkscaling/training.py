@@ -167,6 +167,18 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch
     return cb.rows, pointwise, cb.saved
 
 
+def save_init_checkpoint(path, in_shape, out_dim: int, seed: int, **module_kw):
+    """A Lightning checkpoint of the untrained network of `seed` (identical to every run's step 0)."""
+    module = NetworkModule(in_shape=tuple(in_shape), out_dim=out_dim, init_seed=seed, **module_kw)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, max_epochs=0, accelerator="cpu")
+    trainer.strategy.connect(module)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp)
+    os.replace(tmp, path)
+
+
 def load_network(ckpt_path, map_location="cpu") -> models.Network:
     """The plain network stored in a training checkpoint (weights only, no code from the file)."""
     state = torch.load(ckpt_path, map_location=map_location, weights_only=True)

@@ -21,13 +21,16 @@ WIDTHS = config["model"]["widths"]
 SEEDS = config["seeds"]
 NS = config["sample_sizes"]
 TRAIN_DIR = f"{RESULTS}/train/w{{width}}/s{{seed}}/n{{n}}"
+KERNEL_METHODS = ["entk_init"]
+KINDS = config["kernel"]["kinds"]
 
 
 wildcard_constraints:
     width=r"\d+",
     seed=r"\d+",
     n=r"\d+",
-    ext=r"pdf|png",
+    method="|".join(KERNEL_METHODS),
+    kind=r"mean|sum|full",
 
 
 def src(*modules):
@@ -43,18 +46,31 @@ def network_metrics(wildcards=None):
     return expand(f"{TRAIN_DIR}/metrics.csv", width=WIDTHS, seed=SEEDS, n=NS)
 
 
+def kernel_checkpoint(wildcards):
+    """The network checkpoint whose eNTK a kernel method uses."""
+    if wildcards.method == "entk_init":
+        return f"{RESULTS}/init/w{wildcards.width}/s{wildcards.seed}.ckpt"
+    raise ValueError(f"unknown kernel method {wildcards.method!r}")
+
+
+def kernel_results(name):
+    return expand(f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/{name}",
+                  method=KERNEL_METHODS, width=WIDTHS, seed=SEEDS, kind=KINDS)
+
+
 def pointwise_all(wildcards=None):
     """Per-test-point results of every method, the input of the exponent fits."""
-    return network_pointwise()
+    return network_pointwise() + kernel_results("pointwise.npz")
 
 
 def metrics_all(wildcards=None):
-    return network_metrics()
+    return network_metrics() + kernel_results("metrics.csv")
 
 
 def all_targets():
     return [
         f"{RESULTS}/scaling/metrics.csv",
         f"{RESULTS}/scaling/exponents.csv",
-        *expand(f"{RESULTS}/figures/data_scaling.{{ext}}", ext=["pdf", "png"]),
+        f"{RESULTS}/figures/data_scaling.pdf",
+        f"{RESULTS}/figures/data_scaling.png",
     ]

@@ -1,0 +1,32 @@
+"""Adapter: eNTK of a checkpoint on (first n_max nested train points + test set), saved as .npy + JSON."""
+import time
+
+import numpy as np
+import torch
+
+from ntkscaling import data, entk, io
+
+with io.log_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    w = snakemake.wildcards
+    d = data.load_prepared(snakemake.input.data)
+    order = np.load(snakemake.input.order, allow_pickle=False)
+    n_max = snakemake.params.n_max
+    x = torch.from_numpy(np.concatenate([d["x_train"][order[:n_max]], d["x_test"]]))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"eNTK ({w.kind}) of {snakemake.input.ckpt} on {len(x)} points, device {device}", flush=True)
+    t0 = time.perf_counter()
+    K = entk.empirical_ntk_from_checkpoint(snakemake.input.ckpt, x, kind=w.kind, device=device,
+                                           progress=lambda msg: print(msg, flush=True))
+    K = K.cpu().numpy()
+    if not np.all(np.isfinite(K)):
+        raise FloatingPointError(f"eNTK of {snakemake.input.ckpt} contains NaN or inf")
+    seconds = time.perf_counter() - t0
+    io.save_npy(snakemake.output.kernel, K)
+    io.save_json(snakemake.output.meta, {
+        "method": w.method, "kind": w.kind, "width": int(w.width), "seed": int(w.seed),
+        "checkpoint": snakemake.input.ckpt, "n_train": n_max, "n_test": int(len(d["x_test"])),
+        "rows": "first n_train entries of the seed's nested order, then the test set",
+        "shape": list(K.shape), "dtype": str(K.dtype), "device": device, "seconds": seconds,
+        "provenance": io.provenance()})
+    print(f"done in {seconds:.1f}s: {K.shape}")
