@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -31,10 +32,15 @@ def test_tiny_run_outputs(tiny_run):
     with open(out / "scaling" / "exponents.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["metric"] for r in rows} == {"test_error", "test_mse"}
+    assert {(r["method"], r["kind"], r["ridge"]) for r in rows} == {("network", "", ""),
+                                                                    ("entk_init", "mean", "0.001")}
     for r in rows:
-        assert r["method"] == "network" and r["width"] == "32"
+        assert r["width"] == "32"
         assert float(r["alpha_lo"]) <= float(r["alpha"]) <= float(r["alpha_hi"])
         assert float(r["alpha"]) > 0  # more data helps on digits
+    kernel = np.load(out / "kernels" / "entk_init" / "w32" / "s0" / "mean.npy")
+    assert kernel.shape == (64 + 100, 64 + 100)
+    np.testing.assert_allclose(kernel, kernel.T, rtol=1e-5, atol=1e-6)
     with open(out / "scaling" / "metrics.csv") as f:
         metrics = list(csv.DictReader(f))
     assert {(r["seed"], r["n"]) for r in metrics} == {(s, n) for s in "01" for n in ("16", "32", "64")}

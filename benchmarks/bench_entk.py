@@ -1,0 +1,102 @@
+"""eNTK speed: the layerwise implementation against the torch.func jacrev+vmap reference, same run.
+
+Prints time and peak memory (RSS growth, or CUDA peak) for each, and their ratio. Usage:
+    python benchmarks/bench_entk.py [--n 1024] [--myrtle-n 1024] [--skip-myrtle] [--device cpu|cuda]
+The reference holds every per-sample Jacobian at once: for the MLP at n=1024 that is 1024 x 10 x 563k
+floats = 23 GB, more than a 24 GB machine can give, so `--n 512` is the largest size it completes here.
+Targets (issue 3): MLP 3x512, 64 inputs, 10 logits, n=1024, mean kind: >= 100x faster;
+Myrtle-5 width 64 on 32x32x3, n=1024, mean kind: >= 3x faster with <= 1/4 of the peak memory.
+"""
+import argparse
+import gc
+import resource
+import threading
+import time
+
+import psutil
+import torch
+
+from ntkscaling import entk, models
+
+
+class PeakRSS:
+    """Peak resident memory above the starting level, sampled every 10 ms."""
+
+    def __enter__(self):
+        self.proc, self.base, self.peak, self.stop = psutil.Process(), psutil.Process().memory_info().rss, 0, False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+        return self
+
+    def _run(self):
+        while not self.stop:
+            self.peak = max(self.peak, self.proc.memory_info().rss - self.base)
+            time.sleep(0.01)
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.t.join()
+
+
+def measure(fn, device):
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        K = fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else mem.peak
+    return K, dt, peak / 1e9
+
+
+def compare(name, net, x, device, flops=None):
+    fast, t_fast, m_fast = measure(lambda: entk.empirical_ntk(net, x, implementation="layerwise",
+                                                              max_memory_gb=4), device)
+    ref, t_ref, m_ref = measure(lambda: entk.empirical_ntk(net, x, implementation="jacobian"), device)
+    err = ((fast - ref).abs().max() / ref.abs().max()).item()
+    print(f"{name}: jacobian {t_ref:.2f}s {m_ref:.2f}GB | layerwise {t_fast:.3f}s {m_fast:.2f}GB | "
+          f"speed-up {t_ref / t_fast:.1f}x, memory ratio {m_fast / max(m_ref, 1e-9):.2f}, max rel diff {err:.1e}")
+    return t_fast
+
+
+def matmul_rate(device, n=2048):
+    a = torch.randn(n, n, device=device)
+    a @ a
+    t0 = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 5 * 2 * n ** 3 / (time.perf_counter() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1024)
+    ap.add_argument("--myrtle-n", type=int, default=1024)
+    ap.add_argument("--skip-myrtle", action="store_true")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    dev = args.device
+    rate = matmul_rate(dev)
+    print(f"device {dev}, threads {torch.get_num_threads()}, float32 matmul {rate / 1e9:.0f} GFLOP/s")
+    g = torch.Generator().manual_seed(0)
+    mlp = models.build("mlp", 512, (64,), 10, depth=3).to(dev)
+    x = torch.randn(args.n, 64, generator=g).to(dev)
+    t = compare(f"MLP 3x512 n={args.n}", mlp, x, dev)
+    # contraction flops of the layerwise form: per Dense layer n^2 (fan_in + C*fan_out) multiply-adds
+    fl = 2 * args.n ** 2 * sum(m.fan_in + 10 * m.fan_out for m in mlp.param_layers())
+    print(f"  layerwise reaches {fl / t / rate:.0%} of the float32 matmul rate")
+    if not args.skip_myrtle:
+        net = models.build("myrtle5", 64, (3, 32, 32), 10).to(dev)
+        x = torch.randn(args.myrtle_n, 3, 32, 32, generator=g).to(dev)
+        compare(f"Myrtle-5 w64 32x32x3 n={args.myrtle_n}", net, x, dev)
+    print(f"max RSS of the process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
