@@ -29,9 +29,10 @@ def cholesky_with_jitter(K: np.ndarray, rel_ridge: float):
     if not np.isfinite(scale) or scale <= 0:
         raise SingularKernelError(f"kernel has mean diagonal {scale}; expected a positive finite value")
     for jitter in (0.0,) + JITTERS:
-        A = K + (rel_ridge + jitter) * scale * np.eye(len(K))
+        A = np.array(K, dtype=np.float64, order="F")  # one copy, factorized in place
+        A.flat[:: len(A) + 1] += (rel_ridge + jitter) * scale
         try:
-            return scipy.linalg.cho_factor(A, lower=True, check_finite=True), jitter
+            return scipy.linalg.cho_factor(A, lower=True, overwrite_a=True, check_finite=False), jitter
         except np.linalg.LinAlgError:
             continue
     raise SingularKernelError(f"kernel is not positive definite even with jitter {JITTERS[-1]} * mean(diag)")
