@@ -60,7 +60,8 @@ class _LayerFeatures:
     """What one layer contributes for a block of samples."""
     dense_A: torch.Tensor | None = None   # (n, fan_in) layer inputs (Dense)
     G: torch.Tensor | None = None         # (n, C', fan_out) output gradients (Dense)
-    J: torch.Tensor | None = None         # (n, C', D) per-sample parameter gradients (Conv)
+    J: torch.Tensor | None = None         # (n, C', D) per-sample weight gradients (Conv)
+    Jb: torch.Tensor | None = None        # (n, C', C_out) per-sample bias gradients (Conv)
     W_scale: float = 1.0
     b_scale: float = 1.0
 
@@ -97,7 +98,7 @@ def _block_features(model: Network, x: torch.Tensor, kind: str) -> list[_LayerFe
             Jw = torch.bmm(Gp, U.transpose(1, 2)) * m.W_scale          # (n, C'*C_out, C_in*9)
             Jw = Jw.reshape(n, Cp, -1)
             Jb = G.sum(dim=(3, 4)) * m.b_scale                          # (n, C', C_out)
-            feats.append(_LayerFeatures(J=torch.cat([Jw, Jb], dim=2)))
+            feats.append(_LayerFeatures(J=Jw, Jb=Jb))
     return feats
 
 
@@ -106,9 +107,10 @@ def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str) -> 
     for a, b in zip(f1, f2):
         if a.J is not None:
             if kind == "full":
-                term = torch.einsum("acp,bdp->abcd", a.J, b.J)
+                term = torch.einsum("acp,bdp->abcd", a.J, b.J) + torch.einsum("acp,bdp->abcd", a.Jb, b.Jb)
             else:
-                term = a.J.reshape(a.J.shape[0], -1) @ b.J.reshape(b.J.shape[0], -1).T
+                term = (a.J.reshape(a.J.shape[0], -1) @ b.J.reshape(b.J.shape[0], -1).T
+                        + a.Jb.reshape(a.Jb.shape[0], -1) @ b.Jb.reshape(b.Jb.shape[0], -1).T)
         else:
             lin = (a.W_scale ** 2) * (a.dense_A @ b.dense_A.T) + a.b_scale ** 2
             if kind == "full":
@@ -121,30 +123,38 @@ def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str) -> 
     return K
 
 
-def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int) -> int:
-    """Rough peak memory per sample of the layerwise features (activations, gradients, Jacobians)."""
+def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int) -> tuple[int, int]:
+    """(retained, transient) memory per sample of the layerwise features.
+
+    retained: what a block keeps for its contractions (Dense inputs and output gradients, Conv per-sample
+    gradients); transient: activations, graph and the largest per-layer temporaries while computing them."""
     p = next(model.parameters())
-    total, h = 0, torch.zeros((1,) + tuple(x_shape), dtype=p.dtype, device=p.device)
+    retained, acts, grads, temp = 0, 0, 0, 0
+    h = torch.zeros((1,) + tuple(x_shape), dtype=p.dtype, device=p.device)
     with torch.no_grad():
         for m in model:
             if isinstance(m, Dense):
-                total += h[0].numel() + C * m.fan_out
+                retained += h[0].numel() + C * m.fan_out
             elif isinstance(m, Conv):
                 P = h.shape[2] * h.shape[3]
-                total += C * (m.c_out * m.c_in * 9 + m.c_out) + m.c_in * 9 * P + 2 * C * m.c_out * P
+                retained += C * (m.c_out * m.c_in * 9 + m.c_out)
+                temp = max(temp, m.c_in * 9 * P + C * m.c_out * P)  # unfolded input, reshaped gradients
             h = m(h)
-            total += 2 * h[0].numel()
-    return total * itemsize
+            acts += 2 * h[0].numel()  # graph: output and probe sum
+            if isinstance(m, (Dense, Conv)):
+                grads += 2 * C * h[0].numel()  # C output gradients, and their stacked copy
+    return retained * itemsize, (acts + grads + temp) * itemsize
 
 
 def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
     Cp = 1 if kind == "sum" else model.param_layers()[-1].fan_out
-    per_sample = _bytes_per_sample(model, x1.shape[1:], Cp, x1.element_size())
+    retained, transient = _bytes_per_sample(model, x1.shape[1:], Cp, x1.element_size())
     n1 = len(x1)
     n2 = n1 if x2 is None else len(x2)
-    budget = (max_memory_gb or 2.0) * 1e9
+    budget = (max_memory_gb or 4.0) * 1e9
     out_bytes = n1 * n2 * x1.element_size() * (Cp * Cp if kind == "full" else 1)
-    block = max(1, int((budget - out_bytes) // (2 * per_sample)))
+    avail = max(budget - out_bytes, 0)
+    block = max(1, int(avail // (2 * retained + transient)))
     sym = x2 is None
     xs2 = x1 if sym else x2
     C = model.param_layers()[-1].fan_out
@@ -153,7 +163,7 @@ def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
     rows = [(i, min(i + block, n1)) for i in range(0, n1, block)]
     cols = rows if sym else [(j, min(j + block, n2)) for j in range(0, n2, block)]
     # cache every block's features when they all fit, else recompute column blocks
-    cache_all = (n1 + (0 if sym else n2)) * per_sample <= budget - out_bytes
+    cache_all = (n1 + (0 if sym else n2)) * retained + block * transient <= avail
     cache: dict = {}
 
     def feats(which, lo, hi):
