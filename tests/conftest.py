@@ -15,6 +15,25 @@ def reference_dir():
     return REFERENCE
 
 
+def reference_network(folder):
+    """(network in float64 with the reference parameters loaded, inputs as NCHW or (N, D), metadata)."""
+    import json
+
+    import numpy as np
+
+    from ntkscaling import models
+
+    meta = json.loads((folder / "meta.json").read_text())
+    x = np.load(folder / "params.npz")["X"]
+    if x.ndim == 4:  # NHWC -> NCHW
+        x = x.transpose(0, 3, 1, 2)
+    arch = "mlp" if meta["arch"] == "mlp" else f"myrtle{meta['depth']}"
+    net = models.build(arch, meta["width"], x.shape[1:], meta["out_dim"],
+                       depth=meta["depth"] if arch == "mlp" else None, W_std=meta["W_std"], b_std=meta["b_std"])
+    models.load_nt_params(net.double(), folder / "params.npz")
+    return net, torch.from_numpy(x), meta
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(2)

@@ -1,24 +1,11 @@
 """eNTK engine: every implementation against the plain Jacobian contraction and neural-tangents' values."""
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from ntkscaling import entk, models, training
 
-
-def _reference(reference_dir, name):
-    folder = reference_dir / name
-    meta = json.loads((folder / "meta.json").read_text())
-    x = np.load(folder / "params.npz")["X"]
-    if x.ndim == 4:
-        x = x.transpose(0, 3, 1, 2)
-    arch = "mlp" if meta["arch"] == "mlp" else f"myrtle{meta['depth']}"
-    net = models.build(arch, meta["width"], x.shape[1:], meta["out_dim"],
-                       depth=meta["depth"] if arch == "mlp" else None, W_std=meta["W_std"], b_std=meta["b_std"])
-    models.load_nt_params(net.double(), folder / "params.npz")
-    return net, torch.from_numpy(x), folder
+from conftest import reference_network
 
 
 def _rel(a, b):
@@ -29,7 +16,8 @@ def _rel(a, b):
 @pytest.mark.parametrize("name", ["mlp_L2_w64_empirical", "myrtle5_w8_empirical"])
 @pytest.mark.parametrize("impl", ["jacobian", "layerwise"])
 def test_matches_neural_tangents_float64(reference_dir, name, impl):
-    net, x, folder = _reference(reference_dir, name)
+    folder = reference_dir / name
+    net, x, _ = reference_network(folder)
     K = entk.empirical_ntk(net, x, kind="mean", dtype=torch.float64, implementation=impl)
     Kf = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, implementation=impl)
     assert _rel(K, np.load(folder / "entk_trace.npy")) < 1e-9

@@ -7,23 +7,13 @@ import torch
 
 from ntkscaling import models
 
-
-def _reference_net(folder):
-    meta = json.loads((folder / "meta.json").read_text())
-    x = np.load(folder / "params.npz")["X"]
-    if x.ndim == 4:  # NHWC -> NCHW
-        x = x.transpose(0, 3, 1, 2)
-    arch = "mlp" if meta["arch"] == "mlp" else f"myrtle{meta['depth']}"
-    net = models.build(arch, meta["width"], x.shape[1:], meta["out_dim"],
-                       depth=meta["depth"] if arch == "mlp" else None, W_std=meta["W_std"], b_std=meta["b_std"])
-    return net.double(), torch.from_numpy(x).double(), meta
+from conftest import reference_network
 
 
 @pytest.mark.parametrize("name", ["mlp_L2_w64_empirical", "myrtle5_w8_empirical"])
 def test_outputs_match_neural_tangents(reference_dir, name):
     folder = reference_dir / name
-    net, x, _ = _reference_net(folder)
-    models.load_nt_params(net, folder / "params.npz")
+    net, x, _ = reference_network(folder)
     out = net(x).detach().numpy()
     ref = np.load(folder / "fx.npy")
     np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)

@@ -328,6 +328,15 @@ def load_prepared(path):
         return {k: z[k] for k in z.files}
 
 
+def kernel_rows(prepared: dict, order: np.ndarray, n_max: int):
+    """Inputs and labels of the rows of every kernel: the first n_max points of a seed's nested order, then
+    the test set. Kernels on these rows are sliced for every n <= n_max."""
+    idx = order[:n_max]
+    x = np.concatenate([prepared["x_train"][idx], prepared["x_test"]])
+    y = np.concatenate([prepared["y_train"][idx], prepared["y_test"]])
+    return x, y
+
+
 def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.eye(n_classes, dtype=np.float32)[y]
 

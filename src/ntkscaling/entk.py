@@ -102,7 +102,7 @@ def _block_features(model: Network, x: torch.Tensor, kind: str) -> list[_LayerFe
     return feats
 
 
-def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str) -> torch.Tensor:
+def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str, n_logits: int) -> torch.Tensor:
     K = None
     for a, b in zip(f1, f2):
         if a.J is not None:
@@ -118,9 +118,7 @@ def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str) -> 
             else:
                 term = lin * (a.G.reshape(a.G.shape[0], -1) @ b.G.reshape(b.G.shape[0], -1).T)
         K = term if K is None else K + term
-    if kind == "mean":
-        K = K / f1[0].G.shape[1] if f1[0].G is not None else K / f1[0].J.shape[1]
-    return K
+    return K / n_logits if kind == "mean" else K
 
 
 def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int) -> tuple[int, int]:
@@ -180,7 +178,7 @@ def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
     for done, ((i0, i1), (j0, j1)) in enumerate(pairs, 1):
         fi = feats(1, i0, i1)
         fj = fi if (sym and i0 == j0) else feats(1 if sym else 2, j0, j1)
-        blk = _contract(fi, fj, kind)
+        blk = _contract(fi, fj, kind, C)
         K[i0:i1, j0:j1] = blk
         if sym and i0 != j0:
             K[j0:j1, i0:i1] = blk.transpose(0, 1) if kind != "full" else blk.permute(1, 0, 3, 2)

@@ -25,7 +25,7 @@ def _flatten_full(K: np.ndarray) -> np.ndarray:
 
 def cholesky_with_jitter(K: np.ndarray, rel_ridge: float):
     """Cholesky factor of K + (rel_ridge + jitter) * mean(diag K) * I; returns (factor, jitter used)."""
-    scale = float(np.mean(np.diag(K)))
+    scale = float(np.mean(np.diag(K), dtype=np.float64))
     if not np.isfinite(scale) or scale <= 0:
         raise SingularKernelError(f"kernel has mean diagonal {scale}; expected a positive finite value")
     for jitter in (0.0,) + JITTERS:
@@ -42,8 +42,7 @@ def kernel_regression(K_train, K_test_train, y_train, y_test, n_classes: int, ri
     """Ridge regression for each relative ridge; returns a list of dicts with per-point `error` and `mse`,
     `ridge`, `jitter`, and `pred` (m, C)."""
     full = np.ndim(K_train) == 4
-    K_train = np.asarray(K_train, dtype=np.float64)
-    K_test_train = np.asarray(K_test_train, dtype=np.float64)
+    K_train, K_test_train = np.asarray(K_train), np.asarray(K_test_train, dtype=np.float64)
     if not (np.all(np.isfinite(K_train)) and np.all(np.isfinite(K_test_train))):
         raise ValueError("kernel contains NaN or inf; it cannot be used for regression")
     Y = np.eye(n_classes)[y_train]

@@ -29,10 +29,8 @@ def fit_power_law(n, y, floor: bool = False) -> dict:
         log_a, alpha, c = p
         return np.log(np.exp(log_a - alpha * ln) + c) - ly
 
-    x0 = [intercept, max(-slope, 1e-3), 0.5 * y.min()]
-    hi_c = max(y.min(), 1e-300)
-    x0[2] = min(x0[2], hi_c * 0.999)
-    res = least_squares(resid, x0, bounds=([-np.inf, 0.0, 0.0], [np.inf, 10.0, hi_c]))
+    x0 = [intercept, max(-slope, 1e-3), 0.5 * y.min()]  # the floor c lies below the smallest value
+    res = least_squares(resid, x0, bounds=([-np.inf, 0.0, 0.0], [np.inf, 10.0, y.min()]))
     return {"a": float(np.exp(res.x[0])), "alpha": float(res.x[1]), "c": float(res.x[2]), "n_points": int(len(n))}
 
 

@@ -80,7 +80,7 @@ class CheckpointAndEvaluate(pl.Callback):
         self.data, self.loss, self.ident = data, loss, ident
         self.rows, self.saved = [], {}
 
-    def _record(self, trainer, module):
+    def record(self, trainer, module):
         step = trainer.global_step
         if step in self.saved:
             return
@@ -101,11 +101,11 @@ class CheckpointAndEvaluate(pl.Callback):
                                   "metric": f"{split}_{metric}", "value": value})
 
     def on_train_start(self, trainer, module):
-        self._record(trainer, module)
+        self.record(trainer, module)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if trainer.global_step in self.steps:
-            self._record(trainer, module)
+            self.record(trainer, module)
 
 
 class LineProgress(pl.Callback):
@@ -161,7 +161,7 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch
                          enable_model_summary=False, enable_progress_bar=progress, callbacks=callbacks,
                          default_root_dir=str(out_dir), num_sanity_val_steps=0)
     trainer.fit(module, datamodule=dm)
-    cb._record(trainer, module)  # the last step, whatever the schedule rounding
+    cb.record(trainer, module)  # the last step, whatever the schedule rounding
     final = evaluate(module.net, dm.x_test, dm.y_test, loss)
     pointwise = {k: v.numpy() for k, v in final.items()}
     return cb.rows, pointwise, cb.saved

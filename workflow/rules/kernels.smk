@@ -28,7 +28,7 @@ rule entk_kernel:
         ckpt=kernel_checkpoint,
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("entk", "training", "models"),
+        code=src("entk", "training", "models", "data"),
     output:
         kernel=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.npy",
         meta=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.json",
@@ -54,7 +54,7 @@ rule regress_kernel:
         kernel=rules.entk_kernel.output.kernel,
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("regression", "io"),
+        code=src("regression", "data", "io"),
     output:
         metrics=f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/metrics.csv",
         pointwise=f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/pointwise.npz",

@@ -12,7 +12,7 @@ with io.log_to(snakemake.log[0]):
     d = data.load_prepared(snakemake.input.data)
     order = np.load(snakemake.input.order, allow_pickle=False)
     n_max = snakemake.params.n_max
-    x = torch.from_numpy(np.concatenate([d["x_train"][order[:n_max]], d["x_test"]]))
+    x = torch.from_numpy(data.kernel_rows(d, order, n_max)[0])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"eNTK ({w.kind}) of {snakemake.input.ckpt} on {len(x)} points, device {device}", flush=True)
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ with io.log_to(snakemake.log[0]):
     order = np.load(snakemake.input.order, allow_pickle=False)
     K = np.load(snakemake.input.kernel, mmap_mode="r")
     n_max = max(p.ns)
-    y_all = np.concatenate([d["y_train"][order[:n_max]], d["y_test"]])
+    y_all = data.kernel_rows(d, order, n_max)[1]
     ident = {"dataset": p.dataset, "arch": p.arch, "width": int(w.width), "seed": int(w.seed),
              "method": w.method, "kind": w.kind, "k": 0}
     rows, records = [], []
