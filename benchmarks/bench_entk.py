@@ -53,9 +53,9 @@ def measure(fn, device):
     return K, dt, peak / 1e9
 
 
-def compare(name, net, x, device, flops=None):
+def compare(name, net, x, device, budget_gb):
     fast, t_fast, m_fast = measure(lambda: entk.empirical_ntk(net, x, implementation="layerwise",
-                                                              max_memory_gb=4), device)
+                                                              max_memory_gb=budget_gb), device)
     ref, t_ref, m_ref = measure(lambda: entk.empirical_ntk(net, x, implementation="jacobian"), device)
     err = ((fast - ref).abs().max() / ref.abs().max()).item()
     print(f"{name}: jacobian {t_ref:.2f}s {m_ref:.2f}GB | layerwise {t_fast:.3f}s {m_fast:.2f}GB | "
@@ -79,6 +79,7 @@ def main():
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--myrtle-n", type=int, default=1024)
     ap.add_argument("--skip-myrtle", action="store_true")
+    ap.add_argument("--budget-gb", type=float, default=6.0, help="max_memory_gb of the layerwise eNTK")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     dev = args.device
@@ -87,14 +88,14 @@ def main():
     g = torch.Generator().manual_seed(0)
     mlp = models.build("mlp", 512, (64,), 10, depth=3).to(dev)
     x = torch.randn(args.n, 64, generator=g).to(dev)
-    t = compare(f"MLP 3x512 n={args.n}", mlp, x, dev)
+    t = compare(f"MLP 3x512 n={args.n}", mlp, x, dev, args.budget_gb)
     # contraction flops of the layerwise form: per Dense layer n^2 (fan_in + C*fan_out) multiply-adds
     fl = 2 * args.n ** 2 * sum(m.fan_in + 10 * m.fan_out for m in mlp.param_layers())
     print(f"  layerwise reaches {fl / t / rate:.0%} of the float32 matmul rate")
     if not args.skip_myrtle:
         net = models.build("myrtle5", 64, (3, 32, 32), 10).to(dev)
         x = torch.randn(args.myrtle_n, 3, 32, 32, generator=g).to(dev)
-        compare(f"Myrtle-5 w64 32x32x3 n={args.myrtle_n}", net, x, dev)
+        compare(f"Myrtle-5 w64 32x32x3 n={args.myrtle_n}", net, x, dev, args.budget_gb)
     print(f"max RSS of the process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 

@@ -38,10 +38,18 @@ def test_layerwise_matches_jacobian_float32(arch, in_shape, depth, b_std, kind):
         assert _rel(fast, ref) < 1e-5
 
 
-def test_blocks_give_the_same_kernel():
+def test_blocks_give_the_same_kernel(monkeypatch):
     net = models.build("myrtle5", 4, (1, 8, 8), 3, seed=2)
     x = torch.randn(11, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    whole = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64)
+    whole = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, implementation="jacobian")
+    # features held for all rows but computed in chunks, Gram in blocks
+    monkeypatch.setattr(entk, "FEATURE_CHUNK", 4)
+    monkeypatch.setattr(entk, "CONTRACT_BLOCK", 3)
+    for kind in ("full", "mean"):
+        ref = whole if kind == "full" else torch.diagonal(whole, dim1=2, dim2=3).mean(-1)
+        np.testing.assert_allclose(entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64), ref,
+                                   rtol=1e-10, atol=1e-12)
+    # features recomputed for every block pair under a tiny memory budget
     tiny_budget = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, max_memory_gb=1e-6)
     np.testing.assert_allclose(tiny_budget, whole, rtol=1e-12, atol=1e-12)
     x2 = torch.randn(5, 1, 8, 8)

@@ -142,47 +142,77 @@ def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int) -> tuple[i
     return retained * itemsize, (acts + grads + temp) * itemsize
 
 
+FEATURE_CHUNK = 32    # samples per forward/backward: per-sample cost grows with larger chunks (caches)
+CONTRACT_BLOCK = 256  # rows per Gram block when all features are held: big, efficient matmuls
+
+
+def _slice(feats: list[_LayerFeatures], lo: int, hi: int) -> list[_LayerFeatures]:
+    def cut(t):
+        return None if t is None else t[lo:hi]
+    return [_LayerFeatures(cut(f.dense_A), cut(f.G), cut(f.J), cut(f.Jb), f.W_scale, f.b_scale) for f in feats]
+
+
+def _all_features(model, x, kind, chunk):
+    """Features of every row of x, computed `chunk` rows at a time into preallocated tensors."""
+    out = None
+    for lo in range(0, len(x), chunk):
+        part = _block_features(model, x[lo:lo + chunk], kind)
+        if out is None:
+            def alloc(t):
+                return None if t is None else torch.empty((len(x),) + t.shape[1:], dtype=t.dtype, device=t.device)
+            out = [_LayerFeatures(alloc(f.dense_A), alloc(f.G), alloc(f.J), alloc(f.Jb), f.W_scale, f.b_scale)
+                   for f in part]
+        hi = min(lo + chunk, len(x))
+        for dst, src in zip(out, part):
+            for name in ("dense_A", "G", "J", "Jb"):
+                if getattr(src, name) is not None:
+                    getattr(dst, name)[lo:hi] = getattr(src, name)
+    return out
+
+
 def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
-    Cp = 1 if kind == "sum" else model.param_layers()[-1].fan_out
+    C = model.param_layers()[-1].fan_out
+    Cp = 1 if kind == "sum" else C
     retained, transient = _bytes_per_sample(model, x1.shape[1:], Cp, x1.element_size())
-    n1 = len(x1)
-    n2 = n1 if x2 is None else len(x2)
-    budget = (max_memory_gb or 4.0) * 1e9
-    out_bytes = n1 * n2 * x1.element_size() * (Cp * Cp if kind == "full" else 1)
-    avail = max(budget - out_bytes, 0)
-    block = max(1, int(avail // (2 * retained + transient)))
     sym = x2 is None
     xs2 = x1 if sym else x2
-    C = model.param_layers()[-1].fan_out
-    shape = (n1, n2, C, C) if kind == "full" else (n1, n2)
-    K = torch.empty(shape, dtype=x1.dtype, device=x1.device)
+    n1, n2 = len(x1), len(xs2)
+    budget = (max_memory_gb or 4.0) * 1e9
+    out_bytes = n1 * n2 * x1.element_size() * (C * C if kind == "full" else 1)
+    avail = max(budget - out_bytes, 0)
+    K = torch.empty((n1, n2, C, C) if kind == "full" else (n1, n2), dtype=x1.dtype, device=x1.device)
+    chunk = max(1, min(FEATURE_CHUNK, int(avail // (retained + transient))))
+    t0 = time.perf_counter()
+
+    def report(done, total):
+        if progress is not None and total > 1:
+            el = time.perf_counter() - t0
+            progress(f"eNTK blocks {done}/{total} elapsed {el:.1f}s eta {el / done * (total - done):.1f}s")
+
+    if (n1 + (0 if sym else n2)) * retained + chunk * transient <= avail:
+        # everything fits: features once per row, then large Gram blocks (upper triangle when symmetric)
+        f1 = _all_features(model, x1, kind, chunk)
+        f2 = f1 if sym else _all_features(model, xs2, kind, chunk)
+        block = CONTRACT_BLOCK
+        recompute = False
+    else:
+        # features for two blocks at a time, recomputed for every block pair
+        block = max(1, int(avail // (2 * retained + transient)))
+        recompute = True
     rows = [(i, min(i + block, n1)) for i in range(0, n1, block)]
     cols = rows if sym else [(j, min(j + block, n2)) for j in range(0, n2, block)]
-    # cache every block's features when they all fit, else recompute column blocks
-    cache_all = (n1 + (0 if sym else n2)) * retained + block * transient <= avail
-    cache: dict = {}
-
-    def feats(which, lo, hi):
-        key = (which, lo)
-        if key in cache:
-            return cache[key]
-        f = _block_features(model, (x1 if which == 1 else xs2)[lo:hi], kind)
-        if cache_all:
-            cache[key] = f
-        return f
-
     pairs = [(r, c) for ri, r in enumerate(rows) for ci, c in enumerate(cols) if not sym or ci >= ri]
-    t0 = time.perf_counter()
     for done, ((i0, i1), (j0, j1)) in enumerate(pairs, 1):
-        fi = feats(1, i0, i1)
-        fj = fi if (sym and i0 == j0) else feats(1 if sym else 2, j0, j1)
+        if recompute:
+            fi = _block_features(model, x1[i0:i1], kind)
+            fj = fi if (sym and i0 == j0) else _block_features(model, xs2[j0:j1], kind)
+        else:
+            fi, fj = _slice(f1, i0, i1), _slice(f2, j0, j1)
         blk = _contract(fi, fj, kind, C)
         K[i0:i1, j0:j1] = blk
         if sym and i0 != j0:
             K[j0:j1, i0:i1] = blk.transpose(0, 1) if kind != "full" else blk.permute(1, 0, 3, 2)
-        if progress is not None and len(pairs) > 1:
-            el = time.perf_counter() - t0
-            progress(f"eNTK blocks {done}/{len(pairs)} elapsed {el:.1f}s eta {el / done * (len(pairs) - done):.1f}s")
+        report(done, len(pairs))
     return K
 
 
