@@ -57,6 +57,13 @@ def test_divergence_stops_with_clear_error(prepared, tmp_path):
         _train(prepared, tmp_path, lr=1e6, epochs=20)
 
 
+def test_finite_blowup_is_divergence_too(prepared, tmp_path, monkeypatch):
+    # a loss far above its initial value is refused even while it stays finite
+    monkeypatch.setattr(training, "BLOWUP", 1e-3)
+    with pytest.raises(training.DivergenceError, match=r"train_loss is .* \(it was .* at step 0\)"):
+        _train(prepared, tmp_path, epochs=1)
+
+
 def test_checkpoints_load_weights_only(prepared, tmp_path):
     _, _, saved = _train(prepared, tmp_path, epochs=1)
     state = torch.load(saved[max(saved)], map_location="cpu", weights_only=True)

@@ -22,6 +22,7 @@ from . import models
 from .metrics import LOSSES, evaluate, per_point_error, per_point_loss
 
 OPTIMIZERS = ("sgd", "adam")
+BLOWUP = 1e4  # a loss this many times its value at initialization means training diverged
 
 
 class DivergenceError(RuntimeError):
@@ -78,27 +79,29 @@ class CheckpointAndEvaluate(pl.Callback):
     def __init__(self, steps, out_dir, data, loss: str, ident: dict):
         self.steps, self.out_dir = set(steps), Path(out_dir)
         self.data, self.loss, self.ident = data, loss, ident
-        self.rows, self.saved = [], {}
+        self.rows, self.saved, self.initial = [], {}, {}
 
     def record(self, trainer, module):
         step = trainer.global_step
         if step in self.saved:
             return
-        path = self.out_dir / f"step{step:08d}.ckpt"
-        tmp = path.with_name(f".{path.name}.tmp")
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, path)
-        self.saved[step] = path
         epoch = step / max(1, trainer.num_training_batches)
         for split in ("train", "test"):
             x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
             res = evaluate(module.net, x, y, self.loss)
             for metric in ("loss", "mse", "error"):
-                value = float(res[metric].mean())
-                if not math.isfinite(value):
-                    raise DivergenceError(f"{split} {metric} is {value} at step {step}; lower train.lr")
-                self.rows.append({**self.ident, "epoch": epoch, "step": step,
-                                  "metric": f"{split}_{metric}", "value": value})
+                name, value = f"{split}_{metric}", float(res[metric].mean())
+                start = self.initial.setdefault(name, value)
+                if not math.isfinite(value) or (metric != "error" and value > BLOWUP * max(start, 1e-12)):
+                    # a finite blow-up counts too: dead ReLUs can keep the train loss tame while weights explode
+                    raise DivergenceError(f"training diverged: {name} is {value:.4g} at step {step} "
+                                          f"(it was {start:.4g} at step 0); lower train.lr")
+                self.rows.append({**self.ident, "epoch": epoch, "step": step, "metric": name, "value": value})
+        path = self.out_dir / f"step{step:08d}.ckpt"
+        tmp = path.with_name(f".{path.name}.tmp")
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, path)
+        self.saved[step] = path
 
     def on_train_start(self, trainer, module):
         self.record(trainer, module)
