@@ -51,14 +51,17 @@ def _pool(K: torch.Tensor) -> torch.Tensor:
 
 
 def _relu(S, T, qa, qb, diagonal, float32):
-    """ReLU step, in place on S and T; qa/qb broadcast against S (the two inputs' own variances)."""
+    """ReLU step, in place on S and T; qa/qb broadcast against S (the two inputs' own variances).
+
+    `diagonal` marks entries of an input with itself at one position, where q q' - c^2 is 0 exactly but
+    its floating-point value (a fused multiply-add residual) is not."""
     qq = qa * qb
     if float32:
         root = torch.sqrt(qq)
         S = torch.maximum(torch.minimum(S, root), -root)          # correlation clamped to [-1, 1]
     s = qq.addcmul_(S, S, value=-1).clamp_(min=0).sqrt_()         # sqrt(max(q q' - c^2, 0))
     theta = torch.atan2(s, S)
-    if float32 and diagonal is not None:
+    if diagonal is not None:  # an input with itself at the same position: angle exactly 0
         theta.masked_fill_(diagonal, 0.0)
         s.masked_fill_(diagonal, 0.0)
     pi_minus = theta.neg_().add_(math.pi)
@@ -155,20 +158,24 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     else:
         block = batch_size or max(n1, n2)
 
-    def self_variances(x):
-        """Each image's own variances before every ReLU, computed block by block."""
-        parts = []
-        for lo in range(0, len(x), block * block if spatial else len(x)):
-            xb = x[lo:lo + (block * block if spatial else len(x))]
+    def self_kernels(x):
+        """Each input with itself: the variances before every ReLU, and its final (NTK, NNGP) value."""
+        step = block * block if spatial else len(x)
+        qs, diag_ntk, diag_nngp = [], [], []
+        for lo in range(0, len(x), step):
+            xb = x[lo:lo + step]
             if spatial:
                 S0 = torch.stack([_input_kernel(xi[None], xi[None], True)[0, 0] for xi in xb])
             else:
                 S0 = (xb.reshape(len(xb), -1) ** 2).mean(1)
-            parts.append(_propagate(specs, S0, None, None, True, float32, spatial)[2])
-        return [torch.cat(p) for p in zip(*parts)]
+            S, T, q = _propagate(specs, S0, None, None, True, float32, spatial)
+            qs.append(q)
+            diag_nngp.append(S)
+            diag_ntk.append(T)
+        return [torch.cat(q) for q in zip(*qs)], torch.cat(diag_ntk), torch.cat(diag_nngp)
 
-    q1 = self_variances(x1)
-    q2 = q1 if sym else self_variances(x2)
+    q1, self_ntk, self_nngp = self_kernels(x1)
+    q2 = q1 if sym else self_kernels(x2)[0]
     ntk = torch.empty((n1, n2), dtype=dtype, device=device)
     nngp = torch.empty((n1, n2), dtype=dtype, device=device)
     rows = [(i, min(i + block, n1)) for i in range(0, n1, block)]
@@ -185,26 +192,17 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
         else:
             qp = [(qa[i0:i1, None].expand(a, b).reshape(-1), qb[None, j0:j1].expand(a, b).reshape(-1))
                   for qa, qb in zip(q1, q2)]
-        same = None
-        if sym and i0 == j0 and float32:
-            same = torch.eye(a, dtype=torch.bool, device=device).reshape(-1)
-        S, T, _ = _propagate_pairs(specs, S0, qp, float32, spatial, same)
+        S, T, _ = _propagate(specs, S0, None, qp, False, float32, spatial)
         nngp[i0:i1, j0:j1] = S.reshape(a, b)
         ntk[i0:i1, j0:j1] = T.reshape(a, b)
+        if sym and i0 == j0:
+            # an input with itself: the self recursion has exact zero angles where the cross one has the
+            # rounding of two separately computed covariances (about 1e-8 in the angle)
+            idx = torch.arange(i0, i1, device=device)
+            nngp[idx, idx], ntk[idx, idx] = self_nngp[i0:i1], self_ntk[i0:i1]
         if sym and i0 != j0:
             nngp[j0:j1, i0:i1] = nngp[i0:i1, j0:j1].T
             ntk[j0:j1, i0:i1] = ntk[i0:i1, j0:j1].T
         if progress is not None and len(pairs) > 1:
             progress(f"infinite kernel blocks {done}/{len(pairs)}")
     return ntk, nngp
-
-
-def _propagate_pairs(specs, S0, q_pairs, float32, spatial, same_image):
-    """Cross-pair recursion; in float32 the diagonal of identical images gets angle 0."""
-    if not float32 or same_image is None:
-        return _propagate(specs, S0, None, q_pairs, False, float32, spatial)
-    # identical image pairs: rerun in self mode for exact zero angles on their own diagonal
-    S, T, _ = _propagate(specs, S0, None, q_pairs, False, float32, spatial)
-    Ss, Ts, _ = _propagate(specs, S0[same_image], None, None, True, float32, spatial)
-    S[same_image], T[same_image] = Ss, Ts
-    return S, T, None
