@@ -30,6 +30,7 @@ def test_default_config_is_valid_and_defaults_fill():
     (lambda c: c["kernel"].update(ridges=[-0.1]), r"'kernel.ridges.0': got -0.1; expected a number >= 0"),
     (lambda c: c["dataset"].update(name="imagenet"), r"'dataset.name'.*one of"),
     (lambda c: c["fit"].update(n_min=2000), r"fit.n_min"),
+    (lambda c: c["fit"].update(figure_ridge=0.5), r"'fit.figure_ridge': got 0.5; expected one of kernel.ridges"),
 ])
 def test_bad_values_are_named(patch, expected):
     cfg = _default()

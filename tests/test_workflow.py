@@ -32,15 +32,17 @@ def test_tiny_run_outputs(tiny_run):
     with open(out / "scaling" / "exponents.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["metric"] for r in rows} == {"test_error", "test_mse"}
-    assert {(r["method"], r["kind"], r["ridge"]) for r in rows} == {("network", "", ""),
-                                                                    ("entk_init", "mean", "0.001")}
+    assert {(r["method"], r["width"], r["kind"], r["ridge"]) for r in rows} == {
+        ("network", "32", "", ""), ("entk_init", "32", "mean", "0.001"),
+        ("infinite_ntk", "inf", "mean", "0.001"), ("infinite_nngp", "inf", "mean", "0.001")}
     for r in rows:
-        assert r["width"] == "32"
         assert float(r["alpha_lo"]) <= float(r["alpha"]) <= float(r["alpha_hi"])
         assert float(r["alpha"]) > 0  # more data helps on digits
     kernel = np.load(out / "kernels" / "entk_init" / "w32" / "s0" / "mean.npy")
     assert kernel.shape == (64 + 100, 64 + 100)
     np.testing.assert_allclose(kernel, kernel.T, rtol=1e-5, atol=1e-6)
+    ntk_inf = np.load(out / "kernels" / "infinite_ntk" / "winf" / "s1" / "mean.npy")
+    assert ntk_inf.shape == kernel.shape and ntk_inf.dtype == np.float64
     with open(out / "scaling" / "metrics.csv") as f:
         metrics = list(csv.DictReader(f))
     assert {(r["seed"], r["n"]) for r in metrics} == {(s, n) for s in "01" for n in ("16", "32", "64")}
@@ -56,9 +58,11 @@ def test_second_run_has_nothing_to_do(tiny_run):
 
 
 def test_dry_run_and_lint_of_default_config(tmp_path):
-    res = snakemake("-n", cwd=ROOT)
+    res = snakemake("-n", cwd=tmp_path)  # a fresh directory: every job is planned
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "train_network" in res.stdout
+    for rule in ("prepare_data", "train_network", "entk_kernel", "infinite_kernel", "regress_kernel",
+                 "fit_exponents", "figure_data_scaling"):
+        assert rule in res.stdout
     res = snakemake("--lint", cwd=ROOT)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 

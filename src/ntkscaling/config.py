@@ -99,6 +99,10 @@ def _cross_checks(config: dict) -> list[str]:
                         f"sample_sizes {ns}; expected at least 2 (3 with fit.floor)")
     elif fit["floor"] and len(inside) < 3:
         problems.append(f"config key 'fit.floor': true needs at least 3 sample sizes in the fit range, got {inside}")
+    ridge = config["fit"]["figure_ridge"]
+    if ridge is not None and ridge not in config["kernel"]["ridges"]:
+        problems.append(f"config key 'fit.figure_ridge': got {ridge}; expected one of kernel.ridges "
+                        f"{config['kernel']['ridges']}")
     if config["dataset"]["name"] == "digits" and config["dataset"]["test_size"] >= 1797:
         problems.append(f"config key 'dataset.test_size': got {config['dataset']['test_size']}; digits has 1797 "
                         f"images, expected fewer so that a training pool remains")

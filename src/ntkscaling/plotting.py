@@ -11,7 +11,8 @@ import seaborn as sns  # noqa: E402
 
 METRIC_LABELS = {"test_error": "test error (fraction misclassified)",
                  "test_mse": "test MSE (mean over outputs)"}
-METHOD_LABELS = {"network": "network", "entk_init": "eNTK at init"}
+METHOD_LABELS = {"network": "network", "entk_init": "eNTK at init", "infinite_ntk": "infinite NTK",
+                 "infinite_nngp": "NNGP"}
 CURVE_KEYS = ["method", "width", "k", "kind", "ridge"]
 
 
@@ -23,7 +24,7 @@ def _normalize(df: pd.DataFrame) -> pd.DataFrame:
             df[col] = ""
         df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str).str.replace(r"\.0$", "", regex=True)
     df.loc[df["method"] == "network", "k"] = ""
-    df["width"] = df["width"].astype(int)
+    df["width"] = df["width"].astype(float)  # inf for infinite-width kernels
     return df
 
 
@@ -33,7 +34,7 @@ def curve_label(method, width, k, kind, ridge) -> str:
         label += f" k={k}"
     if kind:
         label += f" [{kind}, ridge {ridge}]"
-    return f"{label}, width {width}"
+    return label if np.isinf(width) else f"{label}, width {int(width)}"
 
 
 def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -43,11 +44,16 @@ def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[metrics["step"] == last]
 
 
-def plot_data_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_names, title: str):
-    """Test metrics vs n (log-log), one line per curve, fitted power law and exponent in the legend."""
+def plot_data_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_names, title: str, ridge=None):
+    """Test metrics vs n (log-log), one line per curve, fitted power law and exponent in the legend.
+
+    ridge: show kernel curves of this ridge only (None: all ridges)."""
     sns.set_theme(style="whitegrid", context="paper")
     df = final_rows(_normalize(metrics))
     exponents = _normalize(exponents)
+    if ridge is not None:
+        keep = f"{float(ridge):g}"
+        df = df[(df["ridge"] == "") | (df["ridge"].map(lambda r: r and f"{float(r):g}") == keep)]
     fig, axes = plt.subplots(1, len(metric_names), figsize=(6 * len(metric_names), 4.8), squeeze=False)
     palette = sns.color_palette("colorblind", 10)
     for ax, metric in zip(axes[0], metric_names):

@@ -7,6 +7,8 @@ space on log(a n^-alpha + c), c >= 0.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.optimize import least_squares
 
@@ -79,7 +81,8 @@ META_FIELDS = ("dataset", "arch", "width", "seed", "method", "kind", "ridge", "n
 def curve_id(meta: dict) -> tuple:
     """Points of one scaling curve: the network trained on each n is one curve whatever its k (= n)."""
     k = "" if meta["method"] == "network" else int(meta["k"])
-    return (str(meta["dataset"]), str(meta["arch"]), int(meta["width"]), str(meta["method"]),
+    width = float(meta["width"])  # inf for infinite-width kernels
+    return (str(meta["dataset"]), str(meta["arch"]), int(width) if math.isfinite(width) else width, str(meta["method"]),
             str(meta.get("kind", "")), meta.get("ridge", ""), k)
 
 

@@ -21,15 +21,16 @@ WIDTHS = config["model"]["widths"]
 SEEDS = config["seeds"]
 NS = config["sample_sizes"]
 TRAIN_DIR = f"{RESULTS}/train/w{{width}}/s{{seed}}/n{{n}}"
-KERNEL_METHODS = ["entk_init"]
+ENTK_METHODS = ["entk_init"]
+INFINITE_METHODS = ["infinite_ntk", "infinite_nngp"] if config["kernel"]["infinite"] else []
 KINDS = config["kernel"]["kinds"]
 
 
 wildcard_constraints:
-    width=r"\d+",
+    width=r"\d+|inf",
     seed=r"\d+",
     n=r"\d+",
-    method="|".join(KERNEL_METHODS),
+    method="entk_init|infinite_ntk|infinite_nngp",
     kind=r"mean|sum|full",
 
 
@@ -54,8 +55,11 @@ def kernel_checkpoint(wildcards):
 
 
 def kernel_results(name):
-    return expand(f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/{name}",
-                  method=KERNEL_METHODS, width=WIDTHS, seed=SEEDS, kind=KINDS)
+    """Regression outputs of every kernel: eNTKs per width and kind; infinite kernels (width 'inf',
+    one scalar kernel per pair, regressed as the mean kind)."""
+    pattern = f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/{name}"
+    return (expand(pattern, method=ENTK_METHODS, width=WIDTHS, seed=SEEDS, kind=KINDS)
+            + expand(pattern, method=INFINITE_METHODS, width="inf", seed=SEEDS, kind="mean"))
 
 
 def pointwise_all(wildcards=None):
@@ -65,6 +69,12 @@ def pointwise_all(wildcards=None):
 
 def metrics_all(wildcards=None):
     return network_metrics() + kernel_results("metrics.csv")
+
+
+def figure_title():
+    m = config["model"]
+    depth = f" depth {m['depth']}" if m["arch"] == "mlp" else ""
+    return f"{config['dataset']['name']}, {m['arch']}{depth}, {m['parameterization']} parameterization"
 
 
 def all_targets():

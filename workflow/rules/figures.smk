@@ -15,7 +15,10 @@ rule figure_data_scaling:
         png=f"{RESULTS}/figures/data_scaling.png",
     params:
         metrics=config["fit"]["metrics"],
-        title=f"{config['dataset']['name']} / {config['model']['arch']}",
+        title=figure_title(),
+        ridge=config["fit"]["figure_ridge"]
+        if config["fit"]["figure_ridge"] is not None
+        else min(config["kernel"]["ridges"]),
     conda:
         "../../envs/ntkscaling.yaml"
     log:

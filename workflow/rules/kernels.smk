@@ -24,6 +24,9 @@ rule init_checkpoint:
 
 
 rule entk_kernel:
+    wildcard_constraints:
+        method="entk_init",
+        width=r"\d+",
     input:
         ckpt=kernel_checkpoint,
         data=rules.prepare_data.output.data,
@@ -49,9 +52,36 @@ rule entk_kernel:
         "../scripts/entk_kernel.py"
 
 
+rule infinite_kernel:
+    input:
+        data=rules.prepare_data.output.data,
+        order=f"{RESULTS}/data/order_s{{seed}}.npy",
+        code=src("infinite", "models", "data"),
+    output:
+        ntk=f"{RESULTS}/kernels/infinite_ntk/winf/s{{seed}}/mean.npy",
+        nngp=f"{RESULTS}/kernels/infinite_nngp/winf/s{{seed}}/mean.npy",
+        meta=f"{RESULTS}/kernels/infinite_ntk/winf/s{{seed}}/mean.json",
+    params:
+        n_max=max(NS),
+        model=config["model"],
+    conda:
+        "../../envs/ntkscaling.yaml"
+    log:
+        f"{LOGS}/infinite_kernel/s{{seed}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/infinite_kernel/s{{seed}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=0,
+    script:
+        "../scripts/infinite_kernel.py"
+
+
 rule regress_kernel:
     input:
-        kernel=rules.entk_kernel.output.kernel,
+        kernel=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.npy",
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
         code=src("regression", "data", "io"),

@@ -5,5 +5,5 @@ from ntkscaling import io, plotting
 
 with io.log_to(snakemake.log[0]):
     fig = plotting.plot_data_scaling(pd.read_csv(snakemake.input.metrics), pd.read_csv(snakemake.input.exponents),
-                                     snakemake.params.metrics, snakemake.params.title)
+                                     snakemake.params.metrics, snakemake.params.title, snakemake.params.ridge)
     plotting.save_figure(fig, snakemake.output.pdf, snakemake.output.png)

@@ -10,7 +10,7 @@ with io.log_to(snakemake.log[0]):
     K = np.load(snakemake.input.kernel, mmap_mode="r")
     n_max = max(p.ns)
     y_all = data.kernel_rows(d, order, n_max)[1]
-    ident = {"dataset": p.dataset, "arch": p.arch, "width": int(w.width), "seed": int(w.seed),
+    ident = {"dataset": p.dataset, "arch": p.arch, "width": float("inf") if w.width == "inf" else int(w.width), "seed": int(w.seed),
              "method": w.method, "kind": w.kind, "k": 0}
     rows, records = [], []
     for n, res in regression.nested_regression(K, y_all, n_max, p.ns, int(d["n_classes"]), p.ridges):

@@ -1,0 +1,33 @@
+"""Adapter: infinite-width NTK and NNGP on (first n_max nested train points + test set), float64."""
+import time
+
+import numpy as np
+import torch
+
+from ntkscaling import data, infinite, io
+
+with io.log_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    m = snakemake.params.model
+    d = data.load_prepared(snakemake.input.data)
+    order = np.load(snakemake.input.order, allow_pickle=False)
+    n_max = snakemake.params.n_max
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    x = torch.from_numpy(data.kernel_rows(d, order, n_max)[0]).to(device)
+    print(f"infinite {m['arch']} NTK/NNGP on {len(x)} points, device {device}", flush=True)
+    t0 = time.perf_counter()
+    ntk, nngp = infinite.infinite_kernels(m["arch"], x.shape[1:], x, depth=m["depth"], W_std=m["W_std"],
+                                          b_std=m["b_std"], progress=lambda msg: print(msg, flush=True))
+    seconds = time.perf_counter() - t0
+    for name, K in (("ntk", ntk), ("nngp", nngp)):
+        K = K.cpu().numpy()
+        if not np.all(np.isfinite(K)):
+            raise FloatingPointError(f"infinite {name} contains NaN or inf")
+        io.save_npy(snakemake.output[name], K)
+    io.save_json(snakemake.output.meta, {
+        "arch": m["arch"], "depth": m["depth"], "W_std": m["W_std"], "b_std": m["b_std"],
+        "n_train": n_max, "n_test": int(len(d["x_test"])), "dtype": "float64", "device": device,
+        "rows": "first n_train entries of the seed's nested order, then the test set",
+        "kernels": {"ntk": snakemake.output.ntk, "nngp": snakemake.output.nngp}, "seconds": seconds,
+        "provenance": io.provenance()})
+    print(f"done in {seconds:.1f}s")
