@@ -31,6 +31,13 @@ def test_default_config_is_valid_and_defaults_fill():
     (lambda c: c["dataset"].update(name="imagenet"), r"'dataset.name'.*one of"),
     (lambda c: c["fit"].update(n_min=2000), r"fit.n_min"),
     (lambda c: c["fit"].update(figure_ridge=0.5), r"'fit.figure_ridge': got 0.5; expected one of kernel.ridges"),
+    (lambda c: c["after_kernel"].update(ks=[64, 4096]), r"'after_kernel.ks': got \[4096\]; expected each k <= "
+                                                        r"the largest sample size 1024"),
+    (lambda c: c["evolution"].update(sample_sizes=[100]), r"'evolution.sample_sizes': got \[100\]; expected "
+                                                          r"values from sample_sizes"),
+    (lambda c: c["fit"].update(figure_width=7), r"'fit.figure_width': got 7; expected one of model.widths"),
+    (lambda c: c["width_scaling"].update(n=3), r"'width_scaling.n': got \[3\]"),
+    (lambda c: c["evolution"].update(kind="diag"), r"'evolution.kind': got 'diag'; expected one of"),
 ])
 def test_bad_values_are_named(patch, expected):
     cfg = _default()

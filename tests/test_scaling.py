@@ -57,3 +57,24 @@ def test_fit_range_and_zero_points():
     assert res["alpha"] == pytest.approx(1.0) and res["n_min"] == 16
     zero = scaling.fit_power_law([8, 16, 32], [0.1, 0.0, 0.025])  # zero error cannot be on a log scale
     assert zero["n_points"] == 2 and zero["alpha"] == pytest.approx(1.0)
+
+
+def test_summary_puts_every_method_beside_the_network_of_its_width():
+    import pandas as pd
+    rows = []
+    for width, method, alpha, ridge, k in [(64, "network", 0.5, None, None), (256, "network", 0.6, None, None),
+                                           (64, "entk_init", 0.3, 0.1, 0), (64, "entk_init", 0.2, 0.0, 0),
+                                           (256, "entk_after", 0.45, 0.1, 128),
+                                           (float("inf"), "infinite_ntk", 0.25, 0.1, 0)]:
+        rows.append({"dataset": "d", "arch": "mlp", "width": width, "method": method, "kind": "mean",
+                     "ridge": ridge, "k": k, "metric": "test_error", "alpha": alpha, "alpha_lo": alpha - 0.1,
+                     "alpha_hi": alpha + 0.1, "n_min": 32, "n_max": 1024, "n_seeds": 3, "n_test": 500})
+    out = scaling.summarize(pd.DataFrame(rows), ridge=0.1)
+    assert list(out.columns) == list(scaling.SUMMARY_COLUMNS)
+    assert len(out) == 5  # the ridge-0 row is dropped
+    by = {(r.method, r.width): r for r in out.itertuples()}
+    assert by[("entk_init", 64)].alpha_deficit == pytest.approx(0.2)
+    assert by[("entk_after", 256)].alpha_deficit == pytest.approx(0.15)
+    inf = by[("infinite_ntk", float("inf"))]
+    assert inf.network_width == 256 and inf.alpha_deficit == pytest.approx(0.35)  # the widest network
+    assert by[("network", 64)].alpha_deficit == 0 and by[("network", 64)].ridge == ""

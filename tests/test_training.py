@@ -40,7 +40,7 @@ def test_schedule_has_init_and_end_and_training_helps(prepared, tmp_path):
     assert value[(total, "train_loss")] < value[(0, "train_loss")]
     assert value[(total, "test_error")] == pytest.approx(pointwise["error"].mean())
     # the step-0 checkpoint is the seed's initialization, independent of n
-    init = training.load_network(saved[0])
+    init = models.load_network(saved[0])
     fresh = models.build("mlp", 32, (1, 8, 8), 10, depth=1, seed=1)
     for a, b in zip(init.parameters(), fresh.parameters()):
         assert torch.equal(a, b)

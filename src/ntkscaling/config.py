@@ -103,6 +103,19 @@ def _cross_checks(config: dict) -> list[str]:
     if ridge is not None and ridge not in config["kernel"]["ridges"]:
         problems.append(f"config key 'fit.figure_ridge': got {ridge}; expected one of kernel.ridges "
                         f"{config['kernel']['ridges']}")
+    widths = config["model"]["widths"]
+    width = config["fit"]["figure_width"]
+    if width is not None and width not in widths:
+        problems.append(f"config key 'fit.figure_width': got {width}; expected one of model.widths {widths}")
+    too_big = [k for k in config["after_kernel"]["ks"] if k > ns[-1]]
+    if too_big:
+        problems.append(f"config key 'after_kernel.ks': got {too_big}; expected each k <= the largest sample "
+                        f"size {ns[-1]} (the networks on k use the first k points of the nested subsets)")
+    for key, values in (("evolution.sample_sizes", config["evolution"]["sample_sizes"] or []),
+                        ("width_scaling.n", [config["width_scaling"]["n"]] if config["width_scaling"]["n"] else [])):
+        unknown = [n for n in values if n not in ns]
+        if unknown:
+            problems.append(f"config key '{key}': got {unknown}; expected values from sample_sizes {ns}")
     if config["dataset"]["name"] == "digits" and config["dataset"]["test_size"] >= 1797:
         problems.append(f"config key 'dataset.test_size': got {config['dataset']['test_size']}; digits has 1797 "
                         f"images, expected fewer so that a training pool remains")

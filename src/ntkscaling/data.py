@@ -339,37 +339,3 @@ def kernel_rows(prepared: dict, order: np.ndarray, n_max: int):
 
 def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.eye(n_classes, dtype=np.float32)[y]
-
-
-# ------------------------------------------------------------------------------------- Lightning wrapper
-try:
-    import pytorch_lightning as pl
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    class SubsetDataModule(pl.LightningDataModule):
-        """Nested subset n of a prepared dataset; batches shuffled by a generator seeded from `seed`."""
-
-        def __init__(self, prepared_path, order_path, n: int, batch_size: int, seed: int):
-            super().__init__()
-            self.prepared_path, self.order_path = str(prepared_path), str(order_path)
-            self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
-
-        def setup(self, stage=None):
-            d = load_prepared(self.prepared_path)
-            order = np.load(self.order_path, allow_pickle=False)
-            if self.n > len(order):
-                raise DatasetError(f"n={self.n} is larger than the training pool ({len(order)} examples)")
-            idx = order[: self.n]
-            self.n_classes = int(d["n_classes"])
-            self.x_train = torch.from_numpy(d["x_train"][idx])
-            self.y_train = torch.from_numpy(d["y_train"][idx])
-            self.x_test = torch.from_numpy(d["x_test"])
-            self.y_test = torch.from_numpy(d["y_test"])
-
-        def train_dataloader(self):
-            g = torch.Generator().manual_seed(self.seed)
-            return DataLoader(TensorDataset(self.x_train, self.y_train), batch_size=self.batch_size,
-                              shuffle=True, generator=g)
-except ImportError:  # pragma: no cover - the plain functions work without Lightning
-    pass

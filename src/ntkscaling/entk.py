@@ -251,7 +251,7 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
 def empirical_ntk_from_checkpoint(path, x1, x2=None, kind: str = "mean", dtype=torch.float32,
                                   implementation: str = "auto", max_memory_gb=None, device=None, progress=None):
     """eNTK of the network stored in a training checkpoint (loaded weights-only)."""
-    from .training import load_network
+    from .models import load_network
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = load_network(path, map_location=device).to(device)
     return empirical_ntk(net, x1, x2, kind=kind, dtype=dtype, implementation=implementation,

@@ -65,15 +65,14 @@ def write_rows(path, rows, columns=TIDY_COLUMNS):
 
 def provenance() -> dict:
     """Library versions and host, recorded next to outputs."""
-    import torch
-    import scipy
-    out = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-           "scipy": scipy.__version__, "host": platform.node()}
-    try:
-        import pytorch_lightning
-        out["pytorch_lightning"] = pytorch_lightning.__version__
-    except ImportError:  # pragma: no cover
-        pass
+    from importlib import metadata  # versions without importing the (slow) packages themselves
+
+    out = {"python": platform.python_version(), "host": platform.node()}
+    for package in ("numpy", "scipy", "torch", "pytorch-lightning", "snakemake"):
+        try:
+            out[package.replace("-", "_")] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package.replace("-", "_")] = None
     return out
 
 

@@ -181,3 +181,14 @@ def load_nt_params(model: Network, path) -> Network:
                 layer.weight.copy_(torch.as_tensor(W))
                 layer.bias.copy_(torch.as_tensor(b))
     return model
+
+
+def load_network(ckpt_path, map_location="cpu") -> Network:
+    """The plain network stored in a training checkpoint (weights only, no code from the file; no
+    Lightning needed to read it)."""
+    state = torch.load(ckpt_path, map_location=map_location, weights_only=True)
+    h = state["hyper_parameters"]
+    net = build(h["arch"], h["width"], tuple(h["in_shape"]), h["out_dim"], depth=h["depth"],
+                parameterization=h["parameterization"], W_std=h["W_std"], b_std=h["b_std"])
+    net.load_state_dict({k[len("net."):]: v for k, v in state["state_dict"].items() if k.startswith("net.")})
+    return net

@@ -12,6 +12,8 @@ import math
 import numpy as np
 from scipy.optimize import least_squares
 
+from .methods import K_EQUALS_N
+
 
 def fit_power_law(n, y, floor: bool = False) -> dict:
     """Fit y = a * n^-alpha (+ c). Points with y <= 0 cannot be on a log scale and are dropped."""
@@ -79,8 +81,9 @@ META_FIELDS = ("dataset", "arch", "width", "seed", "method", "kind", "ridge", "n
 
 
 def curve_id(meta: dict) -> tuple:
-    """Points of one scaling curve: the network trained on each n is one curve whatever its k (= n)."""
-    k = "" if meta["method"] == "network" else int(meta["k"])
+    """Points of one scaling curve: methods whose k moves with n (the network, the after-kernel at k = n)
+    are one curve over n whatever k is."""
+    k = "" if meta["method"] in K_EQUALS_N else int(meta["k"])
     width = float(meta["width"])  # inf for infinite-width kernels
     return (str(meta["dataset"]), str(meta["arch"]), int(width) if math.isfinite(width) else width, str(meta["method"]),
             str(meta.get("kind", "")), meta.get("ridge", ""), k)
@@ -121,3 +124,36 @@ def fit_curves(pointwise_paths, fit_cfg: dict) -> list[dict]:
                          "ridge": ridge, "k": k, "metric": metric,
                          **{c: res[c] for c in EXPONENT_COLUMNS if c in res}})
     return rows
+
+
+SUMMARY_COLUMNS = ("dataset", "arch", "width", "method", "kind", "k", "ridge", "metric", "alpha", "alpha_lo",
+                   "alpha_hi", "n_min", "n_max", "n_seeds", "n_test", "network_width", "network_alpha",
+                   "network_alpha_lo", "network_alpha_hi", "alpha_deficit")
+
+
+def summarize(exponents, ridge):
+    """The answer table: one row per (dataset, arch, width, method, kind, k, metric) at one ridge, beside
+    the exponent of the network of the same width (for infinite-width kernels: the widest network).
+    alpha_deficit = network alpha - method alpha: positive when the method scales worse than the network.
+    Exponents are seed aggregates: fitted to the mean over seeds, intervals bootstrapped over seeds."""
+    import pandas as pd
+
+    df = exponents.copy()
+    df["width"] = df["width"].astype(float)
+    is_net = df["method"] == "network"
+    df = df[is_net | np.isclose(df["ridge"].astype(float), float(ridge))]
+    net = df[df["method"] == "network"].set_index(["dataset", "arch", "width", "metric"])
+    finite = net.index.get_level_values("width")
+    widest = float(finite.max()) if len(finite) else np.nan
+    df["network_width"] = np.where(np.isfinite(df["width"]), df["width"], widest)
+    ref = net[["alpha", "alpha_lo", "alpha_hi"]].add_prefix("network_")
+    df = df.merge(ref, how="left", left_on=["dataset", "arch", "network_width", "metric"], right_index=True)
+    df["alpha_deficit"] = df["network_alpha"] - df["alpha"]
+    df["ridge"] = df["ridge"].astype(object).where(df["method"] != "network", "")
+    order = pd.Categorical(df["method"], ["network", "entk_init", "entk_after", "entk_after_n", "infinite_ntk",
+                                          "infinite_nngp"], ordered=True)
+    df = df.assign(_o=order).sort_values(["dataset", "arch", "metric", "width", "_o", "k"]).drop(columns="_o")
+    for col in ("width", "network_width"):  # integers, or inf for infinite-width kernels
+        df[col] = df[col].map(lambda w: int(w) if np.isfinite(w) else w).astype(object)
+    df["k"] = pd.to_numeric(df["k"], errors="coerce").astype("Int64")  # empty where k moves with n
+    return df[list(SUMMARY_COLUMNS)].reset_index(drop=True)

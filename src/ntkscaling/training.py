@@ -18,7 +18,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from torch.utils.data import DataLoader, TensorDataset
+
 from . import models
+from .data import DatasetError, load_prepared
 from .metrics import LOSSES, evaluate, per_point_error, per_point_loss
 
 OPTIMIZERS = ("sgd", "adam")
@@ -27,6 +30,32 @@ BLOWUP = 1e4  # a loss this many times its value at initialization means trainin
 
 class DivergenceError(RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class SubsetDataModule(pl.LightningDataModule):
+    """Nested subset n of a prepared dataset; batches shuffled by a generator seeded from `seed`."""
+
+    def __init__(self, prepared_path, order_path, n: int, batch_size: int, seed: int):
+        super().__init__()
+        self.prepared_path, self.order_path = str(prepared_path), str(order_path)
+        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+
+    def setup(self, stage=None):
+        d = load_prepared(self.prepared_path)
+        order = np.load(self.order_path, allow_pickle=False)
+        if self.n > len(order):
+            raise DatasetError(f"n={self.n} is larger than the training pool ({len(order)} examples)")
+        idx = order[: self.n]
+        self.n_classes = int(d["n_classes"])
+        self.x_train = torch.from_numpy(d["x_train"][idx])
+        self.y_train = torch.from_numpy(d["y_train"][idx])
+        self.x_test = torch.from_numpy(d["x_test"])
+        self.y_test = torch.from_numpy(d["y_test"])
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(self.seed)
+        return DataLoader(TensorDataset(self.x_train, self.y_train), batch_size=self.batch_size,
+                          shuffle=True, generator=g)
 
 
 class NetworkModule(pl.LightningModule):
@@ -139,8 +168,6 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch
     With `steps` set, training runs exactly that many optimizer steps (epochs as many as needed);
     otherwise `epochs` full passes over the n examples.
     """
-    from .data import SubsetDataModule
-
     pl.seed_everything(int(seed) * 1_000_003 + int(n), workers=True, verbose=False)
     dm = SubsetDataModule(prepared_path, order_path, n, batch_size, seed=int(seed) * 1_000_003 + int(n))
     dm.setup()
@@ -180,13 +207,3 @@ def save_init_checkpoint(path, in_shape, out_dim: int, seed: int, **module_kw):
     tmp = path.with_name(f".{path.name}.tmp")
     trainer.save_checkpoint(tmp)
     os.replace(tmp, path)
-
-
-def load_network(ckpt_path, map_location="cpu") -> models.Network:
-    """The plain network stored in a training checkpoint (weights only, no code from the file)."""
-    state = torch.load(ckpt_path, map_location=map_location, weights_only=True)
-    h = state["hyper_parameters"]
-    net = models.build(h["arch"], h["width"], tuple(h["in_shape"]), h["out_dim"], depth=h["depth"],
-                       parameterization=h["parameterization"], W_std=h["W_std"], b_std=h["b_std"])
-    net.load_state_dict({k[len("net."):]: v for k, v in state["state_dict"].items() if k.startswith("net.")})
-    return net

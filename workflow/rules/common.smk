@@ -9,6 +9,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 from ntkscaling.config import ConfigError, validate as validate_config  # noqa: E402
+from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, entk_tags, parse_tag  # noqa: E402
 
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
@@ -21,16 +22,21 @@ WIDTHS = config["model"]["widths"]
 SEEDS = config["seeds"]
 NS = config["sample_sizes"]
 TRAIN_DIR = f"{RESULTS}/train/w{{width}}/s{{seed}}/n{{n}}"
-ENTK_METHODS = ["entk_init"]
-INFINITE_METHODS = ["infinite_ntk", "infinite_nngp"] if config["kernel"]["infinite"] else []
+AFTER = config["after_kernel"]
+EVOLUTION = config["evolution"]
+EVOLUTION_NS = EVOLUTION["sample_sizes"] or [max(NS)]
+ENTK_TAGS = entk_tags(AFTER["ks"], AFTER["at_n"], NS)  # kernel tags: see ntkscaling.methods
+INFINITE_TAGS = ["infinite_ntk", "infinite_nngp"] if config["kernel"]["infinite"] else []
 KINDS = config["kernel"]["kinds"]
+FIGURE_WIDTH = config["fit"]["figure_width"] or max(WIDTHS)
+FIGURE_RIDGE = config["fit"]["figure_ridge"] if config["fit"]["figure_ridge"] is not None else min(config["kernel"]["ridges"])
 
 
 wildcard_constraints:
     width=r"\d+|inf",
     seed=r"\d+",
     n=r"\d+",
-    method="entk_init|infinite_ntk|infinite_nngp",
+    method=TAG_PATTERN,
     kind=r"mean|sum|full",
 
 
@@ -47,19 +53,38 @@ def network_metrics(wildcards=None):
     return expand(f"{TRAIN_DIR}/metrics.csv", width=WIDTHS, seed=SEEDS, n=NS)
 
 
+def train_schedule(wildcards):
+    """Checkpoint schedule of a training run: the evolution schedule for the n whose kernel evolution is
+    tracked, train.* for the others."""
+    src_cfg = EVOLUTION if int(wildcards.n) in EVOLUTION_NS else config["train"]
+    return {"log_points": src_cfg["log_checkpoints"], "epochs": src_cfg["checkpoint_epochs"]}
+
+
 def kernel_checkpoint(wildcards):
-    """The network checkpoint whose eNTK a kernel method uses."""
-    if wildcards.method == "entk_init":
+    """The network checkpoint whose eNTK a kernel tag uses: the initialization or a trained network."""
+    tag = parse_tag(wildcards.method)
+    if tag["method"] == "entk_init":
         return f"{RESULTS}/init/w{wildcards.width}/s{wildcards.seed}.ckpt"
-    raise ValueError(f"unknown kernel method {wildcards.method!r}")
+    return f"{RESULTS}/train/w{wildcards.width}/s{wildcards.seed}/n{tag['k']}/final.ckpt"
+
+
+def kernel_ns(wildcards):
+    """The training-set sizes a kernel serves: entk_after_n<n> serves n only, every other kernel all n."""
+    n = parse_tag(wildcards.method)["n"]
+    return [n] if n else NS
+
+
+def kernel_n_rows(wildcards):
+    """Training rows of a kernel (the first ones of the seed's nested order); the test set follows."""
+    return max(kernel_ns(wildcards))
 
 
 def kernel_results(name):
-    """Regression outputs of every kernel: eNTKs per width and kind; infinite kernels (width 'inf',
+    """Regression outputs of every kernel: eNTKs per tag, width and kind; infinite kernels (width 'inf',
     one scalar kernel per pair, regressed as the mean kind)."""
     pattern = f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/{name}"
-    return (expand(pattern, method=ENTK_METHODS, width=WIDTHS, seed=SEEDS, kind=KINDS)
-            + expand(pattern, method=INFINITE_METHODS, width="inf", seed=SEEDS, kind="mean"))
+    return (expand(pattern, method=ENTK_TAGS, width=WIDTHS, seed=SEEDS, kind=KINDS)
+            + expand(pattern, method=INFINITE_TAGS, width="inf", seed=SEEDS, kind="mean"))
 
 
 def pointwise_all(wildcards=None):
@@ -71,16 +96,30 @@ def metrics_all(wildcards=None):
     return network_metrics() + kernel_results("metrics.csv")
 
 
-def figure_title():
+def evolution_tables(wildcards=None):
+    return expand(f"{RESULTS}/evolution/w{{width}}/s{{seed}}/n{{n}}/{EVOLUTION['kind']}.csv",
+                  width=WIDTHS, seed=SEEDS, n=EVOLUTION_NS)
+
+
+def width_distance_tables(wildcards=None):
+    """eNTK-at-init vs infinite NTK per seed (only when the infinite kernels are computed)."""
+    return expand(f"{RESULTS}/width/distance_s{{seed}}.csv", seed=SEEDS) if INFINITE_TAGS else []
+
+
+def figure_title(width=None):
     m = config["model"]
     depth = f" depth {m['depth']}" if m["arch"] == "mlp" else ""
-    return f"{config['dataset']['name']}, {m['arch']}{depth}, {m['parameterization']} parameterization"
+    shown = f", width {width}" if width is not None else ""
+    return f"{config['dataset']['name']}, {m['arch']}{depth}{shown}, {m['parameterization']} parameterization"
+
+
+FIGURES = ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling")
 
 
 def all_targets():
     return [
         f"{RESULTS}/scaling/metrics.csv",
         f"{RESULTS}/scaling/exponents.csv",
-        f"{RESULTS}/figures/data_scaling.pdf",
-        f"{RESULTS}/figures/data_scaling.png",
+        f"{RESULTS}/summary/exponents.csv",
+        *expand(f"{RESULTS}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("pdf", "png")),
     ]

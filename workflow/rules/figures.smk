@@ -1,11 +1,12 @@
-# Stage 5: figures (seaborn; PDF and PNG) for the report.
+# Stage 5: figures (seaborn; PDF and PNG, the PDF in the report with its caption). One rule per figure
+# family, so deleting or changing one figure's inputs re-creates just that figure.
 
 
 rule figure_data_scaling:
     input:
         metrics=rules.collect_metrics.output[0],
         exponents=rules.fit_exponents.output[0],
-        code=src("plotting"),
+        code=src("plotting", "methods"),
     output:
         pdf=report(
             f"{RESULTS}/figures/data_scaling.pdf",
@@ -15,10 +16,9 @@ rule figure_data_scaling:
         png=f"{RESULTS}/figures/data_scaling.png",
     params:
         metrics=config["fit"]["metrics"],
-        title=figure_title(),
-        ridge=config["fit"]["figure_ridge"]
-        if config["fit"]["figure_ridge"] is not None
-        else min(config["kernel"]["ridges"]),
+        title=figure_title(FIGURE_WIDTH),
+        ridge=FIGURE_RIDGE,
+        width=FIGURE_WIDTH,
     conda:
         "../../envs/ntkscaling.yaml"
     log:
@@ -29,3 +29,89 @@ rule figure_data_scaling:
         runtime=10,
     script:
         "../scripts/plot_data_scaling.py"
+
+
+rule figure_after_kernel:
+    input:
+        metrics=rules.collect_metrics.output[0],
+        exponents=rules.fit_exponents.output[0],
+        code=src("plotting", "methods"),
+    output:
+        pdf=report(
+            f"{RESULTS}/figures/after_kernel.pdf",
+            caption="../report/after_kernel.rst",
+            category="After-kernels",
+        ),
+        png=f"{RESULTS}/figures/after_kernel.png",
+    params:
+        metrics=config["fit"]["metrics"],
+        title=figure_title(FIGURE_WIDTH),
+        ridge=FIGURE_RIDGE,
+        width=FIGURE_WIDTH,
+    conda:
+        "../../envs/ntkscaling.yaml"
+    log:
+        f"{LOGS}/figure_after_kernel.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/plot_after_kernel.py"
+
+
+rule figure_kernel_evolution:
+    input:
+        evolution=rules.collect_evolution.output[0],
+        code=src("plotting", "methods"),
+    output:
+        pdf=report(
+            f"{RESULTS}/figures/kernel_evolution.pdf",
+            caption="../report/kernel_evolution.rst",
+            category="Kernel evolution",
+        ),
+        png=f"{RESULTS}/figures/kernel_evolution.png",
+    params:
+        metric=config["fit"]["metrics"][0],
+        title=figure_title(),
+        ridge=FIGURE_RIDGE,
+    conda:
+        "../../envs/ntkscaling.yaml"
+    log:
+        f"{LOGS}/figure_kernel_evolution.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/plot_kernel_evolution.py"
+
+
+rule figure_width_scaling:
+    input:
+        metrics=rules.collect_metrics.output[0],
+        exponents=rules.fit_exponents.output[0],
+        distance=rules.collect_width_distance.output[0],
+        code=src("plotting", "methods"),
+    output:
+        pdf=report(
+            f"{RESULTS}/figures/width_scaling.pdf",
+            caption="../report/width_scaling.rst",
+            category="Width scaling",
+        ),
+        png=f"{RESULTS}/figures/width_scaling.png",
+    params:
+        metrics=config["fit"]["metrics"],
+        title=figure_title(),
+        ridge=FIGURE_RIDGE,
+        n=config["width_scaling"]["n"] or max(NS),
+    conda:
+        "../../envs/ntkscaling.yaml"
+    log:
+        f"{LOGS}/figure_width_scaling.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/plot_width_scaling.py"

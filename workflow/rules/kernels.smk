@@ -1,5 +1,7 @@
-# Stage 3: kernels. The empirical NTK of a checkpoint, computed once per (method, width, seed, kind) on
-# (largest nested train subset + test set), then kernel regression for every n on slices of it.
+# Stage 3: kernels. The empirical NTK of a checkpoint (the initialization, or a network trained on k
+# examples: the after-kernel) and the infinite NTK/NNGP, computed once per (tag, width, seed, kind) on
+# (largest nested train subset the kernel serves + test set), then kernel regression for every n on slices.
+# Kernel tags ({method} in paths) are defined in ntkscaling.methods.
 
 
 rule init_checkpoint:
@@ -25,18 +27,18 @@ rule init_checkpoint:
 
 rule entk_kernel:
     wildcard_constraints:
-        method="entk_init",
+        method=ENTK_TAG_PATTERN,
         width=r"\d+",
     input:
         ckpt=kernel_checkpoint,
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("entk", "training", "models", "data"),
+        code=src("entk", "training", "models", "data", "methods"),
     output:
         kernel=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.npy",
         meta=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.json",
     params:
-        n_max=max(NS),
+        n_max=kernel_n_rows,
     conda:
         "../../envs/ntkscaling.yaml"
     log:
@@ -84,12 +86,12 @@ rule regress_kernel:
         kernel=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.npy",
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("regression", "data", "io"),
+        code=src("regression", "data", "io", "methods"),
     output:
         metrics=f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/metrics.csv",
         pointwise=f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/pointwise.npz",
     params:
-        ns=NS,
+        ns=kernel_ns,
         ridges=config["kernel"]["ridges"],
         dataset=config["dataset"]["name"],
         arch=config["model"]["arch"],
@@ -105,3 +107,55 @@ rule regress_kernel:
         runtime=60,
     script:
         "../scripts/regress_kernel.py"
+
+
+rule kernel_evolution:
+    input:
+        metrics=f"{TRAIN_DIR}/metrics.csv",
+        final=f"{TRAIN_DIR}/final.ckpt",
+        data=rules.prepare_data.output.data,
+        order=f"{RESULTS}/data/order_s{{seed}}.npy",
+        code=src("evolution", "entk", "regression", "training", "models", "data", "io"),
+    output:
+        f"{RESULTS}/evolution/w{{width}}/s{{seed}}/n{{n}}/{{kind}}.csv",
+    params:
+        checkpoints=f"{TRAIN_DIR}/checkpoints",
+        ridges=config["kernel"]["ridges"],
+    conda:
+        "../../envs/ntkscaling.yaml"
+    log:
+        f"{LOGS}/kernel_evolution/w{{width}}_s{{seed}}_n{{n}}_{{kind}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/kernel_evolution/w{{width}}_s{{seed}}_n{{n}}_{{kind}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=0,
+    script:
+        "../scripts/kernel_evolution.py"
+
+
+rule width_distance:
+    input:
+        entk=expand(f"{RESULTS}/kernels/entk_init/w{{width}}/s{{{{seed}}}}/mean.npy", width=WIDTHS),
+        infinite=f"{RESULTS}/kernels/infinite_ntk/winf/s{{seed}}/mean.npy",
+        code=src("evolution", "io"),
+    output:
+        f"{RESULTS}/width/distance_s{{seed}}.csv",
+    params:
+        widths=WIDTHS,
+        n_max=max(NS),
+        probe=config["width_scaling"]["probe"],
+        dataset=config["dataset"]["name"],
+        arch=config["model"]["arch"],
+    conda:
+        "../../envs/ntkscaling.yaml"
+    log:
+        f"{LOGS}/width_distance/s{{seed}}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    script:
+        "../scripts/width_distance.py"

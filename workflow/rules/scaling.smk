@@ -39,3 +39,63 @@ rule fit_exponents:
         runtime=10,
     script:
         "../scripts/fit_exponents.py"
+
+
+rule collect_evolution:
+    input:
+        tables=evolution_tables,
+        code=src("io"),
+    output:
+        f"{RESULTS}/evolution/evolution.csv",
+    conda:
+        "../../envs/ntkscaling.yaml"
+    log:
+        f"{LOGS}/collect_evolution.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/collect_metrics.py"
+
+
+rule collect_width_distance:
+    input:
+        tables=width_distance_tables,
+        code=src("io"),
+    output:
+        f"{RESULTS}/width/distance.csv",
+    conda:
+        "../../envs/ntkscaling.yaml"
+    log:
+        f"{LOGS}/collect_width_distance.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/collect_metrics.py"
+
+
+rule summarize_exponents:
+    input:
+        exponents=rules.fit_exponents.output[0],
+        code=src("scaling", "io"),
+    output:
+        report(
+            f"{RESULTS}/summary/exponents.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+    params:
+        ridge=FIGURE_RIDGE,
+    conda:
+        "../../envs/ntkscaling.yaml"
+    log:
+        f"{LOGS}/summarize_exponents.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/summarize_exponents.py"

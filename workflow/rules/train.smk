@@ -16,6 +16,7 @@ rule train_network:
         train=config["train"],
         dataset=config["dataset"]["name"],
         checkpoints=f"{TRAIN_DIR}/checkpoints",
+        schedule=train_schedule,
     conda:
         "../../envs/ntkscaling.yaml"
     log:

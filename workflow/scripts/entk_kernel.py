@@ -4,7 +4,7 @@ import time
 import numpy as np
 import torch
 
-from ntkscaling import data, entk, io
+from ntkscaling import data, entk, io, methods
 
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -24,7 +24,8 @@ with io.log_to(snakemake.log[0]):
     seconds = time.perf_counter() - t0
     io.save_npy(snakemake.output.kernel, K)
     io.save_json(snakemake.output.meta, {
-        "method": w.method, "kind": w.kind, "width": int(w.width), "seed": int(w.seed),
+        "tag": w.method, "method": methods.parse_tag(w.method)["method"],
+        "k": methods.parse_tag(w.method)["k"], "kind": w.kind, "width": int(w.width), "seed": int(w.seed),
         "checkpoint": snakemake.input.ckpt, "n_train": n_max, "n_test": int(len(d["x_test"])),
         "rows": "first n_train entries of the seed's nested order, then the test set",
         "shape": list(K.shape), "dtype": str(K.dtype), "device": device, "seconds": seconds,

@@ -4,6 +4,7 @@ import pandas as pd
 from ntkscaling import io, plotting
 
 with io.log_to(snakemake.log[0]):
+    p = snakemake.params
     fig = plotting.plot_data_scaling(pd.read_csv(snakemake.input.metrics), pd.read_csv(snakemake.input.exponents),
-                                     snakemake.params.metrics, snakemake.params.title, snakemake.params.ridge)
+                                     p.metrics, p.title, ridge=p.ridge, width=p.width)
     plotting.save_figure(fig, snakemake.output.pdf, snakemake.output.png)

@@ -15,8 +15,8 @@ with io.log_to(snakemake.log[0]):
         arch=m["arch"], width=int(w.width), depth=m["depth"], parameterization=m["parameterization"],
         W_std=m["W_std"], b_std=m["b_std"], loss=t["loss"], optimizer=t["optimizer"], lr=t["lr"],
         momentum=t["momentum"], weight_decay=t["weight_decay"], batch_size=min(t["batch_size"], n),
-        epochs=t["epochs"], steps=t["steps"], log_points=t["log_checkpoints"],
-        checkpoint_epochs=t["checkpoint_epochs"], dataset=snakemake.params.dataset)
+        epochs=t["epochs"], steps=t["steps"], log_points=snakemake.params.schedule["log_points"],
+        checkpoint_epochs=snakemake.params.schedule["epochs"], dataset=snakemake.params.dataset)
     with io.atomic_path(snakemake.output.final) as tmp:
         shutil.copyfile(saved[max(saved)], tmp)
     meta = {"dataset": snakemake.params.dataset, "arch": m["arch"], "width": int(w.width), "seed": int(w.seed),

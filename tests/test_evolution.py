@@ -1,0 +1,91 @@
+"""Kernel-evolution metrics on cases with known answers, and the tracking loop against direct computation."""
+import numpy as np
+import pytest
+from sklearn.kernel_ridge import KernelRidge
+
+from ntkscaling import evolution
+
+
+def _psd(rng, n, rank=None):
+    A = rng.standard_normal((n, rank or n))
+    return A @ A.T
+
+
+def test_kernel_distance_known_values():
+    rng = np.random.default_rng(0)
+    K = _psd(rng, 12)
+    assert evolution.kernel_distance(K, K) == pytest.approx(0.0, abs=1e-12)
+    assert evolution.kernel_distance(K, 7.5 * K) == pytest.approx(0.0, abs=1e-12)  # scale-free
+    e1, e2 = np.diag([1.0, 0.0]), np.diag([0.0, 1.0])
+    assert evolution.kernel_distance(e1, e2) == pytest.approx(1.0)  # orthogonal
+    # against the definition written out
+    L = _psd(rng, 12)
+    ref = 1 - np.sum(K * L) / np.sqrt(np.sum(K * K) * np.sum(L * L))
+    assert evolution.kernel_distance(K, L) == pytest.approx(ref, rel=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        evolution.kernel_distance(K, K[:5, :5])
+    with pytest.raises(ValueError, match="zero kernel"):
+        evolution.kernel_distance(K, 0 * K)
+
+
+def test_full_kernels_are_compared_as_their_nC_blocks():
+    rng = np.random.default_rng(1)
+    J1, J2 = rng.standard_normal((6, 3, 20)), rng.standard_normal((6, 3, 20))
+    full1, full2 = np.einsum("acp,bdp->abcd", J1, J1), np.einsum("acp,bdp->abcd", J2, J2)
+    flat1, flat2 = J1.reshape(18, 20) @ J1.reshape(18, 20).T, J2.reshape(18, 20) @ J2.reshape(18, 20).T
+    assert evolution.kernel_distance(full1, full2) == pytest.approx(evolution.kernel_distance(flat1, flat2))
+
+
+def test_alignment_of_the_label_kernel_is_one():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 4, 30)
+    Y = np.eye(4)[y]
+    assert evolution.centered_alignment(Y @ Y.T, y, 4) == pytest.approx(1.0)
+    assert evolution.centered_alignment(3.0 * Y @ Y.T + 5.0, y, 4) == pytest.approx(1.0)  # centring removes constants
+    K = _psd(rng, 30)
+    a = evolution.centered_alignment(K, y, 4)
+    H = np.eye(30) - 1 / 30
+    Kc, Lc = H @ K @ H, H @ Y @ Y.T @ H
+    assert a == pytest.approx(np.sum(Kc * Lc) / np.linalg.norm(Kc) / np.linalg.norm(Lc), rel=1e-10)
+    assert -1 <= a <= 1
+
+
+def test_relative_distance():
+    rng = np.random.default_rng(3)
+    K = _psd(rng, 10)
+    assert evolution.relative_distance(K, K) == 0
+    assert evolution.relative_distance(1.1 * K, K) == pytest.approx(0.1)  # sees the scale, unlike S
+
+
+def test_track_matches_direct_computation():
+    rng = np.random.default_rng(4)
+    n, m, C = 20, 15, 3
+    labels = rng.integers(0, C, n + m)
+    A, B = _psd(rng, n + m), _psd(rng, n + m)
+    ckpts = [{"step": s, "epoch": s / 4, "t": t} for s, t in ((0, 0.0), (1, 0.1), (4, 0.5), (40, 1.0))]
+    kernel_of = lambda c: (1 - c["t"]) * A + c["t"] * B  # noqa: E731
+    rows = evolution.track(ckpts, kernel_of, labels, n, C, ridges=[0.1], progress=lambda m: None)
+    got = {(r["step"], r["metric"]): r["value"] for r in rows}
+    assert got[(0, "distance_init")] == pytest.approx(0, abs=1e-12)
+    assert got[(40, "distance_final")] == pytest.approx(0, abs=1e-12)
+    assert (0, "distance_prev") not in got  # nothing before step 0
+    d = evolution.kernel_distance(kernel_of(ckpts[1]), kernel_of(ckpts[2]))
+    assert got[(4, "distance_prev")] == pytest.approx(d)
+    assert got[(4, "velocity_step")] == pytest.approx(d / 3)
+    assert got[(4, "velocity_epoch")] == pytest.approx(d / 0.75)
+    assert got[(1, "distance_final")] == pytest.approx(evolution.kernel_distance(kernel_of(ckpts[1]), B))
+    # the kernel's own test error: an independent kernel ridge solve (sklearn) on the same blocks
+    K = kernel_of(ckpts[2])
+    lam = 0.1 * np.mean(np.diag(K[:n, :n]))
+    pred = KernelRidge(alpha=lam, kernel="precomputed").fit(K[:n, :n], np.eye(C)[labels[:n]]).predict(K[n:, :n])
+    assert got[(4, "test_error")] == pytest.approx(np.mean(pred.argmax(1) != labels[n:]))
+    assert got[(4, "test_mse")] == pytest.approx(np.mean((pred - np.eye(C)[labels[n:]]) ** 2), rel=1e-8)
+
+
+def test_track_refuses_a_dead_network_and_a_single_checkpoint():
+    K = np.eye(6)
+    with pytest.raises(ValueError, match="network died"):
+        evolution.track([{"step": 0, "epoch": 0}, {"step": 5, "epoch": 1}],
+                        lambda c: K if c["step"] == 0 else 0 * K, np.arange(6) % 2, 3, 2, [0.1], progress=print)
+    with pytest.raises(ValueError, match="at least 2"):
+        evolution.track([{"step": 0, "epoch": 0}], lambda c: K, np.arange(6) % 2, 3, 2, [0.1])

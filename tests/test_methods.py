@@ -1,0 +1,30 @@
+"""Kernel tags: the one mapping between path names and (method, k)."""
+import re
+
+import pytest
+
+from ntkscaling import methods
+
+
+@pytest.mark.parametrize("tag,expected", [
+    ("entk_init", {"method": "entk_init", "k": 0, "n": None}),
+    ("entk_after_k256", {"method": "entk_after", "k": 256, "n": None}),
+    ("entk_after_n64", {"method": "entk_after_n", "k": 64, "n": 64}),
+    ("infinite_ntk", {"method": "infinite_ntk", "k": None, "n": None}),
+])
+def test_parse_tag(tag, expected):
+    assert methods.parse_tag(tag) == expected
+    assert re.fullmatch(methods.TAG_PATTERN, tag)
+
+
+@pytest.mark.parametrize("bad", ["entk_after_k", "entk_after", "network", "entk_init2", "infinite"])
+def test_bad_tags_are_refused(bad):
+    with pytest.raises(ValueError, match="unknown"):
+        methods.parse_tag(bad)
+    assert not re.fullmatch(methods.TAG_PATTERN, bad)
+
+
+def test_entk_tags():
+    assert methods.entk_tags() == ["entk_init"]
+    assert methods.entk_tags([16, 64], True, [8, 32]) == ["entk_init", "entk_after_k16", "entk_after_k64",
+                                                          "entk_after_n8", "entk_after_n32"]

@@ -1,0 +1,38 @@
+"""Adapter: the eNTK at every checkpoint of one training run and its evolution metrics (tidy rows)."""
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ntkscaling import data, entk, evolution, io
+
+with io.log_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    w = snakemake.wildcards
+    n = int(w.n)
+    d = data.load_prepared(snakemake.input.data)
+    order = np.load(snakemake.input.order, allow_pickle=False)
+    x, y = data.kernel_rows(d, order, n)
+    x = torch.from_numpy(x)
+    with open(snakemake.input.metrics, newline="") as f:
+        network = [r for r in csv.DictReader(f) if r["metric"] in ("test_error", "test_mse")]
+    ident = {k: network[0][k] for k in ("dataset", "arch", "width", "seed")}
+    checkpoints = sorted({(int(r["step"]), float(r["epoch"])) for r in network})
+    checkpoints = [{"step": s, "epoch": e, "path": Path(snakemake.params.checkpoints) / f"step{s:08d}.ckpt"}
+                   for s, e in checkpoints]
+    missing = [str(c["path"]) for c in checkpoints if not c["path"].exists()]
+    if missing:
+        raise FileNotFoundError(f"checkpoints listed in {snakemake.input.metrics} are missing: {missing}; "
+                                f"re-run the training job")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"eNTK ({w.kind}) of {len(checkpoints)} checkpoints on {len(x)} points, device {device}", flush=True)
+
+    def kernel_of(ckpt):
+        return entk.empirical_ntk_from_checkpoint(ckpt["path"], x, kind=w.kind, device=device).cpu().numpy()
+
+    rows = evolution.track(checkpoints, kernel_of, y, n, int(d["n_classes"]), snakemake.params.ridges,
+                           progress=lambda msg: print(msg, flush=True))
+    out = [{**ident, "method": "entk_checkpoint", "kind": w.kind, "n": n, "k": n, **r} for r in rows]
+    out += [{**r, "kind": "", "ridge": ""} for r in network]
+    io.write_rows(snakemake.output[0], out)

@@ -1,0 +1,10 @@
+"""Adapter: the one-table answer - every method's exponent beside the network's (see scaling.summarize)."""
+import pandas as pd
+
+from ntkscaling import io, scaling
+
+with io.log_to(snakemake.log[0]):
+    summary = scaling.summarize(pd.read_csv(snakemake.input.exponents), snakemake.params.ridge)
+    with io.atomic_path(snakemake.output[0]) as tmp:
+        summary.to_csv(tmp, index=False)
+    print(summary.to_string(index=False))
