@@ -187,3 +187,15 @@ def test_prepare_standardizes_with_pool_statistics_and_selects_classes():
     assert abs(x.std() - 1) < 1e-4  # one channel: pool std is 1
     # subsets are slices of the same standardized pool: a subset's statistics differ from (0, 1)
     assert abs(x[:20].mean()) > 1e-4
+
+
+def test_downsample_averages_blocks():
+    x = np.arange(2 * 3 * 4 * 8, dtype=np.float32).reshape(2, 3, 4, 8)
+    out = data.downsample(x, 2)
+    assert out.shape == (2, 3, 2, 4) and out.dtype == np.float32
+    assert out[1, 2, 1, 3] == pytest.approx(x[1, 2, 2:4, 6:8].mean())
+    assert data.downsample(x, 1) is x
+    with pytest.raises(data.DatasetError, match="must divide"):
+        data.downsample(x, 3)
+    with pytest.raises(data.DatasetError, match="needs images"):
+        data.downsample(x.reshape(2, -1), 2)

@@ -1,6 +1,8 @@
 """The Snakemake workflow end to end on the tiny config, plus dry-run, lint and bad-config checks."""
+import base64
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -27,28 +29,85 @@ def tiny_run(tmp_path_factory):
     return work
 
 
+def _csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
 def test_tiny_run_outputs(tiny_run):
     out = tiny_run / "results" / "tiny"
-    with open(out / "scaling" / "exponents.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = _csv(out / "scaling" / "exponents.csv")
     assert {r["metric"] for r in rows} == {"test_error", "test_mse"}
-    assert {(r["method"], r["width"], r["kind"], r["ridge"]) for r in rows} == {
-        ("network", "32", "", ""), ("entk_init", "32", "mean", "0.001"),
-        ("infinite_ntk", "inf", "mean", "0.001"), ("infinite_nngp", "inf", "mean", "0.001")}
+    curves = {(r["method"], r["width"], r["kind"], r["ridge"], r["k"]) for r in rows}
+    expected = {("infinite_ntk", "inf", "mean", "0.001", "0"), ("infinite_nngp", "inf", "mean", "0.001", "0")}
+    for w in ("16", "32"):
+        expected |= {("network", w, "", "", ""), ("entk_init", w, "mean", "0.001", "0"),
+                     ("entk_after", w, "mean", "0.001", "16"), ("entk_after_n", w, "mean", "0.001", "")}
+    assert curves == expected
     for r in rows:
         assert float(r["alpha_lo"]) <= float(r["alpha"]) <= float(r["alpha_hi"])
-        assert float(r["alpha"]) > 0  # more data helps on digits
+        if r["method"] in ("entk_init", "infinite_ntk"):
+            assert float(r["alpha"]) > 0  # more data helps on digits
     kernel = np.load(out / "kernels" / "entk_init" / "w32" / "s0" / "mean.npy")
     assert kernel.shape == (64 + 100, 64 + 100)
     np.testing.assert_allclose(kernel, kernel.T, rtol=1e-5, atol=1e-6)
     ntk_inf = np.load(out / "kernels" / "infinite_ntk" / "winf" / "s1" / "mean.npy")
     assert ntk_inf.shape == kernel.shape and ntk_inf.dtype == np.float64
-    with open(out / "scaling" / "metrics.csv") as f:
-        metrics = list(csv.DictReader(f))
+    after = np.load(out / "kernels" / "entk_after_k16" / "w32" / "s0" / "mean.npy")
+    assert after.shape == kernel.shape and not np.allclose(after, kernel, rtol=1e-3)  # training moved it
+    assert np.load(out / "kernels" / "entk_after_n32" / "w32" / "s0" / "mean.npy").shape == (32 + 100, 32 + 100)
+    metrics = _csv(out / "scaling" / "metrics.csv")
     assert {(r["seed"], r["n"]) for r in metrics} == {(s, n) for s in "01" for n in ("16", "32", "64")}
-    for ext in ("pdf", "png"):
-        assert (out / "figures" / f"data_scaling.{ext}").stat().st_size > 1000
+    assert {r["n"] for r in metrics if r["method"] == "entk_after_n"} == {"16", "32", "64"}
+    for fig in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling"):
+        for ext in ("pdf", "png"):
+            assert (out / "figures" / f"{fig}.{ext}").stat().st_size > 1000
     assert (tiny_run / "logs" / "tiny" / "train" / "w32_s0_n16.log").read_text().count("done:") == 1
+
+
+def test_tiny_run_kernel_evolution(tiny_run):
+    rows = _csv(tiny_run / "results" / "tiny" / "evolution" / "evolution.csv")
+    assert {(r["width"], r["seed"], r["n"]) for r in rows} == {(w, s, "64") for w in ("16", "32") for s in "01"}
+    for w in ("16", "32"):
+        mine = [r for r in rows if r["width"] == w and r["seed"] == "0" and r["method"] == "entk_checkpoint"]
+        steps = sorted({int(r["step"]) for r in mine})
+        assert steps[0] == 0 and steps[-1] == 80 and len(steps) >= 6  # 20 epochs x 4 steps, log + epoch points
+        value = {(int(r["step"]), r["metric"]): float(r["value"]) for r in mine}
+        assert value[(0, "distance_init")] == pytest.approx(0, abs=1e-9)
+        assert value[(80, "distance_final")] == pytest.approx(0, abs=1e-9)
+        assert 0 < value[(80, "distance_init")] <= 1
+        for s in steps[1:]:
+            assert value[(s, "velocity_step")] >= 0 and (s, "test_error") in value
+        network = [r for r in rows if r["width"] == w and r["seed"] == "0" and r["method"] == "network"]
+        assert sorted({int(r["step"]) for r in network}) == steps  # the network's own error at each checkpoint
+
+
+def test_tiny_run_width_distance_and_summary(tiny_run):
+    out = tiny_run / "results" / "tiny"
+    dist = _csv(out / "width" / "distance.csv")
+    rel = {(r["width"], r["seed"]): float(r["value"]) for r in dist if r["metric"] == "relative_distance_infinite"}
+    assert set(rel) == {(w, s) for w in ("16", "32") for s in "01"}
+    assert all(0 < v < 2 for v in rel.values())
+    summary = _csv(out / "summary" / "exponents.csv")
+    entk = [r for r in summary if r["method"] == "entk_init" and r["metric"] == "test_error"]
+    assert len(entk) == 2
+    for r in entk:
+        assert float(r["alpha_deficit"]) == pytest.approx(float(r["network_alpha"]) - float(r["alpha"]))
+        assert r["network_width"] == r["width"]
+
+
+def test_report(tiny_run):
+    res = snakemake("--configfile", str(TINY), "--report", "report.html", cwd=tiny_run)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    html = (tiny_run / "report.html").read_text()
+    for name in ("data_scaling.pdf", "after_kernel.pdf", "kernel_evolution.pdf", "width_scaling.pdf",
+                 "After-kernels", "Kernel evolution", "Width scaling"):
+        assert name in html, name
+    # the summary table is embedded whole (a base64 data URI)
+    match = re.search(r"data:text/csv;charset=utf8;filename=exponents.csv;base64,([A-Za-z0-9+/=]+)", html)
+    assert match, "summary table missing from the report"
+    table = base64.b64decode(match.group(1)).decode()
+    assert table == (tiny_run / "results" / "tiny" / "summary" / "exponents.csv").read_text()
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
@@ -61,7 +120,8 @@ def test_dry_run_and_lint_of_default_config(tmp_path):
     res = snakemake("-n", cwd=tmp_path)  # a fresh directory: every job is planned
     assert res.returncode == 0, res.stderr[-2000:]
     for rule in ("prepare_data", "train_network", "entk_kernel", "infinite_kernel", "regress_kernel",
-                 "fit_exponents", "figure_data_scaling"):
+                 "kernel_evolution", "width_distance", "fit_exponents", "summarize_exponents",
+                 "figure_data_scaling", "figure_after_kernel", "figure_kernel_evolution", "figure_width_scaling"):
         assert rule in res.stdout
     res = snakemake("--lint", cwd=ROOT)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

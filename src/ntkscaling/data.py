@@ -302,11 +302,26 @@ def nested_order(y_train: np.ndarray, seed: int, balanced: bool = True) -> np.nd
     return balanced_order(y_train, rng) if balanced else rng.permutation(len(y_train))
 
 
+def downsample(x: np.ndarray, factor: int) -> np.ndarray:
+    """Average-pool NCHW images by `factor` in height and width (e.g. 32x32 -> 8x8 with factor 4)."""
+    if factor == 1:
+        return x
+    if x.ndim != 4:
+        raise DatasetError(f"dataset.downsample={factor} needs images (N, C, H, W); got inputs of shape {x.shape}")
+    N, C, H, W = x.shape
+    if H % factor or W % factor:
+        raise DatasetError(f"dataset.downsample={factor} must divide the image height and width ({H}x{W})")
+    return x.reshape(N, C, H // factor, factor, W // factor, factor).mean(axis=(3, 5), dtype=np.float64
+                                                                         ).astype(x.dtype)
+
+
 def prepare(name: str, root="data", test_size: int = 1000, classes=None, download: bool = False,
-            file: str | None = None, split_seed: int = 0):
-    """Load, select classes, draw the fixed test set and standardize with training-pool statistics."""
+            file: str | None = None, split_seed: int = 0, downsample_factor: int = 1):
+    """Load, select classes, (optionally) average-pool the images, draw the fixed test set and standardize
+    with training-pool statistics."""
     x_tr, y_tr, x_te, y_te = load_raw(name, root, test_size=test_size, download=download, file=file,
                                       classes=classes)
+    x_tr, x_te = downsample(x_tr, downsample_factor), downsample(x_te, downsample_factor)
     if test_size > len(y_te):
         raise DatasetError(f"dataset.test_size={test_size}: the {name} test split has only {len(y_te)} examples")
     te = balanced_order(y_te, np.random.default_rng([int(split_seed), 104729]))[:test_size]

@@ -184,7 +184,7 @@ def plot_kernel_evolution(evolution: pd.DataFrame, title: str, ridge, metric: st
     sns.lineplot(vel, x="epoch", y="value", hue="width", style=style, errorbar="sd", marker="o", ms=3,
                  ax=axes[0, 1])
     axes[0, 1].set(xscale="log", yscale="log", xlabel="epoch (log scale)",
-                   ylabel="kernel velocity: distance to previous checkpoint per epoch (log scale)")
+                   ylabel="kernel velocity: distance per epoch (log scale)")
     err = df[df["metric"] == metric].assign(
         predictor=lambda d: d["method"].map({"network": "network", "entk_checkpoint": "kernel of checkpoint"}))
     sns.lineplot(err, x="step", y="value", hue="width", style="predictor", errorbar="sd", marker="o", ms=3,

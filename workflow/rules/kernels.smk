@@ -101,7 +101,7 @@ rule regress_kernel:
         f"{LOGS}/regress_kernel/{{method}}_w{{width}}_s{{seed}}_{{kind}}.log",
     benchmark:
         f"{LOGS}/benchmarks/regress_kernel/{{method}}_w{{width}}_s{{seed}}_{{kind}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,

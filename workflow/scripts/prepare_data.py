@@ -4,7 +4,8 @@ from ntkscaling import data, io
 with io.log_to(snakemake.log[0]):
     ds = snakemake.params.dataset
     arrays = data.prepare(ds["name"], root=ds["root"], test_size=ds["test_size"], classes=ds["classes"],
-                          download=ds["download"], file=ds["file"])
+                          download=ds["download"], file=ds["file"],
+                          downsample_factor=ds["downsample"])
     io.save_npz(snakemake.output.data, **arrays)
     meta = {"dataset": ds, "x_train": list(arrays["x_train"].shape), "x_test": list(arrays["x_test"].shape),
             "n_classes": int(arrays["n_classes"]), "provenance": io.provenance()}
