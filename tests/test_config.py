@@ -44,3 +44,15 @@ def test_bad_values_are_named(patch, expected):
     patch(cfg)
     with pytest.raises(ConfigError, match=expected):
         validate(copy.deepcopy(cfg))
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "config" / "presets").glob("*.yaml")), ids=lambda p: p.stem)
+def test_presets_are_complete_and_valid(preset):
+    raw = yaml.safe_load(preset.read_text())
+    cfg = validate(copy.deepcopy(raw))
+    assert cfg["run_name"] == preset.stem
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+    for section, spec in schema["properties"].items():  # every key spelled out, none left to defaults
+        assert section in raw, section
+        if spec.get("type") == "object":
+            assert set(raw[section]) == set(spec["properties"]), section

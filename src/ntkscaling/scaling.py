@@ -154,6 +154,6 @@ def summarize(exponents, ridge):
                                           "infinite_nngp"], ordered=True)
     df = df.assign(_o=order).sort_values(["dataset", "arch", "metric", "width", "_o", "k"]).drop(columns="_o")
     for col in ("width", "network_width"):  # integers, or inf for infinite-width kernels
-        df[col] = df[col].map(lambda w: int(w) if np.isfinite(w) else w).astype(object)
+        df[col] = [str(int(w)) if np.isfinite(w) else "inf" for w in df[col]]
     df["k"] = pd.to_numeric(df["k"], errors="coerce").astype("Int64")  # empty where k moves with n
     return df[list(SUMMARY_COLUMNS)].reset_index(drop=True)

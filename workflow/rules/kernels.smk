@@ -45,7 +45,7 @@ rule entk_kernel:
         f"{LOGS}/entk_kernel/{{method}}_w{{width}}_s{{seed}}_{{kind}}.log",
     benchmark:
         f"{LOGS}/benchmarks/entk_kernel/{{method}}_w{{width}}_s{{seed}}_{{kind}}.tsv"
-    threads: 2
+    threads: 1  # small kernels are dominated by start-up; profiles raise it for big ones
     resources:
         mem_mb=8000,
         runtime=120,
