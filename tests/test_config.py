@@ -56,3 +56,9 @@ def test_presets_are_complete_and_valid(preset):
         assert section in raw, section
         if spec.get("type") == "object":
             assert set(raw[section]) == set(spec["properties"]), section
+
+
+def test_key_order_does_not_matter():
+    a = _default()
+    b = {k: (dict(reversed(list(v.items()))) if isinstance(v, dict) else v) for k, v in reversed(list(a.items()))}
+    assert repr(validate(copy.deepcopy(a))) == repr(validate(b))  # Snakemake compares params by their text

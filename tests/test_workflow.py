@@ -1,13 +1,16 @@
-"""The Snakemake workflow end to end on the tiny config, plus dry-run, lint and bad-config checks."""
+"""The Snakemake workflow end to end on the tiny config: outputs, report, only-stale re-runs, plus dry-run,
+lint and bad-config checks."""
 import base64
 import csv
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import ROOT
 
@@ -15,18 +18,49 @@ pytestmark = pytest.mark.workflow
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 
 
-def snakemake(*args, cwd, timeout=600):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "2", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+def snakemake(*args, cwd, timeout=600, repo=ROOT):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--cores", "2", *args]
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def copy_repo(dest):
+    """The workflow and library, copied so that a test may edit the code without touching the checkout."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in ("Snakefile", "workflow", "config", "envs"):
+        (shutil.copy2 if part == "Snakefile" else shutil.copytree)(ROOT / part, dest / part)
+    shutil.copytree(ROOT / "src" / "ntkscaling", dest / "src" / "ntkscaling",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("tiny")
-    res = snakemake("--configfile", str(TINY), cwd=work)
+    copy_repo(work / "repo")
+    res = snakemake("--configfile", str(TINY), cwd=work, repo=work / "repo")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return work
+
+
+def in_tiny(*args, cwd, config=TINY):
+    return snakemake("--configfile", str(config), *args, cwd=cwd, repo=cwd / "repo")
+
+
+def planned(res) -> dict:
+    """{rule: job count} from a dry run's job table."""
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    text = res.stdout + res.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("Job stats:"):].split("\n")[3:]
+    jobs = {}
+    for line in table:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
 
 
 def _csv(path):
@@ -97,7 +131,7 @@ def test_tiny_run_width_distance_and_summary(tiny_run):
 
 
 def test_report(tiny_run):
-    res = snakemake("--configfile", str(TINY), "--report", "report.html", cwd=tiny_run)
+    res = in_tiny("--report", "report.html", cwd=tiny_run)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     html = (tiny_run / "report.html").read_text()
     for name in ("data_scaling.pdf", "after_kernel.pdf", "kernel_evolution.pdf", "width_scaling.pdf",
@@ -111,9 +145,58 @@ def test_report(tiny_run):
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
-    res = snakemake("--configfile", str(TINY), "-n", cwd=tiny_run)
-    assert res.returncode == 0
-    assert "Nothing to be done" in res.stdout + res.stderr
+    assert planned(in_tiny("-n", cwd=tiny_run)) == {}
+
+
+def _tiny_with(tmp_path, edit):
+    cfg = yaml.safe_load(TINY.read_text())
+    edit(cfg)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+FITS_AND_FIGURES = {"collect_metrics", "fit_exponents", "summarize_exponents", "figure_data_scaling",
+                    "figure_after_kernel", "figure_width_scaling", "all"}
+
+
+def test_changing_ridges_reruns_only_regressions_fits_and_figures(tiny_run, tmp_path):
+    config = _tiny_with(tmp_path, lambda c: c["kernel"].update(ridges=[0.001, 0.1]))
+    jobs = planned(in_tiny("-n", cwd=tiny_run, config=config))
+    assert set(jobs) == {"regress_kernel"} | FITS_AND_FIGURES
+    assert jobs["regress_kernel"] == 2 * 2 * (1 + 1 + 3) + 2 * 2  # eNTK tags x widths x seeds, infinite x seeds
+
+
+def test_adding_a_sample_size_runs_only_its_jobs_and_downstream(tiny_run, tmp_path):
+    config = _tiny_with(tmp_path, lambda c: c.update(sample_sizes=[16, 32, 48, 64]))
+    jobs = planned(in_tiny("-n", cwd=tiny_run, config=config))
+    # networks and k=n after-kernels for n=48 only; every regression gains the new n; no other kernel,
+    # no evolution (it tracks the largest n), no data preparation
+    assert jobs.pop("train_network") == 4 and jobs.pop("entk_kernel") == 4
+    assert set(jobs) == {"regress_kernel"} | FITS_AND_FIGURES
+
+
+def test_editing_kernel_code_reruns_kernels_not_training(tiny_run):
+    entk = tiny_run / "repo" / "src" / "ntkscaling" / "entk.py"
+    original = entk.read_text()
+    try:
+        entk.write_text(original + "\n# an edit\n")
+        jobs = planned(in_tiny("-n", cwd=tiny_run))
+    finally:
+        entk.write_text(original)
+    assert {"entk_kernel", "kernel_evolution", "width_distance", "regress_kernel"} <= set(jobs)
+    for rule in ("train_network", "init_checkpoint", "prepare_data", "subset_order", "infinite_kernel"):
+        assert rule not in jobs
+    assert planned(in_tiny("-n", cwd=tiny_run)) == {}  # reverting the edit makes everything current again
+
+
+def test_deleting_a_figure_recreates_just_that_figure(tiny_run):
+    pdf = tiny_run / "results" / "tiny" / "figures" / "width_scaling.pdf"
+    pdf.unlink()
+    assert planned(in_tiny("-n", cwd=tiny_run)) == {"figure_width_scaling": 1, "all": 1}
+    res = in_tiny(cwd=tiny_run)
+    assert res.returncode == 0 and pdf.stat().st_size > 1000
+    assert planned(in_tiny("-n", cwd=tiny_run)) == {}
 
 
 def test_dry_run_and_lint_of_default_config(tmp_path):

@@ -1,6 +1,6 @@
 """Configuration checking: the schema (config/schema.yaml) plus the cross-key rules a schema cannot say.
 
-`validate` fills defaults in place and raises `ConfigError` naming every bad key, its value and what is
+`validate` fills defaults in place, puts keys in a canonical (sorted) order, and raises `ConfigError` naming every bad key, its value and what is
 allowed, so a bad config stops the Snakefile before any job starts.
 """
 from __future__ import annotations
@@ -84,7 +84,18 @@ def validate(config: dict, schema_path=SCHEMA_PATH) -> dict:
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     config["sample_sizes"] = sorted(config["sample_sizes"])
+    _sort_keys(config)
     return config
+
+
+def _sort_keys(d: dict):
+    """Sort mappings in place, recursively: Snakemake compares dict-valued params by their text, so the same
+    values in another key order (a reordered YAML file, defaults filled in) must not look like a change."""
+    for key in sorted(d):
+        value = d.pop(key)
+        if isinstance(value, dict):
+            _sort_keys(value)
+        d[key] = value
 
 
 def _cross_checks(config: dict) -> list[str]:

@@ -74,7 +74,7 @@ rule figure_kernel_evolution:
     params:
         metric=config["fit"]["metrics"][0],
         title=figure_title(),
-        ridge=FIGURE_RIDGE,
+        ridge=EVOLUTION["ridge"],
     conda:
         "../../envs/ntkscaling.yaml"
     log:

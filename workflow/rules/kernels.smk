@@ -120,7 +120,7 @@ rule kernel_evolution:
         f"{RESULTS}/evolution/w{{width}}/s{{seed}}/n{{n}}/{{kind}}.csv",
     params:
         checkpoints=f"{TRAIN_DIR}/checkpoints",
-        ridges=config["kernel"]["ridges"],
+        ridges=[EVOLUTION["ridge"]],
     conda:
         "../../envs/ntkscaling.yaml"
     log:
