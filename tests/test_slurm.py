@@ -1,0 +1,77 @@
+"""The workflow through a real SLURM (one node on localhost, started by the test) with the shipped profile.
+
+Skipped, with the reason, only where SLURM's Debian packages cannot be installed. Runs are wrapped in a
+timeout: a misconfigured status query makes Snakemake wait forever instead of failing.
+"""
+import csv
+import re
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+from slurm_cluster import Cluster, ensure_installed
+from test_workflow import _tiny_with, copy_repo, planned, snakemake
+
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+
+
+
+def smaller(config):
+    """The tiny config with one seed and no k=n after-kernels: fewer jobs, a shorter test."""
+    config.update(seeds=[0])
+    config["after_kernel"]["at_n"] = False
+# Test-cluster settings: no slurmdbd, so no sacct (job status from squeue) and no accounts.
+CLUSTER = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+           "--slurm-no-account")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    why = ensure_installed()
+    if why:
+        pytest.skip(f"no SLURM: {why}")
+    c = Cluster(tmp_path_factory.mktemp("slurm-state"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def on_slurm(*args, cwd, timeout=900):
+    return snakemake("--profile", str(cwd / "repo" / "workflow" / "profiles" / "slurm"), "--configfile",
+                     str(cwd / "changed.yaml"), *CLUSTER, *args, cwd=cwd, repo=cwd / "repo", timeout=timeout)
+
+
+def test_tiny_config_runs_through_slurm(cluster, tmp_path):
+    copy_repo(tmp_path / "repo")
+    _tiny_with(tmp_path, smaller)
+    res = on_slurm(cwd=tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:] + cluster.log()[-2000:]
+    # every job went through SLURM: submitted ids, known to slurmctld, completed
+    ids = set(re.findall(r"SLURM jobid (\d+)", out))
+    jobs = planned(snakemake("--configfile", str(tmp_path / "changed.yaml"), "-n", "-F", cwd=tmp_path,
+                             repo=tmp_path / "repo"))
+    assert len(ids) == sum(v for k, v in jobs.items() if k != "all") > 20
+    shown = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, env=cluster.env).stdout
+    jobs_known = {re.search(r"JobId=(\d+)", line).group(1): line for line in shown.splitlines() if "JobId=" in line}
+    assert ids <= set(jobs_known), "submitted jobs unknown to slurmctld"
+    assert all("JobState=COMPLETED" in jobs_known[i] for i in ids)
+    log = cluster.log()
+    assert all(re.search(rf"_job_complete: JobId={i} ", log) for i in ids)
+    # the GPU rules asked SLURM for a (fake) GPU as the profile says; the others did not
+    gpu_jobs = {i for i in ids if re.search(r"TresPerJob=\S*gpu", jobs_known[i])}
+    assert gpu_jobs and {re.search(r"Comment=rule_(\w+?)_wildcards", jobs_known[i]).group(1) for i in gpu_jobs} \
+        <= {"train_network", "entk_kernel", "infinite_kernel", "kernel_evolution"}
+    # outputs are right
+    results = tmp_path / "results" / "tiny"
+    with open(results / "scaling" / "exponents.csv") as f:
+        methods = {r["method"] for r in csv.DictReader(f)}
+    assert methods == {"network", "entk_init", "entk_after", "infinite_ntk", "infinite_nngp"}
+    for fig in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling"):
+        assert (results / "figures" / f"{fig}.pdf").stat().st_size > 1000
+    # and a second run has nothing to do
+    res = on_slurm("-n", cwd=tmp_path)
+    assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
