@@ -11,16 +11,10 @@ import pytest
 
 from conftest import ROOT
 from slurm_cluster import Cluster, ensure_installed
-from test_workflow import _tiny_with, copy_repo, planned, snakemake
+from test_workflow import _tiny_with, copy_repo, planned, smaller, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
-
-
-def smaller(config):
-    """The tiny config with one seed and no k=n after-kernels: fewer jobs, a shorter test."""
-    config.update(seeds=[0])
-    config["after_kernel"]["at_n"] = False
 # Test-cluster settings: no slurmdbd, so no sacct (job status from squeue) and no accounts.
 CLUSTER = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
            "--slurm-no-account")
@@ -54,7 +48,7 @@ def test_tiny_config_runs_through_slurm(cluster, tmp_path):
     ids = set(re.findall(r"SLURM jobid (\d+)", out))
     jobs = planned(snakemake("--configfile", str(tmp_path / "changed.yaml"), "-n", "-F", cwd=tmp_path,
                              repo=tmp_path / "repo"))
-    assert len(ids) == sum(v for k, v in jobs.items() if k != "all") > 20
+    assert len(ids) == sum(v for k, v in jobs.items() if k != "all") > 15
     shown = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, env=cluster.env).stdout
     jobs_known = {re.search(r"JobId=(\d+)", line).group(1): line for line in shown.splitlines() if "JobId=" in line}
     assert ids <= set(jobs_known), "submitted jobs unknown to slurmctld"

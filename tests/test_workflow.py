@@ -217,3 +217,45 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert res.returncode != 0
     assert "'train.lr': got -0.5; expected a number > 0" in res.stderr + res.stdout
     assert not (tmp_path / "results").exists()
+
+
+def smaller(config):
+    """The tiny config with one seed, one width and no k=n after-kernels: fewer jobs, shorter tests."""
+    config.update(seeds=[0])
+    config["model"]["widths"] = [16]
+    config["after_kernel"]["at_n"] = False
+
+
+def test_killed_run_resumes_without_redoing_finished_jobs_and_gives_the_same_numbers(tiny_run, tmp_path):
+    import signal
+    import time
+    copy_repo(tmp_path / "repo")
+    config = _tiny_with(tmp_path, smaller)
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "repo" / "Snakefile"), "--cores", "2",
+           "--configfile", str(config)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    train_logs = tmp_path / "logs" / "tiny" / "train"
+    finished = []
+    t0 = time.time()
+    while not finished and time.time() - t0 < 300:
+        time.sleep(0.2)
+        finished = [p for p in train_logs.glob("*.log") if "done:" in p.read_text()] if train_logs.exists() else []
+    time.sleep(3)  # let Snakemake record the finished job, then kill the whole run (jobs too) mid-training
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert finished and not (tmp_path / "results" / "tiny" / "scaling" / "exponents.csv").exists()
+    done = {p.stem: (tmp_path / "results" / "tiny" / "train" / p.stem.replace("_", "/") / "metrics.csv")
+            for p in finished}
+    stamps = {k: p.stat().st_mtime_ns for k, p in done.items()}
+    assert snakemake("--configfile", str(config), "--unlock", cwd=tmp_path, repo=tmp_path / "repo").returncode == 0
+    res = snakemake("--configfile", str(config), "--rerun-incomplete", cwd=tmp_path, repo=tmp_path / "repo")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert {k: p.stat().st_mtime_ns for k, p in done.items()} == stamps  # finished jobs were not redone
+    assert not list((tmp_path / "results").rglob("*.tmp"))  # no partial file left behind
+    # every per-seed table equals the uninterrupted run's (tiny_run, which has seed 0 too)
+    ours, theirs = tmp_path / "results" / "tiny", tiny_run / "results" / "tiny"
+    tables = [p.relative_to(ours) for p in ours.rglob("*.csv") if "/s0" in str(p) and "/width/" not in str(p)]
+    assert len(tables) >= 8
+    for rel in tables:
+        assert (ours / rel).read_text() == (theirs / rel).read_text(), rel
