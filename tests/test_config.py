@@ -38,6 +38,17 @@ def test_default_config_is_valid_and_defaults_fill():
     (lambda c: c["fit"].update(figure_width=7), r"'fit.figure_width': got 7; expected one of model.widths"),
     (lambda c: c["width_scaling"].update(n=3), r"'width_scaling.n': got \[3\]"),
     (lambda c: c["evolution"].update(kind="diag"), r"'evolution.kind': got 'diag'; expected one of"),
+    (lambda c: c.update(sample_sizes=[64, 1500]), r"'sample_sizes': largest n=1500 exceeds the training pool of "
+                                                   r"digits \(1297 examples after the test set\)"),
+    (lambda c: c["dataset"].update(classes=[0, 1], test_size=100) or c.update(sample_sizes=[32, 300]),
+     r"largest n=300 exceeds the training pool of digits classes \[0, 1\] \(260 examples"),
+    (lambda c: c["dataset"].update(name="cifar10", test_size=20000), r"'dataset.test_size': got 20000; the test "
+                                                                     r"split of cifar10 has 10000"),
+    (lambda c: c["dataset"].update(test_size=1797), r"'dataset.test_size': got 1797; digits has 1797 images"),
+    (lambda c: c["kernel"].update(kinds=["full"], max_gb=0.5), r"'kernel.max_gb': the eNTK \(full kind\) on "
+                                                               r"1024 \+ 500 rows would take 0.9 GB > "
+                                                               r"kernel.max_gb=0.5"),
+    (lambda c: c.update(bogus=1) or c["model"].update(widths=[]), r"bogus.*\n.*'model.widths': got \[\]"),
 ])
 def test_bad_values_are_named(patch, expected):
     cfg = _default()
@@ -62,3 +73,11 @@ def test_key_order_does_not_matter():
     a = _default()
     b = {k: (dict(reversed(list(v.items()))) if isinstance(v, dict) else v) for k, v in reversed(list(a.items()))}
     assert repr(validate(copy.deepcopy(a))) == repr(validate(b))  # Snakemake compares params by their text
+
+
+def test_kernel_size_estimate():
+    from ntkscaling.config import kernel_sizes
+    cfg = validate(_default())
+    sizes = dict(kernel_sizes(cfg, 10))
+    assert sizes["eNTK (mean kind)"] == pytest.approx(1524 ** 2 * 4 / 1e9)
+    assert sizes["infinite NTK (float64)"] == pytest.approx(1524 ** 2 * 8 / 1e9)

@@ -68,3 +68,35 @@ def test_checkpoints_load_weights_only(prepared, tmp_path):
     _, _, saved = _train(prepared, tmp_path, epochs=1)
     state = torch.load(saved[max(saved)], map_location="cpu", weights_only=True)
     assert "state_dict" in state
+
+
+@pytest.mark.parametrize("stop", [2, 6, 1])  # mid-epoch, an epoch boundary (3 steps per epoch), the first step
+def test_resumed_run_gives_the_same_numbers(prepared, tmp_path, stop):
+    import shutil
+    full_rows, full_pw, full_saved = _train(prepared, tmp_path / "full", checkpoint_epochs=[2])
+    assert stop in full_saved
+    part = tmp_path / "part"  # what an interrupted run leaves: checkpoints up to `stop`, then nothing
+    part.mkdir()
+    for step, path in full_saved.items():
+        if step <= stop:
+            shutil.copy2(path, part / path.name)
+    rows, pw, saved = _train(prepared, part, checkpoint_epochs=[2])
+    assert rows == [{**r} for r in full_rows]
+    for k in full_pw:
+        np.testing.assert_array_equal(pw[k], full_pw[k])
+    assert sorted(saved) == sorted(full_saved)
+
+
+def test_checkpoints_of_another_run_are_not_resumed(prepared, tmp_path):
+    import shutil
+    _, _, other = _train(prepared, tmp_path / "other", lr=0.3)
+    part = tmp_path / "part"
+    part.mkdir()
+    for path in other.values():
+        if path.name != "step00000015.ckpt":
+            shutil.copy2(path, part / path.name)
+    (part / "step00000099.ckpt").write_bytes(b"cut short")  # a file truncated by a crash is skipped too
+    ref_rows, ref_pw, _ = _train(prepared, tmp_path / "fresh")
+    rows, pw, _ = _train(prepared, part)
+    assert rows == ref_rows
+    np.testing.assert_array_equal(pw["error"], ref_pw["error"])

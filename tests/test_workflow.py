@@ -128,6 +128,15 @@ def test_tiny_run_width_distance_and_summary(tiny_run):
     for r in entk:
         assert float(r["alpha_deficit"]) == pytest.approx(float(r["network_alpha"]) - float(r["alpha"]))
         assert r["network_width"] == r["width"]
+    import json
+    prov = json.loads((out / "summary" / "provenance.json").read_text())
+    tiny = yaml.safe_load(TINY.read_text())
+    assert prov["config"]["sample_sizes"] == tiny["sample_sizes"] and prov["config"]["seeds"] == tiny["seeds"]
+    assert prov["torch"] and prov["snakemake"]
+    from ntkscaling.io import code_version
+    assert prov["code_version"] == code_version()
+    kernel_meta = json.loads((out / "kernels" / "entk_init" / "w16" / "s1" / "mean.json").read_text())
+    assert kernel_meta["seed"] == 1 and kernel_meta["provenance"]["code_version"] == prov["code_version"]
 
 
 def test_report(tiny_run):
@@ -206,6 +215,10 @@ def test_dry_run_and_lint_of_default_config(tmp_path):
                  "kernel_evolution", "width_distance", "fit_exponents", "summarize_exponents",
                  "figure_data_scaling", "figure_after_kernel", "figure_kernel_evolution", "figure_width_scaling"):
         assert rule in res.stdout
+    res = snakemake("-n", "--profile", str(ROOT / "workflow" / "profiles" / "gpu"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    block = res.stdout[res.stdout.index("rule train_network:"):]
+    assert "gpu=1" in block[:block.index("\n\n")]  # the GPU profile claims the GPU for training
     res = snakemake("--lint", cwd=ROOT)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 

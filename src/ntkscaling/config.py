@@ -98,6 +98,40 @@ def _sort_keys(d: dict):
         d[key] = value
 
 
+# Examples per class of the datasets whose size is known without reading them: (training pool, test split).
+# digits is split by ntkscaling itself (the test set is drawn from all 1797 images).
+CLASS_COUNTS = {
+    "digits": ([178, 182, 177, 183, 181, 182, 181, 179, 174, 180], None),
+    "cifar10": ([5000] * 10, [1000] * 10),
+    "mnist": ([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+              [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]),
+}
+
+
+def _dataset_sizes(ds: dict):
+    """(training pool, test split, classes) where known before loading, else None."""
+    if ds["name"] not in CLASS_COUNTS:
+        return None
+    train, test = CLASS_COUNTS[ds["name"]]
+    keep = ds["classes"] if ds["classes"] is not None else range(len(train))
+    if any(c >= len(train) for c in keep):
+        return None  # reported by the class check
+    pool = sum(train[c] for c in keep)
+    if test is None:
+        return pool - ds["test_size"], pool, len(keep)
+    return pool, sum(test[c] for c in keep), len(keep)
+
+
+def kernel_sizes(config: dict, n_classes: int) -> list[tuple[str, float]]:
+    """(what, GB) of every kernel file the run writes (the largest of each kind)."""
+    rows = max(config["sample_sizes"]) + config["dataset"]["test_size"]
+    out = [(f"eNTK ({kind} kind)", rows ** 2 * 4 * (n_classes ** 2 if kind == "full" else 1) / 1e9)
+           for kind in sorted(set(config["kernel"]["kinds"]) | {config["evolution"]["kind"]})]
+    if config["kernel"]["infinite"]:
+        out.append(("infinite NTK (float64)", rows ** 2 * 8 / 1e9))
+    return out
+
+
 def _cross_checks(config: dict) -> list[str]:
     problems = []
     ns = sorted(config["sample_sizes"])
@@ -127,7 +161,27 @@ def _cross_checks(config: dict) -> list[str]:
         unknown = [n for n in values if n not in ns]
         if unknown:
             problems.append(f"config key '{key}': got {unknown}; expected values from sample_sizes {ns}")
-    if config["dataset"]["name"] == "digits" and config["dataset"]["test_size"] >= 1797:
-        problems.append(f"config key 'dataset.test_size': got {config['dataset']['test_size']}; digits has 1797 "
-                        f"images, expected fewer so that a training pool remains")
+    ds = config["dataset"]
+    sizes = _dataset_sizes(ds)
+    n_classes = 10
+    if sizes is not None:
+        pool, test, n_classes = sizes
+        what = f"{ds['name']}" + (f" classes {ds['classes']}" if ds["classes"] is not None else "")
+        if ds["name"] == "digits" and pool < 1:
+            problems.append(f"config key 'dataset.test_size': got {ds['test_size']}; {what} has {test} images, "
+                            f"expected fewer so that a training pool remains")
+        elif ns[-1] > pool:
+            problems.append(f"config key 'sample_sizes': largest n={ns[-1]} exceeds the training pool of {what} "
+                            f"({pool} examples{' after the test set' if ds['name'] == 'digits' else ''})")
+        if ds["test_size"] > test:
+            problems.append(f"config key 'dataset.test_size': got {ds['test_size']}; the test split of {what} has "
+                            f"{test} examples")
+    elif ds["classes"] is not None:
+        n_classes = len(ds["classes"])
+    limit = config["kernel"]["max_gb"]
+    for what, gb in kernel_sizes(config, n_classes):
+        if gb > limit:
+            problems.append(f"config key 'kernel.max_gb': the {what} on {ns[-1]} + {ds['test_size']} rows would "
+                            f"take {gb:.1f} GB > kernel.max_gb={limit}; lower sample_sizes or dataset.test_size, "
+                            f"use the mean kind, or raise kernel.max_gb if the disk has room")
     return problems

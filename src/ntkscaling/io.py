@@ -63,11 +63,22 @@ def write_rows(path, rows, columns=TIDY_COLUMNS):
                 w.writerow({c: r.get(c, "") for c in columns})
 
 
-def provenance() -> dict:
-    """Library versions and host, recorded next to outputs."""
+def code_version() -> str:
+    """Hash of this library's source files: which code produced an output, with or without git."""
+    import hashlib
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def provenance(config: dict | None = None) -> dict:
+    """Code version, library versions and host (and the run's config, when given), recorded next to outputs."""
     from importlib import metadata  # versions without importing the (slow) packages themselves
 
-    out = {"python": platform.python_version(), "host": platform.node()}
+    out = {"code_version": code_version(), "python": platform.python_version(), "host": platform.node()}
+    if config is not None:
+        out["config"] = config
     for package in ("numpy", "scipy", "torch", "pytorch-lightning", "snakemake"):
         try:
             out[package.replace("-", "_")] = metadata.version(package)

@@ -32,13 +32,35 @@ class DivergenceError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 
+class EpochSampler(torch.utils.data.Sampler):
+    """A permutation of range(n) per epoch that is a pure function of (seed, epoch), so a run resumed from a
+    checkpoint sees exactly the batches an uninterrupted run would; `skip_batches` drops the batches of the
+    resumed epoch that were already trained on (once)."""
+
+    def __init__(self, n: int, seed: int, batch_size: int):
+        self.n, self.seed, self.batch_size = int(n), int(seed), int(batch_size)
+        self.epoch, self.skip_batches = 0, 0
+
+    def set_epoch(self, epoch: int):  # Lightning calls this at the start of every epoch
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        start, self.skip_batches = self.skip_batches * self.batch_size, 0
+        return iter(torch.randperm(self.n, generator=g)[start:].tolist())
+
+    def __len__(self):
+        return self.n
+
+
 class SubsetDataModule(pl.LightningDataModule):
-    """Nested subset n of a prepared dataset; batches shuffled by a generator seeded from `seed`."""
+    """Nested subset n of a prepared dataset; batches drawn by an `EpochSampler` seeded from `seed`."""
 
     def __init__(self, prepared_path, order_path, n: int, batch_size: int, seed: int):
         super().__init__()
         self.prepared_path, self.order_path = str(prepared_path), str(order_path)
         self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+        self.sampler = EpochSampler(self.n, self.seed, self.batch_size)
 
     def setup(self, stage=None):
         d = load_prepared(self.prepared_path)
@@ -53,9 +75,8 @@ class SubsetDataModule(pl.LightningDataModule):
         self.y_test = torch.from_numpy(d["y_test"])
 
     def train_dataloader(self):
-        g = torch.Generator().manual_seed(self.seed)
         return DataLoader(TensorDataset(self.x_train, self.y_train), batch_size=self.batch_size,
-                          shuffle=True, generator=g)
+                          sampler=self.sampler)
 
 
 class NetworkModule(pl.LightningModule):
@@ -105,10 +126,20 @@ def checkpoint_steps(total_steps: int, steps_per_epoch: int, log_points: int = 0
 class CheckpointAndEvaluate(pl.Callback):
     """Save a checkpoint and evaluate train/test metrics at each scheduled global step."""
 
-    def __init__(self, steps, out_dir, data, loss: str, ident: dict):
+    def __init__(self, steps, out_dir, data, loss: str, ident: dict, signature: dict | None = None):
         self.steps, self.out_dir = set(steps), Path(out_dir)
         self.data, self.loss, self.ident = data, loss, ident
+        self.signature = signature or {}
         self.rows, self.saved, self.initial = [], {}, {}
+
+    # Saved in every checkpoint and restored on resume: the rows so far, and what run they belong to.
+    def state_dict(self):
+        return {"rows": self.rows, "initial": self.initial, "signature": self.signature,
+                "saved": {int(k): str(v) for k, v in self.saved.items()}}
+
+    def load_state_dict(self, state):
+        self.rows, self.initial = list(state["rows"]), dict(state["initial"])
+        self.saved = {int(k): Path(v) for k, v in state["saved"].items()}
 
     def record(self, trainer, module):
         step = trainer.global_step
@@ -128,9 +159,9 @@ class CheckpointAndEvaluate(pl.Callback):
                 self.rows.append({**self.ident, "epoch": epoch, "step": step, "metric": name, "value": value})
         path = self.out_dir / f"step{step:08d}.ckpt"
         tmp = path.with_name(f".{path.name}.tmp")
+        self.saved[step] = path  # before saving: the checkpoint's own state must say this step is done
         trainer.save_checkpoint(tmp)
         os.replace(tmp, path)
-        self.saved[step] = path
 
     def on_train_start(self, trainer, module):
         self.record(trainer, module)
@@ -159,14 +190,31 @@ class LineProgress(pl.Callback):
                   f"elapsed {el:.1f}s eta {eta:.1f}s", flush=True)
 
 
+def _resume_point(out_dir: Path, signature: dict):
+    """The latest checkpoint in out_dir written by a run with this signature (same data, model, training
+    settings and schedule), or None. Checkpoints of any other run are ignored, never trusted."""
+    best = None
+    for path in sorted(out_dir.glob("step*.ckpt")):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a checkpoint cut short by the interruption itself
+            continue
+        mine = [v for k, v in state.get("callbacks", {}).items() if k.startswith("CheckpointAndEvaluate")]
+        if mine and mine[0].get("signature") == signature and (best is None or state["global_step"] > best[1]):
+            best = (path, int(state["global_step"]))
+    return best
+
+
 def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch: str, width: int,
                   depth=None, parameterization="ntk", W_std=2 ** 0.5, b_std=0.0, loss="mse", optimizer="sgd",
                   lr=0.1, momentum=0.9, weight_decay=0.0, batch_size=128, epochs=100, steps=None,
-                  log_points=0, checkpoint_epochs=(), dataset="", accelerator="auto", progress=None):
+                  log_points=0, checkpoint_epochs=(), dataset="", accelerator="auto", progress=None, resume=True):
     """Train on nested subset n; returns (tidy rows, pointwise dict of the final network, checkpoint paths).
 
     With `steps` set, training runs exactly that many optimizer steps (epochs as many as needed);
-    otherwise `epochs` full passes over the n examples.
+    otherwise `epochs` full passes over the n examples. A run restarted in the same out_dir (a requeued
+    SLURM job, a re-run after a crash) resumes from the latest checkpoint of an identical run, with the same
+    numbers as an uninterrupted run; `resume=False` starts over.
     """
     pl.seed_everything(int(seed) * 1_000_003 + int(n), workers=True, verbose=False)
     dm = SubsetDataModule(prepared_path, order_path, n, batch_size, seed=int(seed) * 1_000_003 + int(n))
@@ -182,7 +230,19 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch
     ident = {"dataset": dataset, "arch": arch, "width": width, "seed": seed, "method": "network", "n": n, "k": n}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cb = CheckpointAndEvaluate(schedule, out_dir, dm, loss, ident)
+    from .data import md5sum
+    signature = {"n": int(n), "seed": int(seed), "batch_size": int(batch_size), "total_steps": total,
+                 "schedule": schedule, "hparams": dict(module.hparams), "prepared": md5sum(prepared_path),
+                 "order": md5sum(order_path)}
+    cb = CheckpointAndEvaluate(schedule, out_dir, dm, loss, ident, signature)
+    for stale in out_dir.glob(".step*.ckpt.tmp"):  # cut short by an interruption: never trusted
+        stale.unlink()
+    start = _resume_point(out_dir, signature) if resume else None
+    if start is not None and start[1] < total:
+        step = start[1]
+        dm.sampler.set_epoch(step // steps_per_epoch)
+        dm.sampler.skip_batches = step % steps_per_epoch
+        print(f"resuming from {start[0]} (step {step} of {total})", flush=True)
     if progress is None:  # Lightning's bar on a terminal, plain lines in a log file
         progress = sys.stderr.isatty()
     callbacks = [cb] if progress else [cb, LineProgress(total)]
@@ -190,7 +250,8 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch
                          deterministic=True, logger=False, enable_checkpointing=False,
                          enable_model_summary=False, enable_progress_bar=progress, callbacks=callbacks,
                          default_root_dir=str(out_dir), num_sanity_val_steps=0)
-    trainer.fit(module, datamodule=dm)
+    resume_from = str(start[0]) if start is not None and start[1] < total else None
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
     cb.record(trainer, module)  # the last step, whatever the schedule rounding
     final = evaluate(module.net, dm.x_test, dm.y_test, loss)
     pointwise = {k: v.numpy() for k, v in final.items()}

@@ -82,11 +82,12 @@ rule summarize_exponents:
         exponents=rules.fit_exponents.output[0],
         code=src("scaling", "io"),
     output:
-        report(
+        table=report(
             f"{RESULTS}/summary/exponents.csv",
             caption="../report/summary.rst",
             category="Summary",
         ),
+        provenance=f"{RESULTS}/summary/provenance.json",
     params:
         ridge=FIGURE_RIDGE,
     conda:

@@ -29,5 +29,5 @@ with io.log_to(snakemake.log[0]):
         "checkpoint": snakemake.input.ckpt, "n_train": n_max, "n_test": int(len(d["x_test"])),
         "rows": "first n_train entries of the seed's nested order, then the test set",
         "shape": list(K.shape), "dtype": str(K.dtype), "device": device, "seconds": seconds,
-        "provenance": io.provenance()})
+        "provenance": io.provenance(snakemake.config)})
     print(f"done in {seconds:.1f}s: {K.shape}")

@@ -29,5 +29,5 @@ with io.log_to(snakemake.log[0]):
         "n_train": n_max, "n_test": int(len(d["x_test"])), "dtype": "float64", "device": device,
         "rows": "first n_train entries of the seed's nested order, then the test set",
         "kernels": {"ntk": snakemake.output.ntk, "nngp": snakemake.output.nngp}, "seconds": seconds,
-        "provenance": io.provenance()})
+        "provenance": io.provenance(snakemake.config)})
     print(f"done in {seconds:.1f}s")

@@ -8,7 +8,7 @@ with io.log_to(snakemake.log[0]):
                           downsample_factor=ds["downsample"])
     io.save_npz(snakemake.output.data, **arrays)
     meta = {"dataset": ds, "x_train": list(arrays["x_train"].shape), "x_test": list(arrays["x_test"].shape),
-            "n_classes": int(arrays["n_classes"]), "provenance": io.provenance()}
+            "n_classes": int(arrays["n_classes"]), "provenance": io.provenance(snakemake.config)}
     io.save_json(snakemake.output.meta, meta)
     print(f"prepared {ds['name']}: train pool {arrays['x_train'].shape}, test {arrays['x_test'].shape}, "
           f"{int(arrays['n_classes'])} classes")

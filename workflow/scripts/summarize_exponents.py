@@ -5,6 +5,7 @@ from ntkscaling import io, scaling
 
 with io.log_to(snakemake.log[0]):
     summary = scaling.summarize(pd.read_csv(snakemake.input.exponents), snakemake.params.ridge)
-    with io.atomic_path(snakemake.output[0]) as tmp:
+    with io.atomic_path(snakemake.output.table) as tmp:
         summary.to_csv(tmp, index=False)
+    io.save_json(snakemake.output.provenance, io.provenance(snakemake.config))
     print(summary.to_string(index=False))
