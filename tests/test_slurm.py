@@ -4,8 +4,10 @@ Skipped, with the reason, only where SLURM's Debian packages cannot be installed
 timeout: a misconfigured status query makes Snakemake wait forever instead of failing.
 """
 import csv
+import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -69,3 +71,56 @@ def test_tiny_config_runs_through_slurm(cluster, tmp_path):
     # and a second run has nothing to do
     res = on_slurm("-n", cwd=tmp_path)
     assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
+
+
+def _long_training(config):
+    """One network long enough to be requeued mid-training, checkpointed every 10 epochs."""
+    smaller(config)
+    config["train"].update(epochs=150, checkpoint_epochs=list(range(10, 150, 10)))
+
+
+def test_requeued_training_job_resumes_from_its_last_checkpoint(cluster, tmp_path):
+    import time
+    copy_repo(tmp_path / "repo")
+    _tiny_with(tmp_path, _long_training)
+    target = "results/tiny/train/w16/s0/n32/metrics.csv"
+    cmd = ["timeout", "600", sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "repo" / "Snakefile"),
+           "--cores", "2", "--profile", str(tmp_path / "repo" / "workflow" / "profiles" / "slurm"),
+           "--configfile", str(tmp_path / "changed.yaml"), *CLUSTER, "--slurm-requeue", target]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "repo" / "src")}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    ckpts = tmp_path / "results" / "tiny" / "train" / "w16" / "s0" / "n32" / "checkpoints"
+    t0, job = time.time(), None
+    while time.time() - t0 < 300:  # wait for a mid-training checkpoint, then have SLURM requeue the job
+        time.sleep(0.3)
+        if ckpts.exists() and any(p.name != "step00000000.ckpt" for p in ckpts.glob("step*.ckpt")):
+            queue = subprocess.run(["squeue", "-h", "-t", "running", "-o", "%i %k"], capture_output=True,
+                                   text=True, env=cluster.env).stdout.split("\n")
+            job = next((line.split()[0] for line in queue if "rule_train_network" in line), None)
+            if job:
+                subprocess.run(["scontrol", "requeue", job], check=True, env=cluster.env)
+                # SLURM holds a requeued job back for 2 minutes; once it is pending, let it start at once
+                for _ in range(120):
+                    time.sleep(0.5)
+                    state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+                                           text=True, env=cluster.env).stdout.strip()
+                    if state == "PENDING":
+                        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=cluster.env)
+                        break
+                break
+    t_requeue = time.time() - t0
+    out, _ = proc.communicate(timeout=600)
+    print(f"requeued after {t_requeue:.0f}s, workflow done after {time.time() - t0:.0f}s")
+    assert job, "the training job never reached a mid-training checkpoint"
+    assert proc.returncode == 0, out[-4000:] + cluster.log()[-2000:]
+    shown = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True,
+                           env=cluster.env).stdout
+    assert "Restarts=1" in shown and "JobState=COMPLETED" in shown
+    log = (tmp_path / "logs" / "tiny" / "train" / "w16_s0_n32.log").read_text()
+    assert "resuming from" in log and "done:" in log
+    # the same numbers as the same job run once, uninterrupted, without SLURM
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    res = snakemake(target, "--configfile", str(tmp_path / "changed.yaml"), cwd=fresh, repo=tmp_path / "repo")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / target).read_text() == (fresh / target).read_text()
