@@ -242,8 +242,11 @@ def plot_width_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, distance:
         bottom.set(xlabel="width (log scale)", ylabel=f"data-scaling exponent α of {metric}")
         top.legend(fontsize=7)
         bottom.legend(fontsize=7)
-    for ax, metric, ylabel in ((axes[0, m], "relative_distance_infinite", "||K_eNTK - K_inf||_F / ||K_inf||_F"),
-                               (axes[1, m], "kernel_distance_infinite", "kernel distance S(K_eNTK, K_inf)")):
+    # guides: fluctuations of the eNTK are O(width^-1/2); S is quadratic in them, so O(width^-1)
+    for ax, metric, ylabel, power in ((axes[0, m], "relative_distance_infinite",
+                                       "||K_eNTK - K_inf||_F / ||K_inf||_F", 0.5),
+                                      (axes[1, m], "kernel_distance_infinite", "kernel distance S(K_eNTK, K_inf)",
+                                       1.0)):
         sub = distance[distance["metric"] == metric] if len(distance) else distance
         if not len(sub):
             ax.text(0.5, 0.5, "needs kernel.infinite: true", transform=ax.transAxes, ha="center")
@@ -252,8 +255,8 @@ def plot_width_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, distance:
         ax.errorbar(s["width"], s["mean"], yerr=s["std"].fillna(0), marker="o", color=METHOD_COLORS["entk_init"],
                     capsize=2,
                     label="eNTK at init vs infinite NTK")
-        ref = s["mean"].iloc[0] * np.sqrt(s["width"].iloc[0] / s["width"])
-        ax.plot(s["width"], ref, "k--", lw=1, label="∝ width^-1/2")
+        ref = s["mean"].iloc[0] * (s["width"].iloc[0] / s["width"]) ** power
+        ax.plot(s["width"], ref, "k--", lw=1, label=f"∝ width^-{power:g}")
         ax.set_xscale("log", base=2)
         ax.set(yscale="log", xlabel="width (log scale)", ylabel=ylabel + " (log scale)")
         ax.legend(fontsize=7)
