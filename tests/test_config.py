@@ -81,3 +81,24 @@ def test_kernel_size_estimate():
     sizes = dict(kernel_sizes(cfg, 10))
     assert sizes["eNTK (mean kind)"] == pytest.approx(1524 ** 2 * 4 / 1e9)
     assert sizes["infinite NTK (float64)"] == pytest.approx(1524 ** 2 * 8 / 1e9)
+
+
+def test_npz_sizes_are_checked_before_any_job(tmp_path):
+    import numpy as np
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((300, 4, 4, 1), np.float32), y_train=np.arange(300) % 3,
+             x_test=np.zeros((50, 4, 4, 1), np.float32), y_test=np.arange(50) % 3)
+    cfg = _default()
+    cfg["dataset"].update(name="npz", root=str(tmp_path), file="d.npz", test_size=40)
+    cfg.update(sample_sizes=[32, 256])
+    validate(copy.deepcopy(cfg))  # 300 training examples: fine
+    cfg.update(sample_sizes=[32, 512])
+    with pytest.raises(ConfigError, match=r"largest n=512 exceeds the training pool of npz \(300 examples\)"):
+        validate(copy.deepcopy(cfg))
+    cfg["dataset"].update(classes=[0, 1], test_size=60)
+    cfg.update(sample_sizes=[32, 256])
+    with pytest.raises(ConfigError) as err:
+        validate(copy.deepcopy(cfg))
+    assert "largest n=256 exceeds the training pool of npz classes [0, 1] (200 examples)" in str(err.value)
+    assert "'dataset.test_size': got 60; the test split of npz classes [0, 1] has 34 examples" in str(err.value)
+    cfg["dataset"].update(file="missing.npz")
+    validate(copy.deepcopy(cfg))  # unknown until the data job reads it (and reports a missing file there)

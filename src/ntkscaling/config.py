@@ -108,11 +108,30 @@ CLASS_COUNTS = {
 }
 
 
-def _dataset_sizes(ds: dict):
-    """(training pool, test split, classes) where known before loading, else None."""
-    if ds["name"] not in CLASS_COUNTS:
+def _npz_class_counts(ds: dict):
+    """Per-class counts of an npz dataset from its label arrays alone (the images are not read), or None
+    when the file is missing or unreadable (the data job then reports what is wrong with it)."""
+    import numpy as np
+    path = Path(ds["root"]) / ds["file"]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            y_train, y_test = z["y_train"], z["y_test"]
+        size = int(max(y_train.max(), y_test.max())) + 1
+        return np.bincount(y_train, minlength=size).tolist(), np.bincount(y_test, minlength=size).tolist()
+    except Exception:
         return None
-    train, test = CLASS_COUNTS[ds["name"]]
+
+
+def _dataset_sizes(ds: dict):
+    """(training pool, test split, classes) where known before any job runs (without loading images),
+    else None."""
+    if ds["name"] == "npz":
+        counts = _npz_class_counts(ds)
+    else:
+        counts = CLASS_COUNTS.get(ds["name"])
+    if counts is None:
+        return None
+    train, test = counts
     keep = ds["classes"] if ds["classes"] is not None else range(len(train))
     if any(c >= len(train) for c in keep):
         return None  # reported by the class check
