@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import models
-from .data import DatasetError, load_prepared
+from .data import DatasetError, load_prepared, md5sum
 from .metrics import LOSSES, evaluate, per_point_error, per_point_loss
 
 OPTIMIZERS = ("sgd", "adam")
@@ -230,7 +230,6 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch
     ident = {"dataset": dataset, "arch": arch, "width": width, "seed": seed, "method": "network", "n": n, "k": n}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from .data import md5sum
     signature = {"n": int(n), "seed": int(seed), "batch_size": int(batch_size), "total_steps": total,
                  "schedule": schedule, "hparams": dict(module.hparams), "prepared": md5sum(prepared_path),
                  "order": md5sum(order_path)}

@@ -9,6 +9,7 @@ from ntkscaling import data, entk, io, methods
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     w = snakemake.wildcards
+    tag = methods.parse_tag(w.method)
     d = data.load_prepared(snakemake.input.data)
     order = np.load(snakemake.input.order, allow_pickle=False)
     n_max = snakemake.params.n_max
@@ -24,8 +25,7 @@ with io.log_to(snakemake.log[0]):
     seconds = time.perf_counter() - t0
     io.save_npy(snakemake.output.kernel, K)
     io.save_json(snakemake.output.meta, {
-        "tag": w.method, "method": methods.parse_tag(w.method)["method"],
-        "k": methods.parse_tag(w.method)["k"], "kind": w.kind, "width": int(w.width), "seed": int(w.seed),
+        "tag": w.method, "method": tag["method"], "k": tag["k"], "kind": w.kind, "width": int(w.width), "seed": int(w.seed),
         "checkpoint": snakemake.input.ckpt, "n_train": n_max, "n_test": int(len(d["x_test"])),
         "rows": "first n_train entries of the seed's nested order, then the test set",
         "shape": list(K.shape), "dtype": str(K.dtype), "device": device, "seconds": seconds,
