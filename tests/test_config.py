@@ -85,8 +85,10 @@ def test_kernel_size_estimate():
 
 def test_npz_sizes_are_checked_before_any_job(tmp_path):
     import numpy as np
-    np.savez(tmp_path / "d.npz", x_train=np.zeros((300, 4, 4, 1), np.float32), y_train=np.arange(300) % 3,
-             x_test=np.zeros((50, 4, 4, 1), np.float32), y_test=np.arange(50) % 3)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.normal(size=(300, 4, 4, 1)).astype(np.float32),
+             y_train=np.arange(300) % 3, x_test=rng.normal(size=(50, 4, 4, 1)).astype(np.float32),
+             y_test=np.arange(50) % 3)
     cfg = _default()
     cfg["dataset"].update(name="npz", root=str(tmp_path), file="d.npz", test_size=40)
     cfg.update(sample_sizes=[32, 256])
@@ -100,5 +102,82 @@ def test_npz_sizes_are_checked_before_any_job(tmp_path):
         validate(copy.deepcopy(cfg))
     assert "largest n=256 exceeds the training pool of npz classes [0, 1] (200 examples)" in str(err.value)
     assert "'dataset.test_size': got 60; the test split of npz classes [0, 1] has 34 examples" in str(err.value)
-    cfg["dataset"].update(file="missing.npz")
-    validate(copy.deepcopy(cfg))  # unknown until the data job reads it (and reports a missing file there)
+    cfg["dataset"].update(file="missing.npz", classes=None, test_size=40)
+    with pytest.raises(ConfigError, match=r"missing.npz: missing; expected an .npz with x_train"):
+        validate(copy.deepcopy(cfg))
+
+
+def _npz_with_leak(path, leaks):
+    import numpy as np
+    rng = np.random.default_rng(1)
+    x_train = rng.normal(size=(200, 4, 4, 1)).astype(np.float32)
+    x_test = rng.normal(size=(30, 4, 4, 1)).astype(np.float32)
+    for t, r in leaks:
+        x_test[t] = x_train[r]
+    np.savez(path, x_train=x_train, y_train=np.arange(200) % 2, x_test=x_test, y_test=np.arange(30) % 2)
+
+
+def test_test_set_overlapping_train_stops_before_any_job(tmp_path):
+    from ntkscaling import data
+    _npz_with_leak(tmp_path / "d.npz", [(7, 123)])
+    cfg = _default()
+    cfg["dataset"].update(name="npz", root=str(tmp_path), file="d.npz", test_size=30)
+    cfg.update(sample_sizes=[32, 128])
+    cfg["after_kernel"]["ks"] = [64]
+    with pytest.raises(ConfigError) as err:
+        validate(copy.deepcopy(cfg))
+    msg = str(err.value)
+    assert "config key 'dataset.test_overlap': 1 test input(s) of dataset 'npz'" in msg
+    assert "(test #7 = train #123)" in msg and "set dataset.test_overlap: warn" in msg
+    validate(copy.deepcopy(cfg), check_data=False)  # cluster jobs skip the data read; the data job checks
+    with pytest.raises(data.DatasetError, match="'dataset.test_overlap': 1 test input"):
+        data.prepare("npz", tmp_path, test_size=30, file="d.npz")
+    cfg["dataset"]["test_overlap"] = "warn"
+    validate(copy.deepcopy(cfg))
+    prepared = data.prepare("npz", tmp_path, test_size=30, file="d.npz", test_overlap="warn")
+    assert int(prepared["test_overlap"]) == 1
+    _npz_with_leak(tmp_path / "d.npz", [])
+    cfg["dataset"]["test_overlap"] = "error"
+    validate(copy.deepcopy(cfg))
+    assert int(data.prepare("npz", tmp_path, test_size=30, file="d.npz")["test_overlap"]) == 0
+
+
+def test_find_overlap_against_brute_force():
+    import numpy as np
+    from ntkscaling import data
+    rng = np.random.default_rng(3)
+    x_train = rng.integers(0, 3, size=(60, 2, 2, 1)).astype(np.float32)  # few values: natural repeats
+    x_test = rng.integers(0, 3, size=(40, 2, 2, 1)).astype(np.float32)
+    pairs = data.find_overlap(x_train, x_test)
+    expected = [j for j in range(40) if any(np.array_equal(x_test[j], x_train[i]) for i in range(60))]
+    assert [t for t, _ in pairs] == expected and len(expected) > 0
+    assert all(np.array_equal(x_test[t], x_train[r]) for t, r in pairs)
+
+
+def test_imagefolder_sizes_and_identical_files_before_any_job(tmp_path):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 30), ("test", 6)):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    cfg = _default()
+    cfg["dataset"].update(name="imagefolder", root=str(tmp_path), test_size=12)
+    cfg.update(sample_sizes=[16, 60])
+    cfg["after_kernel"]["ks"] = [16]
+    validate(copy.deepcopy(cfg))
+    cfg.update(sample_sizes=[16, 64])
+    with pytest.raises(ConfigError, match=r"largest n=64 exceeds the training pool of imagefolder \(60 examples\)"):
+        validate(copy.deepcopy(cfg))
+    cfg.update(sample_sizes=[16, 60])
+    cfg["dataset"]["test_size"] = 13
+    with pytest.raises(ConfigError, match=r"'dataset.test_size': got 13; the test split of imagefolder has 12"):
+        validate(copy.deepcopy(cfg))
+    cfg["dataset"]["test_size"] = 12
+    shutil.copy(tmp_path / "train" / "dog" / "3.png", tmp_path / "test" / "cat" / "0.png")
+    with pytest.raises(ConfigError, match=r"1 test image file\(s\) of .* are byte-identical to training files"):
+        validate(copy.deepcopy(cfg))

@@ -130,20 +130,26 @@ def test_cifar10_tarball(tmp_path, monkeypatch):
 
 
 class _Exploit:
+    """Unpickling this runs a shell command that creates `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (os.system, ("touch /tmp/ntkscaling-pwned",))
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_cifar10_refuses_code_in_pickle(tmp_path, monkeypatch):
     rng = np.random.default_rng(4)
     batches = {f"data_batch_{i}": _cifar_batch(2, rng) for i in range(1, 6)}
-    batches["test_batch"] = {b"data": _Exploit(), b"labels": [0]}
+    marker = tmp_path / "code-ran"
+    batches["test_batch"] = {b"data": _Exploit(marker), b"labels": [0]}
     tarball = tmp_path / data.CIFAR10_TARBALL
     _cifar_tarball(tarball, batches)
     monkeypatch.setattr(data, "CIFAR10_MD5", hashlib.md5(tarball.read_bytes()).hexdigest())
     with pytest.raises(data.DatasetError, match="refusing to load posix.system|refusing to load os.system"):
         data.load_raw("cifar10", tmp_path)
-    assert not os.path.exists("/tmp/ntkscaling-pwned")
+    assert not marker.exists()
 
 
 def test_cifar10_missing_says_where_to_put_it(tmp_path):

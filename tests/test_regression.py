@@ -46,6 +46,10 @@ def test_singular_kernel_gets_recorded_jitter():
     assert r["jitter"] > 0 and np.all(np.isfinite(r["pred"]))
     with pytest.raises(ValueError, match="NaN"):
         regression.kernel_regression(K * np.nan, K[:5], y[:30], y[30:], 2, ridges=[0.0])
+    bad_test_rows = K[:5].copy()
+    bad_test_rows[2, 3] = np.inf  # only the test block: no solve would notice, the predictions would be NaN
+    with pytest.raises(ValueError, match="kernel contains NaN or inf"):
+        regression.kernel_regression(K, bad_test_rows, y[:30], y[30:], 2, ridges=[0.0])
 
 
 def test_full_kernel_with_identity_blocks_equals_scalar_kernel():

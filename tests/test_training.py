@@ -57,6 +57,13 @@ def test_divergence_stops_with_clear_error(prepared, tmp_path):
         _train(prepared, tmp_path, lr=1e6, epochs=20)
 
 
+def test_nan_loss_stops_at_the_step_it_appears(prepared, tmp_path, monkeypatch):
+    # the per-step check names the epoch and step (the evaluation-time check would only see it later)
+    monkeypatch.setattr(training, "BLOWUP", float("inf"))  # only non-finite values count
+    with pytest.raises(training.DivergenceError, match=r"loss=(nan|inf) at epoch \d+, step \d+ \(lr=1000000.0"):
+        _train(prepared, tmp_path, lr=1e6, epochs=20, log_points=0)
+
+
 def test_finite_blowup_is_divergence_too(prepared, tmp_path, monkeypatch):
     # a loss far above its initial value is refused even while it stays finite
     monkeypatch.setattr(training, "BLOWUP", 1e-3)
@@ -64,10 +71,28 @@ def test_finite_blowup_is_divergence_too(prepared, tmp_path, monkeypatch):
         _train(prepared, tmp_path, epochs=1)
 
 
-def test_checkpoints_load_weights_only(prepared, tmp_path):
-    _, _, saved = _train(prepared, tmp_path, epochs=1)
-    state = torch.load(saved[max(saved)], map_location="cpu", weights_only=True)
-    assert "state_dict" in state
+class _Payload:
+    """Unpickling this runs code: it creates `marker` (a stand-in for anything an attacker would run)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_crafted_checkpoint_is_refused_without_running_its_code(prepared, tmp_path):
+    import pickle
+    _, _, saved = _train(prepared, tmp_path / "run", epochs=1)
+    state = torch.load(saved[max(saved)], map_location="cpu", weights_only=True)  # ours load weights-only
+    marker = tmp_path / "code-ran"
+    state["hyper_parameters"]["payload"] = _Payload(marker)
+    crafted = tmp_path / "run" / "step00000999.ckpt"
+    torch.save(state, crafted)
+    with pytest.raises(pickle.UnpicklingError):
+        models.load_network(crafted)  # what the eNTK and evolution jobs use
+    assert training._resume_point(crafted.parent, {"any": "signature"}) is None  # the resume search skips it
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("stop", [2, 6, 1])  # mid-epoch, an epoch boundary (3 steps per epoch), the first step

@@ -272,3 +272,24 @@ def test_killed_run_resumes_without_redoing_finished_jobs_and_gives_the_same_num
     assert len(tables) >= 8
     for rel in tables:
         assert (ours / rel).read_text() == (theirs / rel).read_text(), rel
+
+
+def test_nan_kernel_stops_its_job_naming_it(tmp_path):
+    # a checkpoint whose weights turned NaN (a corrupt file, a diverged run): the eNTK job fails, says which
+    # checkpoint and why, and leaves no kernel (final or partial) that a later run or regression would trust
+    import torch
+    config = _tiny_with(tmp_path, smaller)
+    ckpt = tmp_path / "results" / "tiny" / "init" / "w16" / "s0.ckpt"
+    kernel = tmp_path / "results" / "tiny" / "kernels" / "entk_init" / "w16" / "s0" / "mean.npy"
+    res = snakemake(str(ckpt.relative_to(tmp_path)), "--configfile", str(config), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    state = torch.load(ckpt, weights_only=True)
+    first = next(k for k in state["state_dict"] if k.endswith("weight"))
+    state["state_dict"][first][0, 0] = float("nan")
+    torch.save(state, ckpt)
+    res = snakemake(str(kernel.relative_to(tmp_path)), "--configfile", str(config), cwd=tmp_path)
+    assert res.returncode != 0
+    log = tmp_path / "logs" / "tiny" / "entk_kernel" / "entk_init_w16_s0_mean.log"
+    assert f"eNTK of {ckpt.relative_to(tmp_path)} contains NaN or inf" in log.read_text()
+    assert "Error in rule entk_kernel" in res.stdout + res.stderr
+    assert not kernel.exists() and not list(kernel.parent.glob("*.tmp*"))

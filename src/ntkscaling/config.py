@@ -73,14 +73,20 @@ def load_schema(path=SCHEMA_PATH) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def validate(config: dict, schema_path=SCHEMA_PATH) -> dict:
-    """Fill defaults into `config` (in place) and check it; raise ConfigError listing every problem."""
+def validate(config: dict, schema_path=SCHEMA_PATH, check_data: bool = True) -> dict:
+    """Fill defaults into `config` (in place) and check it; raise ConfigError listing every problem.
+
+    check_data: also read the local dataset where that is cheap (digits, npz, an image folder's listing
+    and file hashes) to check that the test set repeats no training input (dataset.test_overlap). The
+    workflow passes False inside cluster jobs, which re-read the Snakefile."""
     schema = load_schema(schema_path)
     validator = _with_defaults(jsonschema.Draft7Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     problems = [_describe(e, schema) for e in errors]
     if not problems:
         problems += _cross_checks(config)
+    if not problems and check_data:
+        problems += _overlap_checks(config["dataset"])
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     config["sample_sizes"] = sorted(config["sample_sizes"])
@@ -122,11 +128,40 @@ def _npz_class_counts(ds: dict):
         return None
 
 
+def _overlap_checks(ds: dict) -> list[str]:
+    """dataset.test_overlap before any job, where the data is local and cheap to read; the data job checks
+    every dataset again after preparing it (the authoritative check: downsampled, decoded images)."""
+    from . import data
+    if ds["test_overlap"] != "error":
+        return []
+    try:
+        if ds["name"] == "imagefolder":
+            listing = data.imagefolder_counts(Path(ds["root"]))
+            same = listing[2] if listing else []
+            if same:
+                return [f"config key 'dataset.test_overlap': {len(same)} test image file(s) of {ds['root']} are "
+                        f"byte-identical to training files (e.g. {same[0][0]} = {same[0][1]}); with test_overlap "
+                        f"'error' none are allowed. Remove them, or set dataset.test_overlap: warn"]
+            return []
+        if ds["name"] not in ("digits", "npz"):
+            return []  # read (and downloaded) by the data job, which checks them
+        x_tr, _, x_te, _ = data.split(ds["name"], ds["root"], ds["test_size"], ds["classes"], file=ds["file"],
+                                      downsample_factor=ds["downsample"])
+        data.check_overlap(data.find_overlap(x_tr, x_te), "error", f"dataset {ds['name']!r}")
+    except data.DatasetError as err:
+        return [str(err)]
+    return []
+
+
 def _dataset_sizes(ds: dict):
     """(training pool, test split, classes) where known before any job runs (without loading images),
     else None."""
     if ds["name"] == "npz":
         counts = _npz_class_counts(ds)
+    elif ds["name"] == "imagefolder":
+        from .data import imagefolder_counts
+        listing = imagefolder_counts(Path(ds["root"]))
+        counts = listing[:2] if listing else None
     else:
         counts = CLASS_COUNTS.get(ds["name"])
     if counts is None:

@@ -315,17 +315,56 @@ def downsample(x: np.ndarray, factor: int) -> np.ndarray:
                                                                          ).astype(x.dtype)
 
 
-def prepare(name: str, root="data", test_size: int = 1000, classes=None, download: bool = False,
-            file: str | None = None, split_seed: int = 0, downsample_factor: int = 1):
-    """Load, select classes, (optionally) average-pool the images, draw the fixed test set and standardize
-    with training-pool statistics."""
+OVERLAP_POLICIES = ("error", "warn")
+
+
+def find_overlap(x_train: np.ndarray, x_test: np.ndarray) -> list[tuple[int, int]]:
+    """(test index, train index) of every test input identical, value for value, to a training input."""
+    def digest(row):
+        return hashlib.blake2b(np.ascontiguousarray(row, dtype=np.float32).tobytes(), digest_size=16).digest()
+    seen = {}
+    for i, row in enumerate(x_train):
+        seen.setdefault(digest(row), i)
+    return [(j, seen[d]) for j, d in ((j, digest(row)) for j, row in enumerate(x_test)) if d in seen]
+
+
+def check_overlap(pairs, policy: str, what: str) -> None:
+    """Act on `find_overlap`'s pairs: policy 'error' raises, 'warn' prints (the count is recorded)."""
+    if policy not in OVERLAP_POLICIES:
+        raise DatasetError(f"config key 'dataset.test_overlap': got {policy!r}; expected one of {OVERLAP_POLICIES}")
+    if not pairs:
+        return
+    shown = ", ".join(f"test #{t} = train #{r}" for t, r in pairs[:3]) + (", ..." if len(pairs) > 3 else "")
+    msg = (f"config key 'dataset.test_overlap': {len(pairs)} test input(s) of {what} are identical to "
+           f"training inputs ({shown}); with test_overlap 'error' none are allowed. Remove them from the "
+           f"test split, or set dataset.test_overlap: warn to keep the split as published (the count is "
+           f"recorded in data/prepared.json)")
+    if policy == "error":
+        raise DatasetError(msg)
+    print(f"WARNING: {msg}")
+
+
+def split(name: str, root="data", test_size: int = 1000, classes=None, download: bool = False,
+          file: str | None = None, split_seed: int = 0, downsample_factor: int = 1):
+    """(x_pool, y_pool, x_test, y_test): the training pool and the fixed test set (a class-balanced draw
+    of test_size from the test split), downsampled, not yet standardized."""
     x_tr, y_tr, x_te, y_te = load_raw(name, root, test_size=test_size, download=download, file=file,
                                       classes=classes)
     x_tr, x_te = downsample(x_tr, downsample_factor), downsample(x_te, downsample_factor)
     if test_size > len(y_te):
         raise DatasetError(f"dataset.test_size={test_size}: the {name} test split has only {len(y_te)} examples")
-    te = balanced_order(y_te, np.random.default_rng([int(split_seed), 104729]))[:test_size]
-    x_te, y_te = x_te[np.sort(te)], y_te[np.sort(te)]
+    te = np.sort(balanced_order(y_te, np.random.default_rng([int(split_seed), 104729]))[:test_size])
+    return x_tr, y_tr, x_te[te], y_te[te]
+
+
+def prepare(name: str, root="data", test_size: int = 1000, classes=None, download: bool = False,
+            file: str | None = None, split_seed: int = 0, downsample_factor: int = 1,
+            test_overlap: str = "error"):
+    """Load, select classes, (optionally) average-pool the images, draw the fixed test set, check it does
+    not repeat training inputs (`test_overlap` policy) and standardize with training-pool statistics."""
+    x_tr, y_tr, x_te, y_te = split(name, root, test_size, classes, download, file, split_seed, downsample_factor)
+    overlap = find_overlap(x_tr, x_te)
+    check_overlap(overlap, test_overlap, f"dataset {name!r}")
     axes = (0, 2, 3) if x_tr.ndim == 4 else (0,)
     mean = x_tr.mean(axis=axes, keepdims=True, dtype=np.float64)
     std = x_tr.std(axis=axes, keepdims=True, dtype=np.float64)
@@ -334,7 +373,30 @@ def prepare(name: str, root="data", test_size: int = 1000, classes=None, downloa
     x_te = ((x_te - mean) / std).astype(np.float32)
     n_classes = int(max(y_tr.max(), y_te.max()) + 1)
     return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te,
-            "n_classes": np.int64(n_classes), "mean": mean.reshape(-1), "std": std.reshape(-1)}
+            "n_classes": np.int64(n_classes), "mean": mean.reshape(-1), "std": std.reshape(-1),
+            "test_overlap": np.int64(len(overlap))}
+
+
+def imagefolder_counts(root: Path):
+    """Per-class image counts (train, test) of an image folder from its listing alone (nothing decoded),
+    and the (test file, train file) pairs with identical bytes; None when train/ has no class folders."""
+    root = Path(root)
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
+    if not classes:
+        return None
+    counts, digests = [], []
+    for split_name in ("train", "test"):
+        folder_counts, by_digest = [], {}
+        for cls in classes:
+            folder = root / split_name / cls
+            files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+            folder_counts.append(len(files))
+            for f in files:
+                by_digest.setdefault(hashlib.md5(f.read_bytes()).hexdigest(), f)
+        counts.append(folder_counts)
+        digests.append(by_digest)
+    same = [(digests[1][d], f) for d, f in digests[0].items() if d in digests[1]]
+    return counts[0], counts[1], same
 
 
 def load_prepared(path):

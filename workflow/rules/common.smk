@@ -12,7 +12,7 @@ from ntkscaling.config import ConfigError, validate as validate_config  # noqa: 
 from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, entk_tags, parse_tag  # noqa: E402
 
 try:
-    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml", check_data=workflow.is_main_process)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 

@@ -1,0 +1,91 @@
+"""Audit: every protection of the hardening issue has a test that fails without it.
+
+Each case copies the repository, removes one protection (a one-line edit that must still apply: the
+audit breaks loudly when the code moves), and runs the test that guards it: that test must fail. A
+control run of the same tests on the unedited copy must pass, so a broken harness cannot pass the audit.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.audit
+
+# (protection, file, original text, text without the protection, guarding test)
+CASES = [
+    ("pickles only through the restricted unpickler", "src/ntkscaling/data.py",
+     'RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()', 'pickle.loads(data, encoding="bytes")',
+     "tests/test_data.py::test_cifar10_refuses_code_in_pickle"),
+    ("md5 of the official CIFAR-10 tarball", "src/ntkscaling/data.py",
+     "if got != CIFAR10_MD5:", "if False:", "tests/test_data.py::test_cifar10_tarball"),
+    ("test set overlapping train", "src/ntkscaling/data.py",
+     '    if policy == "error":\n        raise DatasetError(msg)', '    if False:\n        raise DatasetError(msg)',
+     "tests/test_config.py::test_test_set_overlapping_train_stops_before_any_job"),
+    ("n larger than the dataset", "src/ntkscaling/config.py",
+     "elif ns[-1] > pool:", "elif False:", "tests/test_config.py::test_bad_values_are_named"),
+    ("kernel size limit", "src/ntkscaling/config.py", "if gb > limit:", "if False:",
+     "tests/test_config.py::test_bad_values_are_named"),
+    ("NaN/inf loss in training", "src/ntkscaling/training.py", "if not torch.isfinite(loss):", "if False:",
+     "tests/test_training.py::test_nan_loss_stops_at_the_step_it_appears"),
+    ("a network blowing up (finite) is stopped at evaluation", "src/ntkscaling/training.py",
+     'if not math.isfinite(value) or (metric != "error" and value > BLOWUP * max(start, 1e-12)):', "if False:",
+     "tests/test_training.py::test_finite_blowup_is_divergence_too"),
+    ("checkpoints load weights-only", "src/ntkscaling/models.py",
+     "torch.load(ckpt_path, map_location=map_location, weights_only=True)",
+     "torch.load(ckpt_path, map_location=map_location, weights_only=False)",
+     "tests/test_training.py::test_crafted_checkpoint_is_refused_without_running_its_code"),
+    ("resume only from this run's checkpoints", "src/ntkscaling/training.py",
+     'mine[0].get("signature") == signature', "True",
+     "tests/test_training.py::test_checkpoints_of_another_run_are_not_resumed"),
+    ("NaN/inf kernel in a regression solve", "src/ntkscaling/regression.py",
+     "if not (np.all(np.isfinite(K_train)) and np.all(np.isfinite(K_test_train))):", "if False:",
+     "tests/test_regression.py::test_singular_kernel_gets_recorded_jitter"),
+    ("singular kernel gets a recorded jitter", "src/ntkscaling/regression.py",
+     "for jitter in (0.0,) + JITTERS:", "for jitter in (0.0,):",
+     "tests/test_regression.py::test_singular_kernel_gets_recorded_jitter"),
+    ("outputs written to a temporary name and renamed", "src/ntkscaling/io.py",
+     "        yield Path(tmp)\n        os.replace(tmp, path)", "        yield path",
+     "tests/test_io.py::test_interrupted_write_leaves_no_partial_file"),
+    ("a NaN kernel stops its job, naming it", "workflow/scripts/entk_kernel.py",
+     "if not np.all(np.isfinite(K)):", "if False:",
+     "tests/test_workflow.py::test_nan_kernel_stops_its_job_naming_it"),
+]
+
+
+def _copy(dest):
+    dest.mkdir(parents=True)
+    for part in ("Snakefile", "pyproject.toml", "workflow", "config", "envs", "tests", "src"):
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def _pytest(repo, tests):
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_control_unedited_copy_passes(tmp_path):
+    repo = _copy(tmp_path / "repo")
+    res = _pytest(repo, sorted({case[-1] for case in CASES}))
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "skipped" not in res.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("name,path,original,edited,test", CASES, ids=[c[0] for c in CASES])
+def test_guarding_test_fails_without_the_protection(tmp_path, name, path, original, edited, test):
+    repo = _copy(tmp_path / "repo")
+    target = repo / path
+    text = target.read_text()
+    assert text.count(original) == 1, f"{path}: the protected line moved; update the audit case {name!r}"
+    target.write_text(text.replace(original, edited))
+    res = _pytest(repo, [test])
+    assert res.returncode == 1, f"{test} did not fail without '{name}':\n{res.stdout[-2000:]}"
