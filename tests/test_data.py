@@ -54,6 +54,22 @@ def test_mnist_missing_file_is_named(tmp_path):
         data.load_raw("mnist", tmp_path)
 
 
+def test_labels_out_of_range_are_refused(tmp_path):
+    # MNIST (like CIFAR-10 and digits) has labels 0..9: a label 12 means a corrupt or foreign file
+    _write_mnist(tmp_path, gz=False)
+    f = tmp_path / data.MNIST_FILES["y_test"]
+    raw = bytearray(f.read_bytes())
+    raw[-1] = 12
+    f.write_bytes(bytes(raw))
+    with pytest.raises(data.DatasetError, match=r"'mnist' .*test labels must be in 0..9, found 12"):
+        data.load_raw("mnist", tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.normal(size=(6, 3)), y_train=np.array([0, 1, 2, 0, -1, 1]),
+             x_test=rng.normal(size=(2, 3)), y_test=np.array([0, 1]))
+    with pytest.raises(data.DatasetError, match=r"'npz' .*train labels must be >= 0, found -1"):
+        data.load_raw("npz", tmp_path, file="d.npz")
+
+
 def _write_npz(path, nhwc=True):
     rng = np.random.default_rng(1)
     shape = (30, 4, 4, 3) if nhwc else (30, 5)

@@ -32,6 +32,7 @@ CIFAR10_TARBALL = "cifar-10-python.tar.gz"
 MNIST_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
                "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+KNOWN_CLASSES = {"digits": 10, "cifar10": 10, "mnist": 10}  # label range of the fixed-format datasets
 DIGITS_SPLIT_SEED = 20220610  # fixed: the digits train pool / test split never depends on run seeds
 
 
@@ -269,6 +270,9 @@ def load_raw(name: str, root="data", test_size: int = 1000, download: bool = Fal
             raise DatasetError(f"dataset {name!r} ({root}): {split} inputs contain NaN or inf")
         if len(y) and y.min() < 0:
             raise DatasetError(f"dataset {name!r} ({root}): {split} labels must be >= 0, found {y.min()}")
+        if len(y) and name in KNOWN_CLASSES and y.max() >= KNOWN_CLASSES[name]:
+            raise DatasetError(f"dataset {name!r} ({root}): {split} labels must be in 0..{KNOWN_CLASSES[name] - 1}, "
+                               f"found {y.max()} (a corrupt or foreign file)")
     return out
 
 
