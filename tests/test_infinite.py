@@ -92,6 +92,23 @@ def test_compiled_pair_steps_match_eager_and_reference(reference_dir):
         assert (a.double() - b).abs().max() / b.abs().max() < 1e-5
 
 
+def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
+    # no C++ compiler (or an unsupported device): the same numbers, eagerly, and a warning saying why
+    def broken_compile(fn, **kw):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found")
+        return run
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(infinite, "_FUSED", {})
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn((3, 1, 8, 8), generator=g, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="torch.compile of the infinite-kernel ReLU step failed.*no C"):
+        fallback = infinite.infinite_kernels("myrtle5", (1, 8, 8), x, compile=True)
+    eager = infinite.infinite_kernels("myrtle5", (1, 8, 8), x, compile=False)
+    for a, b in zip(fallback, eager):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_empirical_ntk_approaches_infinite_ntk_as_width_grows():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(8, 10, generator=g, dtype=torch.float64)
