@@ -34,6 +34,18 @@ def reference_network(folder):
     return net, torch.from_numpy(x), meta
 
 
+def write_imagefolder(root, counts, seed=0, classes=("cat", "dog")):
+    """root/<split>/<class>/<i>.png of random 8x8 RGB images; counts: {split: images per class}."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for split, count in counts.items():
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(2)

@@ -6,7 +6,7 @@ import yaml
 
 from ntkscaling.config import ConfigError, validate
 
-from conftest import ROOT
+from conftest import ROOT, write_imagefolder
 
 
 def _default():
@@ -156,15 +156,7 @@ def test_find_overlap_against_brute_force():
 
 def test_imagefolder_sizes_and_identical_files_before_any_job(tmp_path):
     import shutil
-
-    import numpy as np
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 30), ("test", 6)):
-        for cls in ("cat", "dog"):
-            (tmp_path / split / cls).mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    write_imagefolder(tmp_path, {"train": 30, "test": 6})
     cfg = _default()
     cfg["dataset"].update(name="imagefolder", root=str(tmp_path), test_size=12)
     cfg.update(sample_sizes=[16, 60])

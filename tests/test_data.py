@@ -11,6 +11,8 @@ import pytest
 
 from ntkscaling import data
 
+from conftest import write_imagefolder
+
 
 def _idx(arr: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
@@ -102,13 +104,7 @@ def test_npz_corrupt_and_incomplete(tmp_path):
 
 
 def test_imagefolder(tmp_path):
-    from PIL import Image
-    rng = np.random.default_rng(2)
-    for split, count in (("train", 3), ("test", 2)):
-        for cls in ("cat", "dog"):
-            (tmp_path / split / cls).mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    write_imagefolder(tmp_path, {"train": 3, "test": 2}, seed=2)
     x_tr, y_tr, x_te, y_te = data.load_raw("imagefolder", tmp_path)
     assert x_tr.shape == (6, 3, 8, 8) and list(y_tr) == [0, 0, 0, 1, 1, 1] and len(y_te) == 4
     (tmp_path / "test" / "dog" / "broken.png").write_bytes(b"\x89PNG garbage")
