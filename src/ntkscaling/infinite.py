@@ -212,7 +212,7 @@ class _PairBlocks:
                 if i + 1 >= len(specs) or specs[i + 1]["kind"] != "relu":
                     raise ValueError("the pair-block path expects every conv to be followed by a ReLU")
                 if paired:
-                    diag_S = _pixel_diagonal(Sc) * w2 + b2   # the variances, as the eager path computes them
+                    diag_S = _pixel_diagonal(Sc) * w2 + b2   # each image's variances q at every pixel
                     diag_T = diag_S if Tc is None else _pixel_diagonal(Tc) * w2 + diag_S
                     recorded.append(diag_S)
                     qa, qb = diag_S[:, :, :, None, None], diag_S[:, None, None]
@@ -234,7 +234,9 @@ class _PairBlocks:
             elif kind == "global_avg_pool":
                 S, T = ST.mean(dim=(2, 3, 4, 5)).unbind(0)
                 S, T, _ = _propagate(specs[i + 1:], S, T, [], False, self.float32)
-                return T.reshape(a, b) if not paired else T, S.reshape(a, b) if not paired else S, recorded
+                if paired:
+                    return T, S, recorded
+                return T.reshape(a, b), S.reshape(a, b), recorded
             else:
                 raise ValueError(f"no pair-block rule for layer kind {kind!r}")
             i += 1
@@ -286,7 +288,7 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
         for lo in range(0, len(x), step):
             xb = x[lo:lo + step]
             if spatial:
-                q, T, S = cross.selves(xb)
+                q, T, S = blocks.selves(xb)
             else:
                 S, T, q = _propagate(specs, (xb.reshape(len(xb), -1) ** 2).mean(1), None, None, True, float32)
             qs.append(q)
@@ -297,7 +299,7 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     if spatial:
         if compile is None:
             compile = n1 * n2 * P * P >= COMPILE_MIN_ENTRIES
-        cross = _PairBlocks(specs, x1.shape[1:], dtype, device, bool(compile))
+        blocks = _PairBlocks(specs, x1.shape[1:], dtype, device, bool(compile))
 
     q1, self_ntk, self_nngp = self_kernels(x1)
     q2 = q1 if sym else self_kernels(x2)[0]
@@ -309,7 +311,7 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     for done, ((i0, i1), (j0, j1)) in enumerate(pairs, 1):
         a, b = i1 - i0, j1 - j0
         if spatial:
-            T, S = cross(x1[i0:i1], x2[j0:j1], [q[i0:i1] for q in q1], [q[j0:j1] for q in q2])
+            T, S = blocks(x1[i0:i1], x2[j0:j1], [q[i0:i1] for q in q1], [q[j0:j1] for q in q2])
         else:
             qp = [(qa[i0:i1, None].expand(a, b).reshape(-1), qb[None, j0:j1].expand(a, b).reshape(-1))
                   for qa, qb in zip(q1, q2)]
