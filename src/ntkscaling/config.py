@@ -76,8 +76,8 @@ def load_schema(path=SCHEMA_PATH) -> dict:
 def validate(config: dict, schema_path=SCHEMA_PATH, check_data: bool = True) -> dict:
     """Fill defaults into `config` (in place) and check it; raise ConfigError listing every problem.
 
-    check_data: also read the local dataset where that is cheap (digits, npz, an image folder's listing
-    and file hashes) to check that the test set repeats no training input (dataset.test_overlap). The
+    check_data: also read the user's dataset where that is cheap (npz, an image folder's listing and file
+    hashes) to check that the test set repeats no training input (dataset.test_overlap). The
     workflow passes False inside cluster jobs, which re-read the Snakefile."""
     schema = load_schema(schema_path)
     validator = _with_defaults(jsonschema.Draft7Validator)(schema)
@@ -143,8 +143,10 @@ def _overlap_checks(ds: dict) -> list[str]:
                         f"byte-identical to training files (e.g. {same[0][0]} = {same[0][1]}); with test_overlap "
                         f"'error' none are allowed. Remove them, or set dataset.test_overlap: warn"]
             return []
-        if ds["name"] not in ("digits", "npz"):
-            return []  # read (and downloaded) by the data job, which checks them
+        if ds["name"] != "npz":
+            # digits holds no duplicate images (its split is disjoint); CIFAR-10 and MNIST are read (and
+            # downloaded) by the data job, which checks them
+            return []
         x_tr, _, x_te, _ = data.split(ds["name"], ds["root"], ds["test_size"], ds["classes"], file=ds["file"],
                                       downsample_factor=ds["downsample"])
         data.check_overlap(data.find_overlap(x_tr, x_te), "error", f"dataset {ds['name']!r}")
