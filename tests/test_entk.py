@@ -49,12 +49,21 @@ def test_blocks_give_the_same_kernel(monkeypatch):
         ref = whole if kind == "full" else torch.diagonal(whole, dim1=2, dim2=3).mean(-1)
         np.testing.assert_allclose(entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64), ref,
                                    rtol=1e-10, atol=1e-12)
-    # features recomputed for every block pair under a tiny memory budget
+    # out of core: a tiny budget (one row held, one streamed), and one that holds panels of a few rows
+    # and streams blocks of columns (the panel path, symmetric and not)
     tiny_budget = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, max_memory_gb=1e-6)
     np.testing.assert_allclose(tiny_budget, whole, rtol=1e-12, atol=1e-12)
+    retained, transient = entk._bytes_per_sample(net.double(), (1, 8, 8), 3, 8)
+    net.float()
+    some = (6 * retained + 4 * transient + 11 * 11 * 9 * 8) / 1e9  # chunk 4, panels of 4 rows, stream 2
+    monkeypatch.setattr(entk, "CONTRACT_BLOCK", 2)
+    np.testing.assert_allclose(entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, max_memory_gb=some),
+                               whole, rtol=1e-12, atol=1e-12)
     x2 = torch.randn(5, 1, 8, 8)
-    np.testing.assert_allclose(entk.empirical_ntk(net, x, x2, dtype=torch.float64, max_memory_gb=1e-6),
-                               entk.empirical_ntk(net, x, x2, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+    cross = entk.empirical_ntk(net, x, x2, dtype=torch.float64)
+    for budget in (1e-6, some):
+        np.testing.assert_allclose(entk.empirical_ntk(net, x, x2, dtype=torch.float64, max_memory_gb=budget),
+                                   cross, rtol=1e-12, atol=1e-12)
 
 
 def test_symmetric_psd_and_reductions_of_full():

@@ -13,9 +13,11 @@ Implementations (all return the same numbers):
 - ``layerwise``: the production path for networks built by models.py. One forward pass records each
   layer's input A and C backward passes give the per-sample gradients G of the logits w.r.t. each layer's
   output. A Dense layer contributes (W_scale^2 A A'^T + b_scale^2) * (G G'^T), so an MLP needs no Jacobian;
-  a Conv layer's per-sample weight gradient W_scale * G^T unfold(A) is formed one layer and one block at a
-  time and contracted by a matmul. Rows and columns go in blocks sized to `max_memory_gb`, and when
-  x2 is x1 only the upper triangle of block pairs is computed.
+  a Conv layer's per-sample weight gradient W_scale * G^T unfold(A) is formed by one batched matmul per
+  layer and logit, written straight into its place in logit-major storage, and contracted by a matmul.
+  Features are held within `max_memory_gb`: all rows when they fit, else a panel of rows at a time against
+  streamed blocks of the later columns (each row's features computed about 1 + (k-1)/2 times for k
+  panels). When x2 is x1 only the upper triangle of Gram blocks is computed.
 """
 from __future__ import annotations
 
@@ -57,57 +59,78 @@ def _jacobian_ntk(model, x1, x2, kind):
 # --------------------------------------------------------------------------------------------- layerwise
 @dataclass
 class _LayerFeatures:
-    """What one layer contributes for a block of samples (C' = 1 for the sum kind, else C logits)."""
+    """What one layer contributes for a block of samples (C' = 1 for the sum kind, else C logits).
+
+    Logit-major layouts (C', n, ...): the rows of one logit are contiguous, so each backward pass writes
+    its per-sample gradients straight into place (no stacking copies)."""
     dense_A: torch.Tensor | None = None   # (n, fan_in) layer inputs (Dense)
-    G: torch.Tensor | None = None         # (n, C', fan_out) output gradients (Dense)
-    J: torch.Tensor | None = None         # (n, C', D) per-sample weight gradients without W_scale (Conv)
-    Jb: torch.Tensor | None = None        # (n, C', C_out) per-sample bias gradients without b_scale (Conv)
+    G: torch.Tensor | None = None         # (C', n, fan_out) output gradients (Dense)
+    J: torch.Tensor | None = None         # (C', n, C_out * C_in * 9) per-sample weight gradients, no W_scale (Conv)
+    Jb: torch.Tensor | None = None        # (C', n, C_out) per-sample bias gradients without b_scale (Conv)
     W_scale: float = 1.0
     b_scale: float = 1.0
 
 
-def _block_features(model: Network, x: torch.Tensor, kind: str) -> list[_LayerFeatures]:
-    outputs, inputs, layers = [], [], []
+def _alloc_features(model: Network, n: int, Cp: int, dtype, device) -> list[_LayerFeatures]:
+    def empty(*shape):
+        return torch.empty(shape, dtype=dtype, device=device)
+    feats = []
+    for m in model.param_layers():
+        if isinstance(m, Dense):
+            feats.append(_LayerFeatures(dense_A=empty(n, m.fan_in), G=empty(Cp, n, m.fan_out),
+                                        W_scale=m.W_scale, b_scale=m.b_scale))
+        else:
+            feats.append(_LayerFeatures(J=empty(Cp, n, m.c_out * m.c_in * 9), Jb=empty(Cp, n, m.c_out),
+                                        W_scale=m.W_scale, b_scale=m.b_scale))
+    return feats
+
+
+def _block_features(model: Network, x: torch.Tensor, kind: str, into=None, lo: int = 0) -> list[_LayerFeatures]:
+    """Features of the rows of x, written into rows lo.. of `into` (allocated for x when None)."""
+    n = len(x)
+    outputs, unfolded, layers = [], [], []
     h = x
     with torch.enable_grad():
         for m in model:
             if isinstance(m, (Dense, Conv)):
-                inputs.append(h.detach())
                 layers.append(m)
+                # a conv's per-sample weight gradient is G^T unfold(A): unfold once, reuse for every logit
+                unfolded.append(h.detach() if isinstance(m, Dense) else F.unfold(h.detach(), 3, padding=1).transpose(1, 2))
                 h = m(h)
                 outputs.append(h)  # non-leaf, in the graph through the weights: autograd.grad can target it
             else:
                 h = m(h)
         C = h.shape[1]
         Cp = 1 if kind == "sum" else C
-        # gradient buffers (n, C', *layer output): one matmul per conv layer then covers all logits
-        G = [torch.empty((len(x), Cp) + z.shape[1:], dtype=z.dtype, device=z.device) for z in outputs]
+        if into is None:
+            into = _alloc_features(model, n, Cp, x.dtype, x.device)
+        rows = slice(lo, lo + n)
+        for f, m, A in zip(into, layers, unfolded):
+            if isinstance(m, Dense):
+                f.dense_A[rows] = A
         # one backward pass per logit: a batched (vmapped) backward measured 2x slower on CPU
         for c in range(Cp):
             target = h.sum() if kind == "sum" else h[:, c].sum()
-            for buf, g in zip(G, torch.autograd.grad(target, outputs, retain_graph=c < Cp - 1)):
-                buf[:, c] = g
-    feats = []
-    n = len(x)
-    for m, A, Gl in zip(layers, inputs, G):
-        if isinstance(m, Dense):
-            feats.append(_LayerFeatures(dense_A=A, G=Gl, W_scale=m.W_scale, b_scale=m.b_scale))
-            continue
-        Gp = Gl.reshape(n, Cp * m.c_out, -1)                                    # (n, C'*C_out, P)
-        J = torch.bmm(Gp, F.unfold(A, 3, padding=1).transpose(1, 2))             # (n, C'*C_out, C_in*9)
-        feats.append(_LayerFeatures(J=J.reshape(n, Cp, -1), Jb=Gp.sum(2).reshape(n, Cp, m.c_out),
-                                    W_scale=m.W_scale, b_scale=m.b_scale))
-    return feats
+            grads = torch.autograd.grad(target, outputs, retain_graph=c < Cp - 1)
+            for f, m, U, g in zip(into, layers, unfolded, grads):
+                if isinstance(m, Dense):
+                    f.G[c, rows] = g
+                    continue
+                g = g.reshape(n, m.c_out, -1)                                        # (n, C_out, P)
+                torch.bmm(g, U, out=f.J[c, rows].view(n, m.c_out, -1))               # (n, C_out, C_in*9)
+                torch.sum(g, dim=2, out=f.Jb[c, rows])
+    return into
 
 
 def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str, n_logits: int) -> torch.Tensor:
     """Sum over layers of the block pair's kernel: (n1, n2), or (n1, n2, C, C) for the full kind."""
     K = None
 
-    def gram(a, b):  # (n1, C', D), (n2, C', D) -> per-logit-pair or logit-summed inner products
+    def gram(a, b):  # (C', n1, D), (C', n2, D) -> per-logit-pair or logit-summed inner products
         if kind == "full":
-            return torch.einsum("acp,bdp->abcd", a, b)
-        return a.reshape(len(a), -1) @ b.reshape(len(b), -1).T
+            Cp, n1, n2 = a.shape[0], a.shape[1], b.shape[1]
+            return (a.reshape(Cp * n1, -1) @ b.reshape(Cp * n2, -1).T).view(Cp, n1, Cp, n2).permute(1, 3, 0, 2)
+        return torch.bmm(a, b.transpose(1, 2)).sum(0)
 
     for a, b in zip(f1, f2):
         if a.J is not None:
@@ -123,23 +146,23 @@ def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int) -> tuple[i
     """(retained, transient) memory per sample of the layerwise features.
 
     retained: what a block keeps for its contractions (Dense inputs and output gradients, Conv per-sample
-    gradients); transient: activations, graph and the largest per-layer temporaries while computing them."""
+    gradients); transient: activations, graph, every conv's unfolded input (held through the logit loop)
+    and one backward pass's output gradients."""
     p = next(model.parameters())
-    retained, acts, grads, temp = 0, 0, 0, 0
+    retained, acts, grads, unfolded = 0, 0, 0, 0
     h = torch.zeros((1,) + tuple(x_shape), dtype=p.dtype, device=p.device)
     with torch.no_grad():
         for m in model:
             if isinstance(m, Dense):
                 retained += h[0].numel() + C * m.fan_out
             elif isinstance(m, Conv):
-                P = h.shape[2] * h.shape[3]
                 retained += C * (m.c_out * m.c_in * 9 + m.c_out)
-                temp = max(temp, m.c_in * 9 * P + C * m.c_out * P)  # unfolded input, reshaped gradients
+                unfolded += m.c_in * 9 * h.shape[2] * h.shape[3]
             h = m(h)
             acts += 2 * h[0].numel()  # graph: output and probe sum
             if isinstance(m, (Dense, Conv)):
-                grads += 2 * C * h[0].numel()  # C output gradients, and their stacked copy
-    return retained * itemsize, (acts + grads + temp) * itemsize
+                grads += 2 * h[0].numel()  # one logit's output gradient, and the engine's buffer for it
+    return retained * itemsize, (acts + grads + unfolded) * itemsize
 
 
 FEATURE_CHUNK = 32    # samples per forward/backward: per-sample cost grows with larger chunks (caches)
@@ -147,26 +170,21 @@ CONTRACT_BLOCK = 256  # rows per Gram block when all features are held: big, eff
 
 
 def _slice(feats: list[_LayerFeatures], lo: int, hi: int) -> list[_LayerFeatures]:
-    def cut(t):
+    def rows(t):
         return None if t is None else t[lo:hi]
-    return [_LayerFeatures(cut(f.dense_A), cut(f.G), cut(f.J), cut(f.Jb), f.W_scale, f.b_scale) for f in feats]
+
+    def logit_rows(t):
+        return None if t is None else t[:, lo:hi]
+    return [_LayerFeatures(rows(f.dense_A), logit_rows(f.G), logit_rows(f.J), logit_rows(f.Jb), f.W_scale,
+                           f.b_scale) for f in feats]
 
 
 def _all_features(model, x, kind, chunk):
-    """Features of every row of x, computed `chunk` rows at a time into preallocated tensors."""
-    out = None
+    """Features of every row of x, computed `chunk` rows at a time straight into preallocated tensors."""
+    Cp = 1 if kind == "sum" else model.param_layers()[-1].fan_out
+    out = _alloc_features(model, len(x), Cp, x.dtype, x.device)
     for lo in range(0, len(x), chunk):
-        part = _block_features(model, x[lo:lo + chunk], kind)
-        if out is None:
-            def alloc(t):
-                return None if t is None else torch.empty((len(x),) + t.shape[1:], dtype=t.dtype, device=t.device)
-            out = [_LayerFeatures(alloc(f.dense_A), alloc(f.G), alloc(f.J), alloc(f.Jb), f.W_scale, f.b_scale)
-                   for f in part]
-        hi = min(lo + chunk, len(x))
-        for dst, src in zip(out, part):
-            for name in ("dense_A", "G", "J", "Jb"):
-                if getattr(src, name) is not None:
-                    getattr(dst, name)[lo:hi] = getattr(src, name)
+        _block_features(model, x[lo:lo + chunk], kind, into=out, lo=lo)
     return out
 
 
@@ -189,31 +207,54 @@ def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
             el = time.perf_counter() - t0
             progress(f"eNTK blocks {done}/{total} elapsed {el:.1f}s eta {el / done * (total - done):.1f}s")
 
-    if (n1 + (0 if sym else n2)) * retained + chunk * transient <= avail:
-        # everything fits: features once per row, then large Gram blocks (upper triangle when symmetric)
-        f1 = _all_features(model, x1, kind, chunk)
-        f2 = f1 if sym else _all_features(model, xs2, kind, chunk)
-        block = CONTRACT_BLOCK
-        recompute = False
-    else:
-        # features for two blocks at a time, recomputed for every block pair
-        block = max(1, int(avail // (2 * retained + transient)))
-        recompute = True
-    rows = [(i, min(i + block, n1)) for i in range(0, n1, block)]
-    cols = rows if sym else [(j, min(j + block, n2)) for j in range(0, n2, block)]
-    pairs = [(r, c) for ri, r in enumerate(rows) for ci, c in enumerate(cols) if not sym or ci >= ri]
-    for done, ((i0, i1), (j0, j1)) in enumerate(pairs, 1):
-        if recompute:
-            fi = _block_features(model, x1[i0:i1], kind)
-            fj = fi if (sym and i0 == j0) else _block_features(model, xs2[j0:j1], kind)
-        else:
-            fi, fj = _slice(f1, i0, i1), _slice(f2, j0, j1)
+    def fill(i0, j0, fi, fj):
         blk = _contract(fi, fj, kind, C)
+        i1, j1 = i0 + blk.shape[0], j0 + blk.shape[1]
         K[i0:i1, j0:j1] = blk
         if sym and i0 != j0:
             K[j0:j1, i0:i1] = blk.transpose(0, 1) if kind != "full" else blk.permute(1, 0, 3, 2)
-        report(done, len(pairs))
+
+    def grid(fr, r0, fc, c0, triangle):
+        """Every CONTRACT_BLOCK x CONTRACT_BLOCK block between held features fr (rows from r0) and fc."""
+        nr, nc = _rows(fr), _rows(fc)
+        for i in range(0, nr, CONTRACT_BLOCK):
+            for j in range(i if triangle else 0, nc, CONTRACT_BLOCK):
+                fill(r0 + i, c0 + j, _slice(fr, i, min(i + CONTRACT_BLOCK, nr)), _slice(fc, j, min(j + CONTRACT_BLOCK, nc)))
+
+    if (n1 + (0 if sym else n2)) * retained + chunk * transient <= avail:
+        # everything fits: features once per row, then large Gram blocks (upper triangle when symmetric)
+        f1 = _all_features(model, x1, kind, chunk)
+        grid(f1, 0, f1 if sym else _all_features(model, xs2, kind, chunk), 0, sym)
+        report(1, 1)
+        return K
+    # Out of core: hold the features of a panel of rows, stream the columns after it (all columns when x2
+    # is given) in blocks whose features are computed on the fly. Panels as large as the budget allows:
+    # with k panels each row's features are computed about 1 + (k - 1)/2 times (symmetric case).
+    free = max(avail - chunk * transient, retained)
+    stream = max(1, min(CONTRACT_BLOCK, int(free // (2 * retained))))
+    panel = max(1, int(free // retained) - stream)
+    panels = range(0, n1, panel)
+
+    def columns(a):
+        return range(min(a + panel, n1) if sym else 0, n2, stream)
+    total, done = sum(len(columns(a)) + sym for a in panels), 0
+    for a in panels:
+        fi = _all_features(model, x1[a:a + panel], kind, chunk)
+        if sym:
+            grid(fi, a, fi, a, True)
+            done += 1
+            report(done, total)
+        for j in columns(a):
+            grid(fi, a, _all_features(model, xs2[j:j + stream], kind, chunk), j, False)
+            done += 1
+            report(done, total)
+        del fi
     return K
+
+
+def _rows(feats: list[_LayerFeatures]) -> int:
+    f = feats[0]
+    return len(f.dense_A) if f.dense_A is not None else f.J.shape[1]
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -246,6 +287,18 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
         return _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress)
     finally:
         model.train(was_training)
+
+
+def memory_budget_gb(mem_mb: float | None, device) -> float:
+    """`max_memory_gb` for an eNTK job: on CUDA 80% of the GPU memory free now; on the CPU 80% of the job's
+    memory request (`mem_mb`, as Snakemake and SLURM give it) less 1 GB for the interpreter and the data,
+    at least 1 GB. The kernel itself is counted inside the budget."""
+    if str(device).startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return 0.8 * free / 1e9
+    if not mem_mb:
+        return 4.0
+    return max(1.0, 0.8 * float(mem_mb) / 1000 - 1.0)
 
 
 def empirical_ntk_from_checkpoint(path, x1, x2=None, kind: str = "mean", dtype=torch.float32,

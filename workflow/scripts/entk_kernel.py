@@ -17,8 +17,10 @@ with io.log_to(snakemake.log[0]):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"eNTK ({w.kind}) of {snakemake.input.ckpt} on {len(x)} points, device {device}", flush=True)
     t0 = time.perf_counter()
+    budget = entk.memory_budget_gb(snakemake.resources.get("mem_mb"), device)
+    print(f"feature memory budget {budget:.1f} GB", flush=True)
     K = entk.empirical_ntk_from_checkpoint(snakemake.input.ckpt, x, kind=w.kind, device=device,
-                                           progress=lambda msg: print(msg, flush=True))
+                                           max_memory_gb=budget, progress=lambda msg: print(msg, flush=True))
     K = K.cpu().numpy()
     if not np.all(np.isfinite(K)):
         raise FloatingPointError(f"eNTK of {snakemake.input.ckpt} contains NaN or inf")

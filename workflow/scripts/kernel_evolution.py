@@ -28,8 +28,11 @@ with io.log_to(snakemake.log[0]):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"eNTK ({w.kind}) of {len(checkpoints)} checkpoints on {len(x)} points, device {device}", flush=True)
 
+    budget = entk.memory_budget_gb(snakemake.resources.get("mem_mb"), device)
+
     def kernel_of(ckpt):
-        return entk.empirical_ntk_from_checkpoint(ckpt["path"], x, kind=w.kind, device=device).cpu().numpy()
+        return entk.empirical_ntk_from_checkpoint(ckpt["path"], x, kind=w.kind, device=device,
+                                                  max_memory_gb=budget).cpu().numpy()
 
     rows = evolution.track(checkpoints, kernel_of, y, n, int(d["n_classes"]), snakemake.params.ridges,
                            progress=lambda msg: print(msg, flush=True))
