@@ -99,3 +99,10 @@ def test_from_checkpoint(tmp_path):
     x = torch.randn(4, 3)
     np.testing.assert_allclose(entk.empirical_ntk_from_checkpoint(tmp_path / "c.ckpt", x, device="cpu"),
                                entk.empirical_ntk(module.net, x), rtol=1e-6)
+
+
+def test_job_memory_budget_follows_the_memory_request():
+    assert entk.memory_budget_gb(8000, "cpu") == pytest.approx(5.4)
+    assert entk.memory_budget_gb(32000, "cpu") == pytest.approx(24.6)
+    assert entk.memory_budget_gb(1000, "cpu") == 1.0  # never below 1 GB
+    assert entk.memory_budget_gb(None, "cpu") == 4.0  # no request known: the library default
