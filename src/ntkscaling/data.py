@@ -9,7 +9,8 @@ float arrays and integer labels:
 - ``imagefolder``: ``train/<class>/*.png|jpg`` and ``test/<class>/...``;
 - ``npz``: one file with ``x_train, y_train, x_test, y_test`` (images NHWC, or (N, D) vectors).
 
-`prepare` applies the class subset, draws the fixed test set and standardizes per channel with the
+`prepare` applies the class subset, draws the fixed test set, refuses (or counts) test inputs identical to
+training inputs (`find_overlap`, policy `dataset.test_overlap`) and standardizes per channel with the
 statistics of the whole training pool, so every subset sees the same inputs. `nested_order` gives one
 permutation per seed: subset n is its first n indices, so n1 < n2 implies S(n1) in S(n2).
 """
