@@ -136,8 +136,8 @@ def _overlap_checks(ds: dict) -> list[str]:
         return []
     try:
         if ds["name"] == "imagefolder":
-            listing = data.imagefolder_counts(Path(ds["root"]))
-            same = listing[2] if listing else []
+            listing = data.imagefolder_listing(Path(ds["root"]))
+            same = data.identical_files(listing) if listing else []
             if same:
                 return [f"config key 'dataset.test_overlap': {len(same)} test image file(s) of {ds['root']} are "
                         f"byte-identical to training files (e.g. {same[0][0]} = {same[0][1]}); with test_overlap "
@@ -161,9 +161,9 @@ def _dataset_sizes(ds: dict):
     if ds["name"] == "npz":
         counts = _npz_class_counts(ds)
     elif ds["name"] == "imagefolder":
-        from .data import imagefolder_counts
-        listing = imagefolder_counts(Path(ds["root"]))
-        counts = listing[:2] if listing else None
+        from .data import imagefolder_listing  # file names only: cheap even inside cluster jobs
+        listing = imagefolder_listing(Path(ds["root"]))
+        counts = [[len(files) for files in listing[s]] for s in ("train", "test")] if listing else None
     else:
         counts = CLASS_COUNTS.get(ds["name"])
     if counts is None:

@@ -382,26 +382,31 @@ def prepare(name: str, root="data", test_size: int = 1000, classes=None, downloa
             "test_overlap": np.int64(len(overlap))}
 
 
-def imagefolder_counts(root: Path):
-    """Per-class image counts (train, test) of an image folder from its listing alone (nothing decoded),
-    and the (test file, train file) pairs with identical bytes; None when train/ has no class folders."""
+def imagefolder_listing(root: Path):
+    """{split: [image files per class]} of an image folder, classes sorted by name (nothing read); None
+    when train/ has no class folders."""
     root = Path(root)
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
     if not classes:
         return None
-    counts, digests = [], []
+    listing = {}
     for split_name in ("train", "test"):
-        folder_counts, by_digest = [], {}
+        listing[split_name] = []
         for cls in classes:
             folder = root / split_name / cls
-            files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-            folder_counts.append(len(files))
-            for f in files:
-                by_digest.setdefault(hashlib.md5(f.read_bytes()).hexdigest(), f)
-        counts.append(folder_counts)
-        digests.append(by_digest)
-    same = [(digests[1][d], f) for d, f in digests[0].items() if d in digests[1]]
-    return counts[0], counts[1], same
+            listing[split_name].append(
+                sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else [])
+    return listing
+
+
+def identical_files(listing: dict) -> list[tuple[Path, Path]]:
+    """(test file, train file) pairs of an `imagefolder_listing` whose bytes are identical (md5)."""
+    train = {}
+    for files in listing["train"]:
+        for f in files:
+            train.setdefault(hashlib.md5(f.read_bytes()).hexdigest(), f)
+    return [(f, train[d]) for files in listing["test"] for f in files
+            if (d := hashlib.md5(f.read_bytes()).hexdigest()) in train]
 
 
 def load_prepared(path):
