@@ -36,55 +36,35 @@ PROGRESS_SECONDS = 10.0  # at most one progress line per this many seconds (and 
 COMPILE_MIN_ENTRIES = 2 ** 29  # pixel-pair entries of a job above which compile=None compiles (eager: ~15 s)
 
 
-def _relu(S, T, qa, qb, diagonal, float32):
-    """ReLU step, in place on S and T; qa/qb broadcast against S (the two inputs' own variances).
-
-    `diagonal` marks entries of an input with itself at one position, where q q' - c^2 is 0 exactly but
-    its floating-point value (a fused multiply-add residual) is not."""
-    qq = qa * qb
-    if float32:
-        root = torch.sqrt(qq)
-        S = torch.maximum(torch.minimum(S, root), -root)          # correlation clamped to [-1, 1]
-    s = qq.addcmul_(S, S, value=-1).clamp_(min=0).sqrt_()         # sqrt(max(q q' - c^2, 0))
-    theta = torch.atan2(s, S)
-    if diagonal is not None:  # an input with itself at the same position: angle exactly 0
-        theta.masked_fill_(diagonal, 0.0)
-        s.masked_fill_(diagonal, 0.0)
-    pi_minus = theta.neg_().add_(math.pi)
-    if T is not None:
-        T = T.mul_(pi_minus).div_(2 * math.pi)
-    S = S.mul_(pi_minus).add_(s).div_(2 * math.pi)
-    return S, T
-
-
 def _propagate(specs, S, T, q_pairs, self_mode, float32):
     """Run the recursion for vector kernels S (N,) (and T) through dense/ReLU `specs` (an MLP, or the
-    dense head after a global average pool). In self mode (each entry pairs an input with itself) the
-    variances are read off S and recorded; otherwise q_pairs gives (qa, qb) per ReLU.
-    Returns (S, T, recorded variances).
+    dense head after a global average pool). In self mode (each entry pairs an input with itself, angle
+    exactly 0, so a ReLU halves both kernels) the variances are recorded; otherwise q_pairs gives (qa, qb)
+    per ReLU. Returns (S, T, recorded variances).
     """
     recorded = []
-    relu_i = 0
-    for spec in specs:
-        kind = spec["kind"]
-        if kind == "dense":
+    relu_i, i = 0, 0
+    while i < len(specs):
+        spec = specs[i]
+        if spec["kind"] == "dense":
             w2, b2 = spec["W_std"] ** 2, spec["b_std"] ** 2
-            S = S.clone().mul_(w2).add_(b2)
-            T = S.clone() if T is None else T.clone().mul_(w2).add_(S)
-        elif kind == "relu":
-            if self_mode:
-                recorded.append(S.clone())  # S is updated in place below
-                qa = qb = recorded[-1]
-                same = torch.ones_like(S, dtype=torch.bool)
-            else:
-                qa, qb = q_pairs[relu_i]
-                same = None
-            S, T = _relu(S, T, qa, qb, same, float32)
-            relu_i += 1
-        elif kind == "flatten":
-            pass  # handled when forming the input kernel
-        else:
-            raise ValueError(f"no vector-kernel rule for layer kind {kind!r}")
+            if i + 1 < len(specs) and specs[i + 1]["kind"] == "relu":
+                if self_mode:
+                    q = S * w2 + b2
+                    T = q if T is None else T * w2 + q
+                    recorded.append(q)
+                    S, T = q / 2, T / 2
+                else:
+                    out_S, out_T = torch.empty_like(S), torch.empty_like(S)
+                    _affine_relu(S, T, *q_pairs[relu_i], out_S, out_T, w2, b2, float32)
+                    S, T = out_S, out_T
+                relu_i, i = relu_i + 1, i + 2
+                continue
+            S = S * w2 + b2
+            T = S if T is None else T * w2 + S
+        elif spec["kind"] != "flatten":  # flatten: handled when forming the input kernel
+            raise ValueError(f"no vector-kernel rule for layer kind {spec['kind']!r} here")
+        i += 1
     return S, T, recorded
 
 
