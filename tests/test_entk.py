@@ -106,3 +106,27 @@ def test_job_memory_budget_follows_the_memory_request():
     assert entk.memory_budget_gb(32000, "cpu") == pytest.approx(24.6)
     assert entk.memory_budget_gb(1000, "cpu") == 1.0  # never below 1 GB
     assert entk.memory_budget_gb(None, "cpu") == 4.0  # no request known: the library default
+
+
+def test_readout_diagonal_layer_is_found_only_where_it_is_exact():
+    myrtle = models.build("myrtle5", 4, (1, 8, 8), 3)
+    mlp = models.build("mlp", 4, (5,), 3, depth=2)
+    assert entk._readout_diagonal(myrtle, "mean") == 3      # conv4 -> relu -> global pool -> readout
+    assert entk._readout_diagonal(mlp, "mean") == 1         # last hidden dense -> relu -> readout
+    assert entk._readout_diagonal(myrtle, "full") is None   # logit pairs need every logit's features
+    assert entk._readout_diagonal(mlp, "sum") is None
+    # a module that may mix channels between the last hidden layer and the readout rules it out
+    mixed = models.Network(myrtle.specs[:-2] + [{"kind": "flatten"}] + myrtle.specs[-1:], "ntk")
+    assert entk._readout_diagonal(mixed, "mean") is None
+    mixed = models.Network(mlp.specs, "ntk")
+    mixed[-2] = torch.nn.Identity()
+    assert entk._readout_diagonal(mixed, "mean") is None    # an unknown module is not trusted
+
+
+def test_unfold_matches_torch_unfold():
+    h = torch.randn(3, 5, 6, 4, generator=torch.Generator().manual_seed(0))
+    ref = torch.nn.functional.unfold(h, 3, padding=1)
+    assert torch.equal(entk._unfold3x3(h), ref)
+    buf = torch.full((3 * 5 * 9 * 24 + 7,), float("nan"))
+    assert torch.equal(entk._unfold3x3(h, buf), ref)
+    assert torch.equal(entk._unfold3x3(h[:2], buf), ref[:2])  # a smaller last chunk reuses the buffer
