@@ -1,7 +1,7 @@
 """eNTK speed: the layerwise implementation against the torch.func jacrev+vmap reference, same run.
 
 Prints time and peak memory (RSS growth, or CUDA peak) for each, and their ratio. Usage:
-    python benchmarks/bench_entk.py [--n 1024] [--myrtle-n 1024] [--skip-myrtle] [--device cpu|cuda]
+    python benchmarks/bench_entk.py [--n 1024] [--myrtle-n 1024] [--skip-mlp] [--skip-myrtle] [--device cpu|cuda]
 The reference holds every per-sample Jacobian at once: for the MLP at n=1024 that is 1024 x 10 x 563k
 floats = 23 GB, more than a 24 GB machine can give, so `--n 512` is the largest size it completes here.
 Targets (issue 3): MLP 3x512, 64 inputs, 10 logits, n=1024, mean kind: >= 100x faster;
@@ -78,6 +78,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--myrtle-n", type=int, default=1024)
+    ap.add_argument("--skip-mlp", action="store_true")
     ap.add_argument("--skip-myrtle", action="store_true")
     ap.add_argument("--budget-gb", type=float, default=6.0, help="max_memory_gb of the layerwise eNTK")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -86,12 +87,13 @@ def main():
     rate = matmul_rate(dev)
     print(f"device {dev}, threads {torch.get_num_threads()}, float32 matmul {rate / 1e9:.0f} GFLOP/s")
     g = torch.Generator().manual_seed(0)
-    mlp = models.build("mlp", 512, (64,), 10, depth=3).to(dev)
-    x = torch.randn(args.n, 64, generator=g).to(dev)
-    t = compare(f"MLP 3x512 n={args.n}", mlp, x, dev, args.budget_gb)
-    # contraction flops of the layerwise form: per Dense layer n^2 (fan_in + C*fan_out) multiply-adds
-    fl = 2 * args.n ** 2 * sum(m.fan_in + 10 * m.fan_out for m in mlp.param_layers())
-    print(f"  layerwise reaches {fl / t / rate:.0%} of the float32 matmul rate")
+    if not args.skip_mlp:
+        mlp = models.build("mlp", 512, (64,), 10, depth=3).to(dev)
+        x = torch.randn(args.n, 64, generator=g).to(dev)
+        t = compare(f"MLP 3x512 n={args.n}", mlp, x, dev, args.budget_gb)
+        # contraction flops of the layerwise form: per Dense layer n^2 (fan_in + C*fan_out) multiply-adds
+        fl = 2 * args.n ** 2 * sum(m.fan_in + 10 * m.fan_out for m in mlp.param_layers())
+        print(f"  layerwise reaches {fl / t / rate:.0%} of the float32 matmul rate")
     if not args.skip_myrtle:
         net = models.build("myrtle5", 64, (3, 32, 32), 10).to(dev)
         x = torch.randn(args.myrtle_n, 3, 32, 32, generator=g).to(dev)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import hostmem
-from .models import Conv, Dense, GlobalAvgPool, Network
+from .models import Conv, Dense, FlattenNHWC, GlobalAvgPool, Network
 
 KINDS = ("mean", "sum", "full")
 IMPLEMENTATIONS = ("auto", "jacobian", "layerwise")
@@ -121,6 +121,75 @@ def _alloc_features(model: Network, n: int, Cp: int, dtype, device, diag: int | 
     return feats
 
 
+class _Tape:
+    """A forward pass of a models.py network without autograd that keeps what its backward needs, and that
+    backward written out per module (measured 1.15x faster than autograd's for Myrtle-5 on CPU): the
+    transposed conv as conv_transpose2d, and each ReLU followed by a pooling folded into one broadcast
+    multiply (its mask pre-scaled by the pooling's 1/4 or 1/(H W)).
+
+    inputs[j]: the input of the j-th Dense/Conv layer; out: the network output."""
+
+    def __init__(self, model: Network, x: torch.Tensor):
+        self.mods = list(model)
+        self.saved: list = [None] * len(self.mods)
+        self.params = [i for i, m in enumerate(self.mods) if isinstance(m, (Dense, Conv))]
+        self.inputs = []
+        h = x
+        for i, m in enumerate(self.mods):
+            nxt = self.mods[i + 1] if i + 1 < len(self.mods) else None
+            if isinstance(m, (Dense, Conv)):
+                self.inputs.append(h)
+                self.saved[i] = m.weight * m.W_scale
+            elif isinstance(m, nn.ReLU):
+                mask = (h > 0).to(h.dtype)
+                if isinstance(nxt, nn.AvgPool2d):
+                    mask.mul_(0.25)
+                elif isinstance(nxt, GlobalAvgPool):
+                    mask.mul_(1.0 / (h.shape[2] * h.shape[3]))
+                self.saved[i] = mask
+            else:
+                self.saved[i] = h.shape
+            h = m(h)
+        self.out = h
+
+    def backward(self, g: torch.Tensor, top: int):
+        """Yield (j, gradient at the output of the j-th Dense/Conv layer), walking down from module `top`
+        whose output gradient is g, to the first layer's output."""
+        i = top
+        while True:
+            m, saved = self.mods[i], self.saved[i]
+            fused = i > 0 and isinstance(self.mods[i - 1], nn.ReLU) and isinstance(m, (nn.AvgPool2d, GlobalAvgPool))
+            if isinstance(m, (Dense, Conv)):
+                yield self.params.index(i), g
+                if i == self.params[0]:
+                    return
+                g = g @ saved if isinstance(m, Dense) else F.conv_transpose2d(g, saved, padding=1)
+            elif isinstance(m, nn.ReLU):
+                g = g * saved
+            elif isinstance(m, nn.AvgPool2d):
+                if not (m.kernel_size in (2, (2, 2)) and m.stride in (2, (2, 2)) and m.padding in (0, (0, 0))):
+                    raise ValueError(f"the layerwise eNTK supports 2x2/2 average pooling, got {m}")
+                n, c, H, W = saved
+                if fused:  # the ReLU's mask holds the 1/4
+                    g = (g[:, :, :, None, :, None] * self.saved[i - 1].view(n, c, H // 2, 2, W // 2, 2)).view(saved)
+                    i -= 1
+                else:
+                    g = (g * 0.25)[:, :, :, None, :, None].expand(n, c, H // 2, 2, W // 2, 2).reshape(saved)
+            elif isinstance(m, GlobalAvgPool):
+                if fused:  # the ReLU's mask holds the 1/(H W)
+                    g = g[:, :, None, None] * self.saved[i - 1]
+                    i -= 1
+                else:
+                    g = (g / (saved[2] * saved[3]))[:, :, None, None].expand(saved).contiguous()
+            elif isinstance(m, FlattenNHWC):
+                if len(saved) == 4:
+                    n, c, H, W = saved
+                    g = g.reshape(n, H, W, c).permute(0, 3, 1, 2).contiguous()
+            else:
+                raise ValueError(f"the layerwise eNTK has no backward rule for {type(m).__name__}")
+            i -= 1
+
+
 def _block_features(model: Network, x: torch.Tensor, kind: str, into=None, lo: int = 0,
                     scratch: dict | None = None) -> list[_LayerFeatures]:
     """Features of the rows of x, written into rows lo.. of `into` (allocated for x when None); `scratch`
@@ -134,27 +203,19 @@ def _block_features(model: Network, x: torch.Tensor, kind: str, into=None, lo: i
             scratch[i] = torch.empty(size, dtype=a.dtype, device=a.device)
         return _unfold3x3(a, scratch[i]).transpose(1, 2)
     diag = _readout_diagonal(model, kind)
-    outputs, unfolded, layers = [], [], []
-    h = readout_in = x
-    with torch.enable_grad():
-        for m in model:
-            if isinstance(m, (Dense, Conv)):
-                layers.append(m)
-                # a conv's per-sample weight gradient is G^T unfold(A): unfold once, reuse for every logit
-                unfolded.append(h.detach() if isinstance(m, Dense) else unfold(len(layers), h.detach()))
-                readout_in = h
-                h = m(h)
-                outputs.append(h)  # non-leaf, in the graph through the weights: autograd.grad can target it
-            else:
-                h = m(h)
-        C = h.shape[1]
+    with torch.no_grad():
+        tape = _Tape(model, x)
+        layers = [tape.mods[i] for i in tape.params]
+        # a conv's per-sample weight gradient is G^T unfold(A): unfold once, reuse for every logit
+        unfolded = [A if isinstance(m, Dense) else unfold(j, A) for j, (m, A) in enumerate(zip(layers, tape.inputs))]
+        C = tape.out.shape[1]
         Cp = 1 if kind == "sum" else C
         if into is None:
             into = _alloc_features(model, n, Cp, x.dtype, x.device, diag)
         rows = slice(lo, lo + n)
 
-        def write(i, c, g):  # layer i's output gradient g for logit c (or the diagonal layer's scaled D)
-            f, m, U = into[i], layers[i], unfolded[i]
+        def write(j, c, g):  # layer j's output gradient g for logit c (or the diagonal layer's scaled D)
+            f, m, U = into[j], layers[j], unfolded[j]
             if isinstance(m, Dense):
                 f.G[c, rows] = g
                 return
@@ -165,19 +226,23 @@ def _block_features(model: Network, x: torch.Tensor, kind: str, into=None, lo: i
         for f, m, A in zip(into, layers, unfolded):
             if isinstance(m, Dense):
                 f.dense_A[rows] = A
+        top = len(tape.mods) - 1
         if diag is not None:
             readout = layers[-1]
-            D, = torch.autograd.grad(readout_in.sum(), outputs[diag], retain_graph=True)
-            scale = readout.W_scale * readout.weight.detach().pow(2).sum(0).sqrt()
+            ones = torch.ones_like(tape.inputs[-1])
+            _, D = next(tape.backward(ones, top - 1))  # channel-wise modules only: the next layer is `diag`
+            scale = readout.W_scale * readout.weight.pow(2).sum(0).sqrt()
             write(diag, 0, D * scale.view((1, -1) + (1,) * (D.dim() - 2)))
-        idx = [i for i in range(len(layers)) if i != diag]
-        targets = [outputs[i] for i in idx]
-        # one backward pass per logit: a batched (vmapped) backward measured 2x slower on CPU
+        # one backward pass per logit (a batched one measured slower on CPU: its tensors leave the cache)
         for c in range(Cp):
-            target = h.sum() if kind == "sum" else h[:, c].sum()
-            grads = torch.autograd.grad(target, targets, retain_graph=c < Cp - 1)
-            for i, g in zip(idx, grads):
-                write(i, c, g)
+            g = torch.zeros_like(tape.out)
+            if kind == "sum":
+                g.fill_(1.0)
+            else:
+                g[:, c] = 1.0
+            for j, gj in tape.backward(g, top):
+                if j != diag:
+                    write(j, c, gj)
     return into
 
 
