@@ -1,6 +1,6 @@
-"""Host-memory behaviour of the kernel engines (eNTK features, infinite-kernel blocks) on Linux.
+"""Host-memory behaviour of the eNTK engine on Linux (the infinite kernels reuse their own buffers).
 
-The engines allocate tens of MB per chunk and GBs of feature storage. With glibc's defaults every block
+The engine allocates tens of MB per chunk and GBs of feature storage. With glibc's defaults every block
 above the mmap threshold is mapped on allocation and unmapped on free, so each chunk pays its page faults
 again (measured: 1.8 M minor faults and 2-3 s of a 25 s Myrtle-5 eNTK, n=1024, 2 cores).
 `keep_freed_memory()`: while the engine runs, blocks up to 32 MB come from the heap and freed memory is
