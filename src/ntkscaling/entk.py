@@ -11,8 +11,8 @@ Implementations (all return the same numbers):
 
 - ``jacobian``: the plain reference; per-sample Jacobians with torch.func (jacrev + vmap), then contraction.
 - ``layerwise``: the production path for networks built by models.py. One forward pass records each
-  layer's input A and C backward passes give the per-sample gradients G of the logits w.r.t. each layer's
-  output. A Dense layer contributes (W_scale^2 A A'^T + b_scale^2) * (G G'^T), so an MLP needs no Jacobian;
+  layer's input A and C backward passes (written out per module, `_Tape`) give the per-sample gradients G
+  of the logits w.r.t. each layer's output. A Dense layer contributes (W_scale^2 A A'^T + b_scale^2) * (G G'^T), so an MLP needs no Jacobian;
   a Conv layer's per-sample weight gradient W_scale * G^T unfold(A) is formed by one batched matmul per
   layer and logit, written straight into its place in logit-major storage, and contracted by a matmul.
   For the mean kind the last hidden layer (only ReLU and pooling between it and the readout) needs one
