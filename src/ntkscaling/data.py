@@ -181,19 +181,17 @@ def load_mnist_raw(root: Path):
 
 def load_imagefolder_raw(root: Path):
     from PIL import Image, UnidentifiedImageError
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
-    if not classes:
+    listing = imagefolder_listing(root)
+    if listing is None:
         raise DatasetError(f"{root / 'train'}: expected one sub-folder per class holding images")
+    for cls in listing["classes"]:
+        if not (root / "test" / cls).is_dir():
+            raise DatasetError(f"{root / 'test' / cls}: missing; test/ must have the same class folders as train/")
     out = []
     for split in ("train", "test"):
         xs, ys, shape = [], [], None
-        for label, cls in enumerate(classes):
-            folder = root / split / cls
-            if not folder.is_dir():
-                raise DatasetError(f"{folder}: missing; test/ must have the same class folders as train/")
-            for f in sorted(folder.iterdir()):
-                if f.suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
+        for label, files in enumerate(listing[split]):
+            for f in files:
                 try:
                     with Image.open(f) as im:
                         a = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im, dtype=np.float32)
@@ -383,13 +381,13 @@ def prepare(name: str, root="data", test_size: int = 1000, classes=None, downloa
 
 
 def imagefolder_listing(root: Path):
-    """{split: [image files per class]} of an image folder, classes sorted by name (nothing read); None
-    when train/ has no class folders."""
+    """{split: [image files per class]} of an image folder, classes sorted by name and listed under
+    "classes" (nothing read; a missing class folder lists no files); None when train/ has no class folders."""
     root = Path(root)
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
     if not classes:
         return None
-    listing = {}
+    listing = {"classes": classes}
     for split_name in ("train", "test"):
         listing[split_name] = []
         for cls in classes:
