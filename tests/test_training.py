@@ -125,3 +125,20 @@ def test_checkpoints_of_another_run_are_not_resumed(prepared, tmp_path):
     rows, pw, _ = _train(prepared, part)
     assert rows == ref_rows
     np.testing.assert_array_equal(pw["error"], ref_pw["error"])
+
+
+def test_resume_point_is_the_latest_checkpoint_of_this_run(prepared, tmp_path):
+    import shutil
+    _, _, mine = _train(prepared, tmp_path / "mine", checkpoint_epochs=[2])
+    _, _, other = _train(prepared, tmp_path / "other", lr=0.3, checkpoint_epochs=[2])
+    signature = torch.load(mine[max(mine)], map_location="cpu", weights_only=True)["callbacks"]
+    signature = next(v for k, v in signature.items() if k.startswith("CheckpointAndEvaluate"))["signature"]
+    run = tmp_path / "run"
+    run.mkdir()
+    steps = sorted(mine)
+    for step in steps[:-1]:  # this run's checkpoints but its last
+        shutil.copy2(mine[step], run / mine[step].name)
+    shutil.copy2(other[max(other)], run / "step99999998.ckpt")   # a newer one of another run
+    (run / "step99999999.ckpt").write_bytes(b"cut short")         # the newest, truncated by a crash
+    path, step = training._resume_point(run, signature)
+    assert (path.name, step) == (mine[steps[-2]].name, steps[-2])

@@ -193,16 +193,16 @@ class LineProgress(pl.Callback):
 def _resume_point(out_dir: Path, signature: dict):
     """The latest checkpoint in out_dir written by a run with this signature (same data, model, training
     settings and schedule), or None. Checkpoints of any other run are ignored, never trusted."""
-    best = None
-    for path in sorted(out_dir.glob("step*.ckpt")):
+    # newest first (names are zero-padded steps): usually only the last checkpoint is read
+    for path in sorted(out_dir.glob("step*.ckpt"), reverse=True):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # a checkpoint cut short by the interruption itself
             continue
         mine = [v for k, v in state.get("callbacks", {}).items() if k.startswith("CheckpointAndEvaluate")]
-        if mine and mine[0].get("signature") == signature and (best is None or state["global_step"] > best[1]):
-            best = (path, int(state["global_step"]))
-    return best
+        if mine and mine[0].get("signature") == signature:
+            return path, int(state["global_step"])
+    return None
 
 
 def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch: str, width: int,
