@@ -24,12 +24,13 @@ def test_matches_neural_tangents_float64(reference_dir, name, impl):
     assert _rel(Kf, np.load(folder / "entk_full.npy")) < 1e-9
 
 
-@pytest.mark.parametrize("arch,in_shape,depth,b_std", [("mlp", (12,), 3, 0.3), ("mlp", (2, 4, 4), 1, 0.0),
-                                                       ("myrtle5", (3, 8, 8), None, 0.2),
-                                                       ("myrtle7", (1, 8, 8), None, 0.0)])
+@pytest.mark.parametrize("arch,in_shape,depth,b_std,width", [
+    ("mlp", (12,), 3, 0.3, 6), ("mlp", (2, 4, 4), 1, 0.0, 6), ("myrtle5", (3, 8, 8), None, 0.2, 6),
+    ("myrtle7", (1, 8, 8), None, 0.0, 6),
+    ("myrtle5", (1, 8, 8), None, 0.1, 12)])  # first conv thinner than its output: the transposed product
 @pytest.mark.parametrize("kind", ["mean", "sum", "full"])
-def test_layerwise_matches_jacobian_float32(arch, in_shape, depth, b_std, kind):
-    net = models.build(arch, 6, in_shape, 4, depth=depth, b_std=b_std, seed=1)
+def test_layerwise_matches_jacobian_float32(arch, in_shape, depth, b_std, width, kind):
+    net = models.build(arch, width, in_shape, 4, depth=depth, b_std=b_std, seed=1)
     g = torch.Generator().manual_seed(0)
     x1, x2 = torch.randn((7,) + in_shape, generator=g), torch.randn((5,) + in_shape, generator=g)
     for a, b in ((x1, None), (x1, x2)):

@@ -220,7 +220,10 @@ def _block_features(model: Network, x: torch.Tensor, kind: str, into=None, lo: i
                 f.G[c, rows] = g
                 return
             g = g.reshape(n, m.c_out, -1)                                        # (n, C_out, P)
-            torch.bmm(g, U, out=f.J[c, rows].view(n, m.c_out, -1))               # (n, C_out, C_in*9)
+            if m.c_in * 9 < m.c_out:  # a thin input (the first conv): the transposed product is 1.5x faster
+                torch.bmm(U.transpose(1, 2), g.transpose(1, 2), out=f.J[c, rows].view(n, -1, m.c_out))
+            else:  # the Gram only needs one order per layer, the same for every sample
+                torch.bmm(g, U, out=f.J[c, rows].view(n, m.c_out, -1))           # (n, C_out, C_in*9)
             torch.sum(g, dim=2, out=f.Jb[c, rows])
 
         for f, m, A in zip(into, layers, unfolded):
