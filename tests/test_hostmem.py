@@ -1,5 +1,6 @@
 """hostmem: freed blocks are kept for reuse inside keep_freed_memory (fewer page faults), in a fresh process
 so that no earlier allocation has moved glibc's thresholds."""
+import os
 import subprocess
 import sys
 
@@ -27,7 +28,9 @@ ONE_ROUND = 10 * (8 << 20) // 4096  # pages touched by one round
 
 def _later_faults(mode):
     """Page faults of rounds 2-6 (the first round must fault in any case)."""
-    out = subprocess.run([sys.executable, "-c", PATTERN, mode], capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", PATTERN, mode], capture_output=True, text=True, check=True,
+                         env=env)
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -44,3 +47,28 @@ def test_keep_freed_memory_restores_on_error():
     with pytest.raises(RuntimeError):
         with hostmem.keep_freed_memory():
             raise RuntimeError("boom")
+
+
+def test_user_malloc_settings_are_left_alone(monkeypatch):
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, *args):
+            calls.append(args)
+
+        def malloc_trim(self, *args):
+            calls.append(args)
+    monkeypatch.setattr(hostmem, "_LIBC", FakeLibc())
+    for k in [k for k in os.environ if k.startswith("MALLOC_")] + ["GLIBC_TUNABLES"]:
+        monkeypatch.delenv(k, raising=False)
+    with hostmem.keep_freed_memory():
+        pass
+    assert len(calls) == 4  # two settings, the restored trim threshold, the trim
+    for env in ({"MALLOC_TRIM_THRESHOLD_": "0"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}):
+        calls.clear()
+        with monkeypatch.context() as m:
+            for k, v in env.items():
+                m.setenv(k, v)
+            with hostmem.keep_freed_memory():
+                pass
+        assert calls == []

@@ -5,7 +5,8 @@ above the mmap threshold is mapped on allocation and unmapped on free, so each c
 again (measured: 1.8 M minor faults and 2-3 s of a 25 s Myrtle-5 eNTK, n=1024, 2 cores).
 `keep_freed_memory()`: while the engine runs, blocks up to 32 MB come from the heap and freed memory is
 kept for reuse instead of being trimmed; on exit the trim threshold is restored and the heap trimmed.
-A no-op elsewhere (other C libraries, macOS); it never changes any number computed. (Transparent huge pages
+A no-op elsewhere (other C libraries, macOS) and where the environment tunes malloc itself; it never
+changes any number computed. (Transparent huge pages
 for the feature storage were measured too: 25x fewer faults but slower, the 2 MB pages are zeroed and
 compacted synchronously.)
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import platform
 import sys
 
@@ -36,11 +38,18 @@ def _glibc():
 _LIBC = _glibc()
 
 
+def user_tuned_malloc() -> bool:
+    """Whether the environment tunes glibc's malloc itself (MALLOC_*_ variables or glibc.malloc tunables):
+    then its settings are left alone."""
+    return any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ) or \
+        "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
+
+
 @contextlib.contextmanager
 def keep_freed_memory():
     """Reuse freed blocks inside the block; the mmap threshold stays at 32 MB afterwards (the value glibc's
     own dynamic threshold reaches in any process that frees large tensors)."""
-    if _LIBC is None:
+    if _LIBC is None or user_tuned_malloc():
         yield
         return
     _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
