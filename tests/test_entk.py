@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import entk, models, training
+from ntkscaling import entk, io, models, training
 
 from conftest import reference_network
 
@@ -131,3 +131,21 @@ def test_unfold_matches_torch_unfold():
     buf = torch.full((3 * 5 * 9 * 24 + 7,), float("nan"))
     assert torch.equal(entk._unfold3x3(h, buf), ref)
     assert torch.equal(entk._unfold3x3(h[:2], buf), ref[:2])  # a smaller last chunk reuses the buffer
+
+
+def test_progress_reports_features_and_gram_blocks(monkeypatch):
+    net = models.build("myrtle5", 4, (1, 8, 8), 3, seed=2)
+    x = torch.randn(10, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(entk, "FEATURE_CHUNK", 4)
+    monkeypatch.setattr(entk, "CONTRACT_BLOCK", 4)
+    msgs = []
+    entk.empirical_ntk(net, x, progress=msgs.append)  # fast: only the end of each phase
+    assert [m.split()[:3] for m in msgs] == [["eNTK", "feature", "rows"], ["eNTK", "Gram", "blocks"]]
+    assert msgs[0].split()[3] == "10/10" and msgs[1].split()[3] == "6/6"  # 3 x 3 blocks, upper triangle
+    monkeypatch.setattr(io, "PROGRESS_SECONDS", 0.0)
+    msgs.clear()
+    entk.empirical_ntk(net, x, x[:3], progress=msgs.append)
+    assert [m.split()[3] for m in msgs] == ["4/13", "8/13", "10/13", "13/13", "1/3", "2/3", "3/3"]
+    msgs.clear()
+    entk.empirical_ntk(net, x, progress=msgs.append, max_memory_gb=1e-6)  # out of core
+    assert msgs and msgs[-1].startswith("eNTK panel blocks") and "eta 0s" in msgs[-1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import entk, infinite, models
+from ntkscaling import entk, infinite, io, models
 
 
 def _load(reference_dir, folder, x_name):
@@ -136,7 +136,7 @@ def test_progress_is_throttled_but_reports_the_end(monkeypatch):
     msgs = []
     infinite.infinite_kernels("myrtle5", (1, 8, 8), x, batch_size=4, progress=msgs.append)
     assert len(msgs) == 1 and msgs[0].startswith("infinite kernel blocks 15/15")  # 5 x 5 blocks, upper triangle
-    monkeypatch.setattr(infinite, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(io, "PROGRESS_SECONDS", 0.0)
     msgs.clear()
     infinite.infinite_kernels("myrtle5", (1, 8, 8), x, batch_size=4, progress=msgs.append)
     assert [m.split()[3] for m in msgs] == [f"{i}/15" for i in range(1, 16)]

@@ -24,7 +24,6 @@ Implementations (all return the same numbers):
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import hostmem
+from .io import Progress
 from .models import Conv, Dense, FlattenNHWC, GlobalAvgPool, Network
 
 KINDS = ("mean", "sum", "full")
@@ -310,13 +310,16 @@ def _slice(feats: list[_LayerFeatures], lo: int, hi: int) -> list[_LayerFeatures
                            f.b_scale) for f in feats]
 
 
-def _all_features(model, x, kind, chunk):
-    """Features of every row of x, computed `chunk` rows at a time straight into preallocated tensors."""
+def _all_features(model, x, kind, chunk, tick=None):
+    """Features of every row of x, computed `chunk` rows at a time straight into preallocated tensors;
+    `tick(rows done)` after each chunk."""
     Cp = 1 if kind == "sum" else model.param_layers()[-1].fan_out
     out = _alloc_features(model, len(x), Cp, x.dtype, x.device, _readout_diagonal(model, kind))
     scratch = {}
     for lo in range(0, len(x), chunk):
         _block_features(model, x[lo:lo + chunk], kind, into=out, lo=lo, scratch=scratch)
+        if tick is not None:
+            tick(min(lo + chunk, len(x)))
     return out
 
 
@@ -333,13 +336,6 @@ def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
     avail = max(budget - out_bytes, 0)
     K = torch.empty((n1, n2, C, C) if kind == "full" else (n1, n2), dtype=x1.dtype, device=x1.device)
     chunk = max(1, min(FEATURE_CHUNK, int(avail // (retained + transient))))
-    t0 = time.perf_counter()
-
-    def report(done, total):
-        if progress is not None and total > 1:
-            el = time.perf_counter() - t0
-            progress(f"eNTK blocks {done}/{total} elapsed {el:.1f}s eta {el / done * (total - done):.1f}s")
-
     def fill(i0, j0, fi, fj):
         blk = _contract(fi, fj, kind, C)
         i1, j1 = i0 + blk.shape[0], j0 + blk.shape[1]
@@ -347,11 +343,12 @@ def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
         if sym and i0 != j0:
             K[j0:j1, i0:i1] = blk.transpose(0, 1) if kind != "full" else blk.permute(1, 0, 3, 2)
 
-    def grid(fr, r0, fc, c0, triangle, block=CONTRACT_BLOCK):
+    def grid(fr, r0, fc, c0, triangle, block=CONTRACT_BLOCK, tick=None):
         """Every block x block Gram block between held features fr (rows from r0) and fc; with `triangle`
         only those on and above the diagonal, and the diagonal ones split again (halving block size down
         to MIN_DIAGONAL_BLOCK), so little of their redundant lower half is computed."""
         nr, nc = _rows(fr), _rows(fc)
+        done = 0
         for i in range(0, nr, block):
             for j in range(i if triangle else 0, nc, block):
                 a, b = _slice(fr, i, min(i + block, nr)), _slice(fc, j, min(j + block, nc))
@@ -359,12 +356,20 @@ def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
                     grid(a, r0 + i, b, c0 + j, True, block // 2)
                 else:
                     fill(r0 + i, c0 + j, a, b)
+                done += 1
+                if tick is not None:
+                    tick(done)
+
+    def n_blocks(nr, nc, triangle):
+        br, bc = -(-nr // CONTRACT_BLOCK), -(-nc // CONTRACT_BLOCK)
+        return br * (br + 1) // 2 if triangle else br * bc
 
     if (n1 + (0 if sym else n2)) * retained + chunk * transient <= avail:
         # everything fits: features once per row, then large Gram blocks (upper triangle when symmetric)
-        f1 = _all_features(model, x1, kind, chunk)
-        grid(f1, 0, f1 if sym else _all_features(model, xs2, kind, chunk), 0, sym)
-        report(1, 1)
+        rows = Progress(progress, "eNTK feature rows", n1 + (0 if sym else n2))
+        f1 = _all_features(model, x1, kind, chunk, rows)
+        f2 = f1 if sym else _all_features(model, xs2, kind, chunk, lambda done: rows(n1 + done))
+        grid(f1, 0, f2, 0, sym, tick=Progress(progress, "eNTK Gram blocks", n_blocks(n1, n2, sym)))
         return K
     # Out of core: hold the features of a panel of rows, stream the columns after it (all columns when x2
     # is given) in blocks whose features are computed on the fly. Panels as large as the budget allows:
@@ -376,17 +381,17 @@ def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
 
     def columns(a):
         return range(min(a + panel, n1) if sym else 0, n2, stream)
-    total, done = sum(len(columns(a)) + sym for a in panels), 0
+    tick, done = Progress(progress, "eNTK panel blocks", sum(len(columns(a)) + sym for a in panels)), 0
     for a in panels:
         fi = _all_features(model, x1[a:a + panel], kind, chunk)
         if sym:
             grid(fi, a, fi, a, True)
             done += 1
-            report(done, total)
+            tick(done)
         for j in columns(a):
             grid(fi, a, _all_features(model, xs2[j:j + stream], kind, chunk), j, False)
             done += 1
-            report(done, total)
+            tick(done)
         del fi
     return K
 

@@ -23,18 +23,17 @@ Vector networks (the MLP, and the dense head after the global pool) use `_propag
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import torch
 import torch.nn.functional as F
 
+from .io import Progress
 from .models import layer_specs
 
 # image-pair kernel entries per block tensor (2 MB / 8 MB in float64): measured fastest for the eager ops and
 # for the compiled ReLU step (which keeps fewer temporaries in the cache); on 8x8 images 8 or 16 images a side
 BLOCK_ELEMENTS = {False: 2 ** 18, True: 2 ** 20}
-PROGRESS_SECONDS = 10.0  # at most one progress line per this many seconds (and the last block)
 COMPILE_MIN_ENTRIES = 2 ** 29  # pixel-pair entries of a job above which compile=None compiles (eager: ~15 s)
 
 
@@ -292,7 +291,7 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     rows = [(i, min(i + block, n1)) for i in range(0, n1, block)]
     cols = rows if sym else [(j, min(j + block, n2)) for j in range(0, n2, block)]
     pairs = [(r, c) for ri, r in enumerate(rows) for ci, c in enumerate(cols) if not sym or ci >= ri]
-    t0 = last_report = time.perf_counter()
+    tick = Progress(progress, "infinite kernel blocks", len(pairs))
     for done, ((i0, i1), (j0, j1)) in enumerate(pairs, 1):
         a, b = i1 - i0, j1 - j0
         if spatial:
@@ -311,9 +310,5 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
         if sym and i0 != j0:
             nngp[j0:j1, i0:i1] = nngp[i0:i1, j0:j1].T
             ntk[j0:j1, i0:i1] = ntk[i0:i1, j0:j1].T
-        now = time.perf_counter()
-        if progress is not None and len(pairs) > 1 and (now - last_report >= PROGRESS_SECONDS or done == len(pairs)):
-            last_report, elapsed = now, now - t0
-            progress(f"infinite kernel blocks {done}/{len(pairs)} elapsed {elapsed:.0f}s "
-                     f"eta {elapsed / done * (len(pairs) - done):.0f}s")
+        tick(done)
     return ntk, nngp

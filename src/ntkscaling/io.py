@@ -1,7 +1,7 @@
-"""Atomic file output and the tidy-table format every stage of the pipeline writes.
+"""Atomic file output, the tidy-table format every stage of the pipeline writes, and job logging.
 
 Outputs are written to a temporary name in the target folder and renamed, so an interrupted job never
-leaves a partial file that a later run would trust.
+leaves a partial file that a later run would trust. Long loops report through `Progress`.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,25 @@ def log_to(path):
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+
+
+PROGRESS_SECONDS = 10.0  # at most one progress line per this many seconds (and always the last)
+
+
+class Progress:
+    """Throttled progress of a loop of `total` steps: calling it with the steps done so far prints
+    '<what> done/total elapsed Xs eta Ys' through `report` at most every PROGRESS_SECONDS, and at the end.
+    Silent when `report` is None or the loop has a single step."""
+
+    def __init__(self, report, what: str, total: int):
+        self.report, self.what, self.total = report, what, total
+        self.t0 = self.last = time.perf_counter()
+
+    def __call__(self, done: int):
+        if self.report is None or self.total <= 1:
+            return
+        now = time.perf_counter()
+        if now - self.last >= PROGRESS_SECONDS or done >= self.total:
+            self.last, elapsed = now, now - self.t0
+            self.report(f"{self.what} {done}/{self.total} elapsed {elapsed:.0f}s "
+                        f"eta {elapsed / max(done, 1) * (self.total - done):.0f}s")
