@@ -149,3 +149,13 @@ def test_progress_reports_features_and_gram_blocks(monkeypatch):
     msgs.clear()
     entk.empirical_ntk(net, x, progress=msgs.append, max_memory_gb=1e-6)  # out of core
     assert msgs and msgs[-1].startswith("eNTK panel blocks") and "eta 0s" in msgs[-1]
+
+
+@pytest.mark.parametrize("arch,in_shape,depth", [("mlp", (5,), 2), ("myrtle5", (1, 8, 8), None)])
+def test_standard_parameterization_matches_jacobian(arch, in_shape, depth):
+    net = models.build(arch, 12, in_shape, 3, depth=depth, parameterization="standard", b_std=0.1, seed=3)
+    x = torch.randn((6,) + in_shape, generator=torch.Generator().manual_seed(2))
+    for kind in ("mean", "full"):
+        ref = entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64, implementation="jacobian")
+        fast = entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64, implementation="layerwise")
+        assert _rel(fast, ref) < 1e-10
