@@ -63,13 +63,15 @@ def _jacobian_ntk(model, x1, x2, kind):
 # --------------------------------------------------------------------------------------------- layerwise
 @dataclass
 class _LayerFeatures:
-    """What one layer contributes for a block of samples (C' = 1 for the sum kind, else C logits).
+    """What one layer contributes for a block of samples (C' = 1 for the sum kind and for the mean kind's
+    readout-diagonal layer, else C logits).
 
     Logit-major layouts (C', n, ...): the rows of one logit are contiguous, so each backward pass writes
     its per-sample gradients straight into place (no stacking copies)."""
     dense_A: torch.Tensor | None = None   # (n, fan_in) layer inputs (Dense)
     G: torch.Tensor | None = None         # (C', n, fan_out) output gradients (Dense)
-    J: torch.Tensor | None = None         # (C', n, C_out * C_in * 9) per-sample weight gradients, no W_scale (Conv)
+    J: torch.Tensor | None = None         # (C', n, C_out * C_in * 9) per-sample weight gradients, no W_scale
+    #                                       (Conv; either index order, the same for every sample)
     Jb: torch.Tensor | None = None        # (C', n, C_out) per-sample bias gradients without b_scale (Conv)
     W_scale: float = 1.0
     b_scale: float = 1.0
