@@ -80,7 +80,7 @@ def main():
     ap.add_argument("--myrtle-n", type=int, default=1024)
     ap.add_argument("--skip-mlp", action="store_true")
     ap.add_argument("--skip-myrtle", action="store_true")
-    ap.add_argument("--budget-gb", type=float, default=4.0, help="max_memory_gb of the layerwise eNTK (library default 4)")
+    ap.add_argument("--budget-gb", type=float, default=entk.DEFAULT_MEMORY_GB, help="max_memory_gb of the layerwise eNTK")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     dev = args.device

@@ -135,6 +135,7 @@ class _Tape:
         self.mods = list(model)
         self.saved: list = [None] * len(self.mods)
         self.params = [i for i, m in enumerate(self.mods) if isinstance(m, (Dense, Conv))]
+        self.param_index = {i: j for j, i in enumerate(self.params)}
         self.inputs = []
         h = x
         for i, m in enumerate(self.mods):
@@ -162,7 +163,7 @@ class _Tape:
             m, saved = self.mods[i], self.saved[i]
             fused = i > 0 and isinstance(self.mods[i - 1], nn.ReLU) and isinstance(m, (nn.AvgPool2d, GlobalAvgPool))
             if isinstance(m, (Dense, Conv)):
-                yield self.params.index(i), g
+                yield self.param_index[i], g
                 if i == self.params[0]:
                     return
                 g = g @ saved if isinstance(m, Dense) else F.conv_transpose2d(g, saved, padding=1)
@@ -192,28 +193,23 @@ class _Tape:
             i -= 1
 
 
-def _block_features(model: Network, x: torch.Tensor, kind: str, into=None, lo: int = 0,
-                    scratch: dict | None = None) -> list[_LayerFeatures]:
-    """Features of the rows of x, written into rows lo.. of `into` (allocated for x when None); `scratch`
-    keeps the unfold buffers between calls."""
+def _block_features(model: Network, x: torch.Tensor, kind: str, diag: int | None, into: list[_LayerFeatures],
+                    lo: int, scratch: dict) -> None:
+    """Features of the rows of x, written into rows lo.. of `into`; `diag`: the readout-diagonal layer (or
+    None); `scratch` keeps the unfold buffers between calls."""
     n = len(x)
-    scratch = {} if scratch is None else scratch
 
     def unfold(i, a):
         size = a.numel() * 9
         if i not in scratch or scratch[i].numel() < size:
             scratch[i] = torch.empty(size, dtype=a.dtype, device=a.device)
         return _unfold3x3(a, scratch[i]).transpose(1, 2)
-    diag = _readout_diagonal(model, kind)
     with torch.no_grad():
         tape = _Tape(model, x)
         layers = [tape.mods[i] for i in tape.params]
         # a conv's per-sample weight gradient is G^T unfold(A): unfold once, reuse for every logit
         unfolded = [A if isinstance(m, Dense) else unfold(j, A) for j, (m, A) in enumerate(zip(layers, tape.inputs))]
-        C = tape.out.shape[1]
-        Cp = 1 if kind == "sum" else C
-        if into is None:
-            into = _alloc_features(model, n, Cp, x.dtype, x.device, diag)
+        Cp = 1 if kind == "sum" else tape.out.shape[1]
         rows = slice(lo, lo + n)
 
         def write(j, c, g):  # layer j's output gradient g for logit c (or the diagonal layer's scaled D)
@@ -248,7 +244,6 @@ def _block_features(model: Network, x: torch.Tensor, kind: str, into=None, lo: i
             for j, gj in tape.backward(g, top):
                 if j != diag:
                     write(j, c, gj)
-    return into
 
 
 def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str, n_logits: int) -> torch.Tensor:
@@ -275,8 +270,8 @@ def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int, diag: int 
     """(retained, transient) memory per sample of the layerwise features.
 
     retained: what a block keeps for its contractions (Dense inputs and output gradients, Conv per-sample
-    gradients); transient: activations, graph, every conv's unfolded input (held through the logit loop)
-    and one backward pass's output gradients."""
+    gradients); transient: the tape (activations, ReLU masks), every conv's unfolded input (held through
+    the logit loop) and one backward pass's gradients."""
     p = next(model.parameters())
     retained, acts, grads, unfolded, i = 0, 0, 0, 0, 0
     h = torch.zeros((1,) + tuple(x_shape), dtype=p.dtype, device=p.device)
@@ -291,15 +286,16 @@ def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int, diag: int 
                 unfolded += m.c_in * 9 * h.shape[2] * h.shape[3]
                 i += 1
             h = m(h)
-            acts += 2 * h[0].numel()  # graph: output and probe sum
+            acts += 2 * h[0].numel()  # the tape: each module's output and its saved mask or input
             if isinstance(m, (Dense, Conv)):
-                grads += 2 * h[0].numel()  # one logit's output gradient, and the engine's buffer for it
+                grads += 2 * h[0].numel()  # one logit's output gradient and the product forming the next
     return retained * itemsize, (acts + grads + unfolded) * itemsize
 
 
 FEATURE_CHUNK = 32    # samples per forward/backward: per-sample cost grows with larger chunks (caches)
 CONTRACT_BLOCK = 256  # rows per Gram block when all features are held: big, efficient matmuls
 MIN_DIAGONAL_BLOCK = 64  # smaller Gram blocks are bound by memory traffic, not flops
+DEFAULT_MEMORY_GB = 4.0  # max_memory_gb when none is given (also a CPU job's without a memory request)
 
 
 def _slice(feats: list[_LayerFeatures], lo: int, hi: int) -> list[_LayerFeatures]:
@@ -312,14 +308,14 @@ def _slice(feats: list[_LayerFeatures], lo: int, hi: int) -> list[_LayerFeatures
                            f.b_scale) for f in feats]
 
 
-def _all_features(model, x, kind, chunk, tick=None):
+def _all_features(model, x, kind, diag, chunk, tick=None):
     """Features of every row of x, computed `chunk` rows at a time straight into preallocated tensors;
     `tick(rows done)` after each chunk."""
     Cp = 1 if kind == "sum" else model.param_layers()[-1].fan_out
-    out = _alloc_features(model, len(x), Cp, x.dtype, x.device, _readout_diagonal(model, kind))
+    out = _alloc_features(model, len(x), Cp, x.dtype, x.device, diag)
     scratch = {}
     for lo in range(0, len(x), chunk):
-        _block_features(model, x[lo:lo + chunk], kind, into=out, lo=lo, scratch=scratch)
+        _block_features(model, x[lo:lo + chunk], kind, diag, out, lo, scratch)
         if tick is not None:
             tick(min(lo + chunk, len(x)))
     return out
@@ -328,12 +324,12 @@ def _all_features(model, x, kind, chunk, tick=None):
 def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
     C = model.param_layers()[-1].fan_out
     Cp = 1 if kind == "sum" else C
-    retained, transient = _bytes_per_sample(model, x1.shape[1:], Cp, x1.element_size(),
-                                            _readout_diagonal(model, kind))
+    diag = _readout_diagonal(model, kind)
+    retained, transient = _bytes_per_sample(model, x1.shape[1:], Cp, x1.element_size(), diag)
     sym = x2 is None
     xs2 = x1 if sym else x2
     n1, n2 = len(x1), len(xs2)
-    budget = (max_memory_gb or 4.0) * 1e9
+    budget = (max_memory_gb or DEFAULT_MEMORY_GB) * 1e9
     out_bytes = n1 * n2 * x1.element_size() * (C * C if kind == "full" else 1)
     avail = max(budget - out_bytes, 0)
     K = torch.empty((n1, n2, C, C) if kind == "full" else (n1, n2), dtype=x1.dtype, device=x1.device)
@@ -369,8 +365,8 @@ def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
     if (n1 + (0 if sym else n2)) * retained + chunk * transient <= avail:
         # everything fits: features once per row, then large Gram blocks (upper triangle when symmetric)
         rows = Progress(progress, "eNTK feature rows", n1 + (0 if sym else n2))
-        f1 = _all_features(model, x1, kind, chunk, rows)
-        f2 = f1 if sym else _all_features(model, xs2, kind, chunk, lambda done: rows(n1 + done))
+        f1 = _all_features(model, x1, kind, diag, chunk, rows)
+        f2 = f1 if sym else _all_features(model, xs2, kind, diag, chunk, lambda done: rows(n1 + done))
         grid(f1, 0, f2, 0, sym, tick=Progress(progress, "eNTK Gram blocks", n_blocks(n1, n2, sym)))
         return K
     # Out of core: hold the features of a panel of rows, stream the columns after it (all columns when x2
@@ -385,13 +381,13 @@ def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
         return range(min(a + panel, n1) if sym else 0, n2, stream)
     tick, done = Progress(progress, "eNTK panel blocks", sum(len(columns(a)) + sym for a in panels)), 0
     for a in panels:
-        fi = _all_features(model, x1[a:a + panel], kind, chunk)
+        fi = _all_features(model, x1[a:a + panel], kind, diag, chunk)
         if sym:
             grid(fi, a, fi, a, True)
             done += 1
             tick(done)
         for j in columns(a):
-            grid(fi, a, _all_features(model, xs2[j:j + stream], kind, chunk), j, False)
+            grid(fi, a, _all_features(model, xs2[j:j + stream], kind, diag, chunk), j, False)
             done += 1
             tick(done)
         del fi
@@ -444,7 +440,7 @@ def memory_budget_gb(mem_mb: float | None, device) -> float:
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return 0.8 * free / 1e9
     if not mem_mb:
-        return 4.0
+        return DEFAULT_MEMORY_GB
     return max(1.0, 0.8 * float(mem_mb) / 1000 - 1.0)
 
 
