@@ -334,6 +334,7 @@ def _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress):
     avail = max(budget - out_bytes, 0)
     K = torch.empty((n1, n2, C, C) if kind == "full" else (n1, n2), dtype=x1.dtype, device=x1.device)
     chunk = max(1, min(FEATURE_CHUNK, int(avail // (retained + transient))))
+
     def fill(i0, j0, fi, fj):
         blk = _contract(fi, fj, kind, C)
         i1, j1 = i0 + blk.shape[0], j0 + blk.shape[1]
