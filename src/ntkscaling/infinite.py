@@ -28,12 +28,14 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from . import native as native_kernel
 from .io import Progress
 from .models import layer_specs
 
-# image-pair kernel entries per block tensor (2 MB / 8 MB in float64): measured fastest for the eager ops and
-# for the compiled ReLU step (which keeps fewer temporaries in the cache); on 8x8 images 8 or 16 images a side
-BLOCK_ELEMENTS = {False: 2 ** 18, True: 2 ** 20}
+# image-pair kernel entries per block tensor (2 MB / 8 MB in float64) by path: measured fastest for the eager
+# ops, for the compiled ReLU step (which keeps fewer temporaries in the cache; on 8x8 images 8 or 16 images
+# a side) and for the native step (which works slab by slab, so larger blocks only save calls)
+BLOCK_ELEMENTS = {"eager": 2 ** 18, "compiled": 2 ** 20, "native": 2 ** 22}
 COMPILE_MIN_ENTRIES = 2 ** 29  # pixel-pair entries of a job above which compile=None compiles (eager: ~15 s)
 
 
@@ -115,11 +117,12 @@ class _PairBlocks:
 
     Buffers are allocated once per shape and reused by every block of the same size."""
 
-    def __init__(self, specs, in_shape, dtype, device, use_compile):
+    def __init__(self, specs, in_shape, dtype, device, use_compile, use_native=False):
         self.specs, self.dtype, self.device = specs, dtype, device
         self.C = in_shape[0]
         self.float32 = dtype != torch.float64
         self.fused = _fused_affine_relu(use_compile)
+        self.native = use_native
         self.buffers = {}
 
     def _buf(self, name, shape):
@@ -178,6 +181,10 @@ class _PairBlocks:
         while i < len(specs):
             spec = specs[i]
             kind = spec["kind"]
+            if kind == "conv" and self.native and not paired:
+                ST, i = self._native_conv_relu(i, ST, xa, xb, qa_list[relu_i], qb_list[relu_i], relu_i)
+                relu_i += 1
+                continue
             if kind == "conv":
                 w2, b2 = spec["W_std"] ** 2, spec["b_std"] ** 2
                 if ST is None:  # first layer: <patch(x, p), patch(x', p')> summed over the 3x3 window
@@ -226,6 +233,30 @@ class _PairBlocks:
         raise ValueError("image architectures end with a global average pool")
 
 
+    def _native_conv_relu(self, i, ST, xa, xb, qa, qb, relu_i):
+        """specs[i] (a conv), the ReLU after it and an AvgPool after that if there is one, by the fused C
+        kernel (native.py) for all pairs of xa and xb. Returns (Sigma and Theta stacked, next spec index)."""
+        spec, specs = self.specs[i], self.specs
+        if i + 1 >= len(specs) or specs[i + 1]["kind"] != "relu":
+            raise ValueError("the pair-block path expects every conv to be followed by a ReLU")
+        w2, b2 = spec["W_std"] ** 2 / 9, spec["b_std"] ** 2
+        a, b = len(qa), len(qb)
+        if ST is None:  # first layer: Sigma per pixel pair, summed over channels (the kernel sums the shifts)
+            H, W = xa.shape[2:]
+            Sin = self._buf("input", (a, b, H * W, H * W))
+            torch.matmul(xa.reshape(a, self.C, H * W).transpose(1, 2)[:, None], xb.reshape(b, self.C, H * W)[None],
+                         out=Sin)
+            Sin, Tin, w2 = Sin.view(a * b, H, W, H, W), None, w2 / self.C
+        else:
+            Sin, Tin = ST[0], ST[1]
+            H, W = Sin.shape[1:3]
+        pool = i + 2 < len(specs) and specs[i + 2]["kind"] == "avgpool"
+        h, w = (H // 2, W // 2) if pool else (H, W)
+        out = self._buf(f"relu{relu_i}", (2, a * b, h, w, h, w))
+        native_kernel.pair_step(Sin, Tin, qa.contiguous(), qb.contiguous(), w2, b2, pool, out[0], out[1])
+        return out, i + (3 if pool else 2)
+
+
 def _pixel_diagonal(K):
     """(N, H, W, H, W) -> (N, H, W) view of K(p, p): diagonal over (h, h'), then over (w, w')."""
     return torch.diagonal(torch.diagonal(K, dim1=1, dim2=3), dim1=1, dim2=2)
@@ -239,13 +270,15 @@ def _input_kernel(xa, xb):
 
 def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float = 2 ** 0.5, b_std: float = 0.0,
                      dtype=torch.float64, batch_size=None, max_memory_gb: float = 2.0, progress=None,
-                     compile=None):
+                     compile=None, native=None):
     """Infinite-width (NTK, NNGP), each (n1, n2), of `arch` (as in models.build) between x1 and x2.
 
     batch_size: images per block side (default: blocks of about BLOCK_ELEMENTS entries, within
-    `max_memory_gb`). compile: fuse the image-pair ReLU steps with torch.compile (True/False); None
-    compiles when the job is large enough (COMPILE_MIN_ENTRIES pixel-pair entries) to repay the
-    compilation (10-20 s the first time, then cached on disk).
+    `max_memory_gb`). native: compute the image pairs' conv-ReLU-pool steps with the fused C kernel of
+    native.py (CPU, float64 only); None uses it there when it builds, True insists. compile: fuse the
+    torch path's ReLU steps with torch.compile (True/False); None compiles when the torch path does the
+    pairs and the job is large enough (COMPILE_MIN_ENTRIES pixel-pair entries) to repay the compilation
+    (10-20 s the first time, then cached on disk).
     """
     specs = layer_specs(arch, 1, in_shape, 1, depth=depth, W_std=W_std, b_std=b_std)
     device = x1.device if torch.is_tensor(x1) else torch.device("cpu")
@@ -255,14 +288,21 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     spatial = specs[0]["kind"] == "conv"
     float32 = dtype != torch.float64
     n1, n2 = len(x1), len(x2)
+    use_native = False
     if spatial:
+        native_ok = device.type == "cpu" and dtype == torch.float64
+        if native and not (native_ok and native_kernel.available()):
+            raise RuntimeError("native=True: the fused C kernel runs on the CPU in float64 only and must build "
+                               f"here ({native_kernel.unavailable_reason() or f'{device.type}, {dtype}'})")
+        use_native = native_ok and native is not False and native_kernel.available()
         P = x1.shape[2] * x1.shape[3]
-        if compile is None:
-            compile = n1 * n2 * P * P >= COMPILE_MIN_ENTRIES
+        if compile is None:  # the native kernel leaves only each image's own kernel to the torch path
+            compile = not use_native and n1 * n2 * P * P >= COMPILE_MIN_ENTRIES
         per_pair = 16 * P * P * x1.element_size()  # the reused buffers plus an eager step's temporaries
         # Blocks of a few MB per buffer stay in the cache (measured: 32x32 images, 1 pair per block fastest).
         fits = max(1, int(math.sqrt(max_memory_gb * 1e9 / per_pair)))
-        block = batch_size or max(1, min(fits, int(math.sqrt(BLOCK_ELEMENTS[bool(compile)] / (P * P)))))
+        path = "native" if use_native else "compiled" if compile else "eager"
+        block = batch_size or max(1, min(fits, int(math.sqrt(BLOCK_ELEMENTS[path] / (P * P)))))
     else:
         block = batch_size or max(n1, n2)
 
@@ -282,7 +322,7 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
         return [torch.cat(q) for q in zip(*qs)], torch.cat(diag_ntk), torch.cat(diag_nngp)
 
     if spatial:
-        blocks = _PairBlocks(specs, x1.shape[1:], dtype, device, bool(compile))
+        blocks = _PairBlocks(specs, x1.shape[1:], dtype, device, bool(compile), use_native)
 
     q1, self_ntk, self_nngp = self_kernels(x1)
     q2 = q1 if sym else self_kernels(x2)[0]
