@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import entk, infinite, io, models
+from ntkscaling import entk, infinite, io, models, native
 
 
 def _load(reference_dir, folder, x_name):
@@ -20,11 +20,19 @@ def _load(reference_dir, folder, x_name):
 CASES = [("mlp_L2_infinite", "x_mlp.npy", "mlp", 2), ("myrtle5_infinite", "x_img8.npy", "myrtle5", None)]
 
 
-@pytest.mark.parametrize("folder,x_name,arch,depth", CASES)
-def test_matches_neural_tangents_float64(reference_dir, folder, x_name, arch, depth):
+def _native_or_skip():
+    if not native.available():
+        pytest.skip(f"the native kernel does not build here: {native.unavailable_reason()}")
+    return True
+
+
+@pytest.mark.parametrize("folder,x_name,arch,depth,path", [c + (p,) for c in CASES for p in ("torch", "native")
+                                                           if c[2] != "mlp" or p == "torch"])
+def test_matches_neural_tangents_float64(reference_dir, folder, x_name, arch, depth, path):
     x, meta, ref_ntk, ref_nngp = _load(reference_dir, folder, x_name)
+    use_native = path == "native" and _native_or_skip()
     ntk, nngp = infinite.infinite_kernels(arch, x.shape[1:], x, depth=depth, W_std=meta["W_std"],
-                                          b_std=meta["b_std"])
+                                          b_std=meta["b_std"], native=use_native, batch_size=3)
     scale_ntk, scale_nngp = np.abs(ref_ntk).max(), np.abs(ref_nngp).max()
     off = ~np.eye(len(x), dtype=bool)
     assert np.abs(nngp.numpy() - ref_nngp).max() / scale_nngp < 1e-10
@@ -78,9 +86,9 @@ def test_compiled_pair_steps_match_eager_and_reference(reference_dir):
         pytest.skip("no C++ compiler for torch.compile on the CPU (the eager fallback is tested below)")
     x, meta, ref_ntk, ref_nngp = _load(reference_dir, "myrtle5_infinite", "x_img8.npy")
     eager = infinite.infinite_kernels("myrtle5", x.shape[1:], x, W_std=meta["W_std"], b_std=meta["b_std"],
-                                      compile=False)
+                                      compile=False, native=False)
     fused = infinite.infinite_kernels("myrtle5", x.shape[1:], x, W_std=meta["W_std"], b_std=meta["b_std"],
-                                      compile=True, batch_size=3)
+                                      compile=True, batch_size=3, native=False)
     assert not infinite._FUSED.get("failed"), "torch.compile fell back to eager on this machine"
     for e, f, ref in zip(eager, fused, (ref_ntk, ref_nngp)):
         np.testing.assert_allclose(f, e, rtol=1e-13)
@@ -88,7 +96,7 @@ def test_compiled_pair_steps_match_eager_and_reference(reference_dir):
         assert np.abs(f.numpy() - ref)[off].max() / np.abs(ref).max() < 1e-10
     g = torch.Generator().manual_seed(2)
     y = torch.randn((5, 2, 8, 8), generator=g, dtype=torch.float64)
-    ntk64, nngp64 = infinite.infinite_kernels("myrtle5", (2, 8, 8), y, b_std=0.3, compile=True)
+    ntk64, nngp64 = infinite.infinite_kernels("myrtle5", (2, 8, 8), y, b_std=0.3, compile=True, native=False)
     ntk32, nngp32 = infinite.infinite_kernels("myrtle5", (2, 8, 8), y, b_std=0.3, compile=True,
                                               dtype=torch.float32)
     for a, b in ((ntk32, ntk64), (nngp32, nngp64)):
@@ -106,8 +114,8 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     g = torch.Generator().manual_seed(3)
     x = torch.randn((3, 1, 8, 8), generator=g, dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="torch.compile of the infinite-kernel ReLU step failed.*no C"):
-        fallback = infinite.infinite_kernels("myrtle5", (1, 8, 8), x, compile=True)
-    eager = infinite.infinite_kernels("myrtle5", (1, 8, 8), x, compile=False)
+        fallback = infinite.infinite_kernels("myrtle5", (1, 8, 8), x, compile=True, native=False)
+    eager = infinite.infinite_kernels("myrtle5", (1, 8, 8), x, compile=False, native=False)
     for a, b in zip(fallback, eager):
         np.testing.assert_array_equal(a, b)
 

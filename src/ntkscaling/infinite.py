@@ -34,8 +34,8 @@ from .models import layer_specs
 
 # image-pair kernel entries per block tensor (2 MB / 8 MB in float64) by path: measured fastest for the eager
 # ops, for the compiled ReLU step (which keeps fewer temporaries in the cache; on 8x8 images 8 or 16 images
-# a side) and for the native step (which works slab by slab, so larger blocks only save calls)
-BLOCK_ELEMENTS = {"eager": 2 ** 18, "compiled": 2 ** 20, "native": 2 ** 22}
+# a side) and for the native step (16 images a side on 8x8: a block's covariances stay in the cache)
+BLOCK_ELEMENTS = {"eager": 2 ** 18, "compiled": 2 ** 20, "native": 2 ** 20}
 COMPILE_MIN_ENTRIES = 2 ** 29  # pixel-pair entries of a job above which compile=None compiles (eager: ~15 s)
 
 
@@ -181,8 +181,9 @@ class _PairBlocks:
         while i < len(specs):
             spec = specs[i]
             kind = spec["kind"]
-            if kind == "conv" and self.native and not paired:
-                ST, i = self._native_conv_relu(i, ST, xa, xb, qa_list[relu_i], qb_list[relu_i], relu_i)
+            if kind == "conv" and self.native:
+                q = None if paired else (qa_list[relu_i], qb_list[relu_i])
+                ST, i = self._native_conv_relu(i, ST, xa, xb, q, relu_i, recorded)
                 relu_i += 1
                 continue
             if kind == "conv":
@@ -233,28 +234,48 @@ class _PairBlocks:
         raise ValueError("image architectures end with a global average pool")
 
 
-    def _native_conv_relu(self, i, ST, xa, xb, qa, qb, relu_i):
+    def _native_conv_relu(self, i, ST, xa, xb, q, relu_i, recorded):
         """specs[i] (a conv), the ReLU after it and an AvgPool after that if there is one, by the fused C
-        kernel (native.py) for all pairs of xa and xb. Returns (Sigma and Theta stacked, next spec index)."""
+        kernel (native.py) for all pairs of xa and xb, whose variances are q = (qa, qb); q None: each image of
+        xa with itself, its variances computed here and appended to `recorded`, the pooling left to the
+        caller (the exact diagonal is restored first). Returns (Sigma and Theta stacked, next spec index)."""
         spec, specs = self.specs[i], self.specs
         if i + 1 >= len(specs) or specs[i + 1]["kind"] != "relu":
             raise ValueError("the pair-block path expects every conv to be followed by a ReLU")
         w2, b2 = spec["W_std"] ** 2 / 9, spec["b_std"] ** 2
-        a, b = len(qa), len(qb)
-        if ST is None:  # first layer: Sigma per pixel pair, summed over channels (the kernel sums the shifts)
+        selves = q is None
+        a = len(xa)
+        b = 1 if selves else len(xb)
+        first = ST is None  # the kernel forms Sigma = sum over channels of x x' per pixel pair itself
+        if first:
             H, W = xa.shape[2:]
-            Sin = self._buf("input", (a, b, H * W, H * W))
-            torch.matmul(xa.reshape(a, self.C, H * W).transpose(1, 2)[:, None], xb.reshape(b, self.C, H * W)[None],
-                         out=Sin)
-            Sin, Tin, w2 = Sin.view(a * b, H, W, H, W), None, w2 / self.C
+            xa, xb, w2 = xa.contiguous(), (xa if selves else xb).contiguous(), w2 / self.C
+            S_T = {"xa": xa, "xb": xb}
         else:
-            Sin, Tin = ST[0], ST[1]
-            H, W = Sin.shape[1:3]
-        pool = i + 2 < len(specs) and specs[i + 2]["kind"] == "avgpool"
+            H, W = ST.shape[2:4]
+            S_T = {"S": ST[0], "T": ST[1]}
+        pool = not selves and i + 2 < len(specs) and specs[i + 2]["kind"] == "avgpool"
         h, w = (H // 2, W // 2) if pool else (H, W)
         out = self._buf(f"relu{relu_i}", (2, a * b, h, w, h, w))
-        native_kernel.pair_step(Sin, Tin, qa.contiguous(), qb.contiguous(), w2, b2, pool, out[0], out[1])
+        if selves:  # the conv output's diagonal: the 3x3 sums of the input's diagonal
+            diag_in = (xa * xa).sum(1) if first else _pixel_diagonal(ST[0])
+            qa = qb = _box3(diag_in) * w2 + b2
+            diag_T = qa if first else _box3(_pixel_diagonal(ST[1])) * w2 + qa
+            recorded.append(qa)
+        else:
+            qa, qb = q
+        native_kernel.pair_step(qa.contiguous(), qb.contiguous(), w2, b2, pool, out[0], out[1], selves=selves,
+                                **S_T)
+        if selves:  # exact zero angles, as in _run
+            _pixel_diagonal(out[0]).copy_(qa / 2)
+            _pixel_diagonal(out[1]).copy_(diag_T / 2)
         return out, i + (3 if pool else 2)
+
+
+def _box3(d):
+    """(n, H, W) -> the sum over each 3x3 neighbourhood, zero outside."""
+    ones = torch.ones((1, 1, 3, 3), dtype=d.dtype, device=d.device)
+    return F.conv2d(d[:, None], ones, padding=1)[:, 0]
 
 
 def _pixel_diagonal(K):

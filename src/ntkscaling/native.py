@@ -82,7 +82,7 @@ def _library():
             fn = lib.pair_step
             fn.restype = ctypes.c_int
             i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
-            fn.argtypes = [i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr, dbl, dbl, ctypes.c_int, ptr, ptr]
+            fn.argtypes = [i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr, i64, ptr, ptr, dbl, dbl, ctypes.c_int, ptr, ptr]
             _state["lib"] = fn
         except (OSError, RuntimeError, subprocess.SubprocessError) as err:
             _state["error"] = f"{type(err).__name__}: {err}"
@@ -110,41 +110,47 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return _state["pool"]
 
 
-def pair_step(S, T, qa, qb, w2: float, b2: float, pool: bool, out_S, out_T, threads: int | None = None):
+def pair_step(qa, qb, w2: float, b2: float, pool: bool, out_S, out_T, *, S=None, T=None, xa=None, xb=None,
+              selves: bool = False, threads: int | None = None):
     """The conv (3x3 SAME average of shifts), affine map (w2, b2) and ReLU step for every pair of a block,
     then the 2x2 average pool of both images if `pool`, into out_S and out_T.
 
-    S, T: (N, H, W, H, W) Sigma and Theta before the conv (T None: Theta' = Sigma', the first layer), the N
-    pairs being (i, j) with i = n // B, j = n % B; qa (A, H, W), qb (B, H, W): the images' variances before
-    the ReLU; outputs (N, H, W, H, W), or (N, H/2, W/2, H/2, W/2) if pool. All contiguous float64 on the CPU.
+    The N pairs are (i, j) with i = n // B, j = n % B for qa (A, H, W) and qb (B, H, W), the images'
+    variances before the ReLU (selves: pair n is image n with itself, qa and qb (N, H, W)). Before the conv:
+    S, T (N, H, W, H, W), Sigma and Theta (T None: Theta' = Sigma'), or for the first layer the images xa
+    (A, C, H, W) and xb (B, C, H, W), Sigma being the sum over channels of xa xb per pixel pair. Outputs
+    (N, H, W, H, W), or (N, H/2, W/2, H/2, W/2) if pool. All contiguous float64 tensors on the CPU.
     """
     fn = _library()
     if fn is None:
         raise RuntimeError(f"the native pair step is unavailable: {_state.get('error')}")
-    N, H, W = S.shape[0], S.shape[1], S.shape[2]
+    if (S is None) == (xa is None) or (xa is None) != (xb is None) or (xa is not None and T is not None):
+        raise ValueError("pair_step: give S (and T) or the images xa and xb")
+    A, H, W = qa.shape
     B = qb.shape[0]
+    N = A if selves else A * B
+    C = 0 if xa is None else xa.shape[1]
     Ho, Wo = (H // 2, W // 2) if pool else (H, W)
-    tensors = {"S": S, "T": T, "qa": qa, "qb": qb, "out_S": out_S, "out_T": out_T}
+    shapes = {"S": (N, H, W, H, W), "T": (N, H, W, H, W), "xa": (A, C, H, W), "xb": (B, C, H, W),
+              "qb": (A if selves else B, H, W), "out_S": (N, Ho, Wo, Ho, Wo), "out_T": (N, Ho, Wo, Ho, Wo)}
+    tensors = {"S": S, "T": T, "xa": xa, "xb": xb, "qa": qa, "qb": qb, "out_S": out_S, "out_T": out_T}
     for name, t in tensors.items():
         if t is None:
             continue
         if t.dtype != torch.float64 or t.device.type != "cpu" or not t.is_contiguous():
             raise ValueError(f"pair_step: {name} must be a contiguous float64 CPU tensor")
-    shapes = {"S": (N, H, W, H, W), "T": (N, H, W, H, W), "qa": (N // B, H, W), "qb": (B, H, W),
-              "out_S": (N, Ho, Wo, Ho, Wo), "out_T": (N, Ho, Wo, Ho, Wo)}
-    for name, want in shapes.items():
-        t = tensors[name]
-        if t is not None and tuple(t.shape) != want:
-            raise ValueError(f"pair_step: {name} has shape {tuple(t.shape)}, expected {want}")
+        if name in shapes and tuple(t.shape) != shapes[name]:
+            raise ValueError(f"pair_step: {name} has shape {tuple(t.shape)}, expected {shapes[name]}")
     if pool and (H % 2 or W % 2):
         raise ValueError(f"pair_step: pooling needs even image sizes, got {H}x{W}")
     units = N * (Ho if pool else H)
     threads = max(1, min(threads or torch.get_num_threads(), units))
-    ptrs = [ctypes.c_void_p(t.data_ptr()) if t is not None else None for t in (S, T, qa, qb)]
+    ptrs = [ctypes.c_void_p(t.data_ptr()) if t is not None else None for t in (S, T, xa, xb)]
+    q_ptrs = [ctypes.c_void_p(qa.data_ptr()), ctypes.c_void_p(qb.data_ptr())]
     outs = [ctypes.c_void_p(out_S.data_ptr()), ctypes.c_void_p(out_T.data_ptr())]
 
     def run(lo, hi):
-        return fn(lo, hi, B, H, W, *ptrs, float(w2), float(b2), int(pool), *outs)
+        return fn(lo, hi, 0 if selves else B, H, W, *ptrs, C, *q_ptrs, float(w2), float(b2), int(pool), *outs)
 
     bounds = [units * k // threads for k in range(threads + 1)]
     if threads == 1:

