@@ -344,6 +344,10 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
 
     if spatial:
         blocks = _PairBlocks(specs, x1.shape[1:], dtype, device, bool(compile), use_native)
+        if progress:
+            unbuilt = native_ok and native is None and not use_native
+            why = f" (native kernel: {native_kernel.unavailable_reason()})" if unbuilt else ""
+            progress(f"image pairs by the {path} path{why}, blocks of {block} images a side")
 
     q1, self_ntk, self_nngp = self_kernels(x1)
     q2 = q1 if sym else self_kernels(x2)[0]

@@ -41,8 +41,9 @@ wildcard_constraints:
 
 
 def src(*modules):
-    """Library files imported by a script, as code-version inputs (editing them re-runs the job)."""
-    return [os.path.join(workflow.basedir, "src", "ntkscaling", f"{m}.py") for m in modules]
+    """Library files used by a script, as code-version inputs (editing them re-runs the job); a name without
+    an extension is a Python module."""
+    return [os.path.join(workflow.basedir, "src", "ntkscaling", m if "." in m else f"{m}.py") for m in modules]
 
 
 def network_pointwise(wildcards=None):

@@ -58,7 +58,7 @@ rule infinite_kernel:
     input:
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("infinite", "models", "data"),
+        code=src("infinite", "native", "pairstep.c", "models", "data"),
     output:
         ntk=f"{RESULTS}/kernels/infinite_ntk/winf/s{{seed}}/mean.npy",
         nngp=f"{RESULTS}/kernels/infinite_nngp/winf/s{{seed}}/mean.npy",
