@@ -12,9 +12,11 @@ recursion of ../shared/testdata/ntk-reference/README.md (Sigma: NNGP, Theta: NTK
 
 Image kernels are (H, W, H, W) per image pair, computed by `_PairBlocks` for blocks of pairs sized to a
 memory budget (a symmetric kernel computes only the upper triangle of blocks). Each image's own kernel is
-computed first, once, for the variances q that its pairs need. The first conv's kernel is one matmul of
-3x3 patches; the later 3x3 averages are separable (rows, then columns); every step writes into buffers
-reused from block to block (fresh multi-MB tensors cost page faults that dominated); and each conv's
+computed first, once, for the variances q that its pairs need. On the CPU in float64 each conv-ReLU(-pool)
+step of a block runs in the fused C kernel of native.py (pairstep.c), which works slab by slab in the
+cache; otherwise (CUDA, float32, no C compiler, native=False) the torch path computes the same numbers:
+the first conv's kernel is one matmul of 3x3 patches; the later 3x3 averages are separable (rows, then
+columns); every step writes into buffers reused from block to block (fresh multi-MB tensors cost page faults that dominated); and each conv's
 affine map with the ReLU after it runs as one fused loop compiled by torch.compile when asked (the
 ReLU's sqrt and arctan2 per pixel pair are most of the time: fused, about 3x faster than one eager pass
 per operation). Without a compiler the same function runs eagerly and gives the same numbers to rounding.
@@ -233,7 +235,6 @@ class _PairBlocks:
             i += 1
         raise ValueError("image architectures end with a global average pool")
 
-
     def _native_conv_relu(self, i, ST, xa, xb, q, relu_i, recorded):
         """specs[i] (a conv), the ReLU after it and an AvgPool after that if there is one, by the fused C
         kernel (native.py) for all pairs of xa and xb, whose variances are q = (qa, qb); q None: each image of
@@ -312,9 +313,12 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     use_native = False
     if spatial:
         native_ok = device.type == "cpu" and dtype == torch.float64
-        if native and not (native_ok and native_kernel.available()):
-            raise RuntimeError("native=True: the fused C kernel runs on the CPU in float64 only and must build "
-                               f"here ({native_kernel.unavailable_reason() or f'{device.type}, {dtype}'})")
+        if native and not native_ok:
+            raise RuntimeError(f"native=True: the fused C kernel runs on the CPU in float64 only, not on "
+                               f"{device.type} in {dtype}")
+        if native and not native_kernel.available():
+            raise RuntimeError(f"native=True: the fused C kernel does not build here "
+                               f"({native_kernel.unavailable_reason()})")
         use_native = native_ok and native is not False and native_kernel.available()
         P = x1.shape[2] * x1.shape[3]
         if compile is None:  # the native kernel leaves only each image's own kernel to the torch path
