@@ -16,10 +16,10 @@ computed first, once, for the variances q that its pairs need. On the CPU in flo
 step of a block runs in the fused C kernel of native.py (pairstep.c), which works slab by slab in the
 cache; otherwise (CUDA, float32, no C compiler, native=False) the torch path computes the same numbers:
 the first conv's kernel is one matmul of 3x3 patches; the later 3x3 averages are separable (rows, then
-columns); every step writes into buffers reused from block to block (fresh multi-MB tensors cost page faults that dominated); and each conv's
-affine map with the ReLU after it runs as one fused loop compiled by torch.compile when asked (the
-ReLU's sqrt and arctan2 per pixel pair are most of the time: fused, about 3x faster than one eager pass
-per operation). Without a compiler the same function runs eagerly and gives the same numbers to rounding.
+columns); every step writes into buffers reused from block to block (fresh multi-MB tensors cost page
+faults that dominated); and each conv's affine map with the ReLU after it runs as one fused loop compiled
+by torch.compile when asked (the ReLU's sqrt and arctan2 per pixel pair are most of the time: fused,
+about 3x faster than one eager pass per operation). Without a compiler the same function runs eagerly and gives the same numbers to rounding.
 Vector networks (the MLP, and the dense head after the global pool) use `_propagate`.
 """
 from __future__ import annotations
