@@ -20,7 +20,8 @@ columns); every step writes into buffers reused from block to block (fresh multi
 faults that dominated); and each conv's affine map with the ReLU after it runs as one fused loop compiled
 by torch.compile when asked (the ReLU's sqrt and arctan2 per pixel pair are most of the time: fused,
 about 3x faster than one eager pass per operation). Without a compiler the same function runs eagerly
-and gives the same numbers to rounding. Vector networks (the MLP, and the dense head after the global pool) use `_propagate`.
+and gives the same numbers to rounding. Vector networks (the MLP, and the dense head after the global
+pool) use `_propagate`.
 """
 from __future__ import annotations
 

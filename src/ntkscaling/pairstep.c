@@ -10,8 +10,8 @@
  * Layouts (C order, float64): S, T (N, H, W, H, W): Sigma and Theta before the conv (T NULL: Theta' =
  * Sigma', the first layer), or with C > 0 (the first layer) images xa (A, C, H, W), xb (B, C, H, W) instead
  * of S, Sigma before the conv being the sum over channels of xa xb per pixel pair; qa (A, H, W),
- * qb (B, H, W): each image's variance before this ReLU, pair n
- * being (n / B, n % B) (B = 0: (n, n), each image with itself); outputs (N, H, W, H, W), or (N, H/2, W/2, H/2, W/2) when pooling. Work is split in
+ * qb (B, H, W): each image's variance before this ReLU, pair n being (n / B, n % B) (B = 0: (n, n), each
+ * image with itself); outputs (N, H, W, H, W), or (N, H/2, W/2, H/2, W/2) when pooling. Work is split in
  * units of one output row (two when pooling) of one pair, so that threads never write the same entries.
  */
 #include <math.h>
