@@ -6,9 +6,8 @@ again (measured: 1.8 M minor faults and 2-3 s of a 25 s Myrtle-5 eNTK, n=1024, 2
 `keep_freed_memory()`: while the engine runs, blocks up to 32 MB come from the heap and freed memory is
 kept for reuse instead of being trimmed; on exit the trim threshold is restored and the heap trimmed.
 A no-op elsewhere (other C libraries, macOS) and where the environment tunes malloc itself; it never
-changes any number computed. (Transparent huge pages
-for the feature storage were measured too: 25x fewer faults but slower, the 2 MB pages are zeroed and
-compacted synchronously.)
+changes any number computed. (Transparent huge pages for the feature storage were measured too: 25x
+fewer faults but slower, the 2 MB pages are zeroed and compacted synchronously.)
 """
 from __future__ import annotations
 

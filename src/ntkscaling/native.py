@@ -19,11 +19,12 @@ import platform
 import shlex
 import shutil
 import subprocess
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from .io import atomic_path
 
 SOURCE = Path(__file__).with_name("pairstep.c")
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
@@ -61,17 +62,10 @@ def _build() -> Path:
     out = _cache_dir() / f"pairstep-{key}.so"
     if out.exists():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so.tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        run = subprocess.run(cc + FLAGS + ["-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True)
+    with atomic_path(out) as tmp:  # concurrent jobs may build the same file
+        run = subprocess.run(cc + FLAGS + ["-o", str(tmp), str(SOURCE), "-lm"], capture_output=True, text=True)
         if run.returncode != 0:
             raise RuntimeError(f"compiling {SOURCE.name} failed: {run.stderr.strip()[-2000:]}")
-        os.replace(tmp, out)  # atomic: concurrent jobs may build the same file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 
