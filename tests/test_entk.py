@@ -27,7 +27,7 @@ def test_matches_neural_tangents_float64(reference_dir, name, impl):
 @pytest.mark.parametrize("arch,in_shape,depth,b_std,width", [
     ("mlp", (12,), 3, 0.3, 6), ("mlp", (2, 4, 4), 1, 0.0, 6), ("myrtle5", (3, 8, 8), None, 0.2, 6),
     ("myrtle7", (1, 8, 8), None, 0.0, 6),
-    ("myrtle5", (1, 8, 8), None, 0.1, 12)])  # first conv thinner than its output: the transposed product
+    ("myrtle5", (1, 8, 8), None, 0.1, 12)])  # a one-channel first conv: 9-column unfold
 @pytest.mark.parametrize("kind", ["mean", "sum", "full"])
 def test_layerwise_matches_jacobian_float32(arch, in_shape, depth, b_std, width, kind):
     net = models.build(arch, width, in_shape, 4, depth=depth, b_std=b_std, seed=1)

@@ -72,3 +72,30 @@ def test_user_malloc_settings_are_left_alone(monkeypatch):
             with hostmem.keep_freed_memory():
                 pass
         assert calls == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MAP_POPULATE is Linux's")
+def test_populated_buffer_is_resident_at_creation_and_freed_with_its_tensor():
+    import gc
+
+    import psutil
+    import torch
+    proc, numel = psutil.Process(), 32 << 20  # 128 MB of float32
+    rss = proc.memory_info().rss
+    lazy = torch.empty(numel)  # the control: an ordinary allocation is mapped on first touch only
+    assert proc.memory_info().rss - rss < 64 << 20
+    del lazy
+    rss = proc.memory_info().rss
+    buf = hostmem.populated_empty(numel)
+    assert buf.shape == (numel,) and buf.dtype == torch.float32
+    assert proc.memory_info().rss - rss > 120 << 20  # every page mapped before any write
+    view = buf[-8:]
+    del buf
+    gc.collect()
+    view.fill_(2.0)  # a view keeps the mapping alive
+    assert view.sum().item() == 16.0
+    del view
+    gc.collect()
+    assert proc.memory_info().rss - rss < 64 << 20  # unmapped with the last tensor
+    small = hostmem.populated_empty(1000, torch.float64)
+    assert small.shape == (1000,) and small.dtype == torch.float64

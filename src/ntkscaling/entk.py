@@ -26,6 +26,7 @@ Implementations (all return the same numbers):
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -73,7 +74,8 @@ class _LayerFeatures:
     dense_A: torch.Tensor | None = None   # (n, fan_in) layer inputs (Dense)
     G: torch.Tensor | None = None         # (n, C', fan_out) output gradients (Dense)
     J: torch.Tensor | None = None         # (n, C', C_out * C_in * 9) per-sample weight gradients, no W_scale
-    Jb: torch.Tensor | None = None        # (n, C', C_out) per-sample bias gradients without b_scale (Conv)
+    Jb: torch.Tensor | None = None        # (n, C', C_out) per-sample bias gradients without b_scale (Conv;
+    #                                       None when b_scale is 0: the biases then add nothing to the kernel)
     W_scale: float = 1.0
     b_scale: float = 1.0
 
@@ -110,17 +112,23 @@ def _unfold3x3(h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor
 
 
 def _alloc_features(model: Network, n: int, Cp: int, dtype, device, diag: int | None) -> list[_LayerFeatures]:
-    def empty(*shape):
-        return torch.empty(shape, dtype=dtype, device=device)
-    feats = []
+    """Feature storage for n samples: views into one buffer whose pages are mapped up front
+    (hostmem.populated_empty), not faulted in one at a time by the matmuls writing them."""
+    shapes = []
     for i, m in enumerate(model.param_layers()):
         cp = 1 if i == diag else Cp
         if isinstance(m, Dense):
-            feats.append(_LayerFeatures(dense_A=empty(n, m.fan_in), G=empty(n, cp, m.fan_out),
-                                        W_scale=m.W_scale, b_scale=m.b_scale))
+            shapes.append({"dense_A": (n, m.fan_in), "G": (n, cp, m.fan_out)})
         else:
-            feats.append(_LayerFeatures(J=empty(n, cp, m.c_out * m.c_in * 9), Jb=empty(n, cp, m.c_out),
-                                        W_scale=m.W_scale, b_scale=m.b_scale))
+            shapes.append({"J": (n, cp, m.c_out * m.c_in * 9)} | ({"Jb": (n, cp, m.c_out)} if m.b_scale != 0 else {}))
+    sizes = [math.prod(s) for layer in shapes for s in layer.values()]
+    flat, offset, feats = hostmem.populated_empty(sum(sizes), dtype, device), 0, []
+    for m, layer in zip(model.param_layers(), shapes):
+        views = {}
+        for name, shape in layer.items():
+            views[name] = flat[offset:offset + math.prod(shape)].view(shape)
+            offset += math.prod(shape)
+        feats.append(_LayerFeatures(**views, W_scale=m.W_scale, b_scale=m.b_scale))
     return feats
 
 
@@ -156,9 +164,16 @@ class _Tape:
             h = m(h)
         self.out = h
 
-    def backward(self, g: torch.Tensor, top: int):
+    def _dest(self, i, dest):
+        """Where the gradient computed at module i goes: dest(j) when module i - 1 is the j-th Dense/Conv."""
+        if dest is None or i == 0 or not isinstance(self.mods[i - 1], (Dense, Conv)):
+            return None
+        return dest(self.param_index[i - 1])
+
+    def backward(self, g: torch.Tensor, top: int, dest=None):
         """Yield (j, gradient at the output of the j-th Dense/Conv layer), walking down from module `top`
-        whose output gradient is g, to the first layer's output."""
+        whose output gradient is g, to the first layer's output. `dest(j)`, when given, is a tensor (or
+        None) of that gradient's shape that the last product forming it is written into (saves a copy)."""
         i = top
         while True:
             m, saved = self.mods[i], self.saved[i]
@@ -169,7 +184,8 @@ class _Tape:
                     return
                 g = g @ saved if isinstance(m, Dense) else F.conv_transpose2d(g, saved, padding=1)
             elif isinstance(m, nn.ReLU):
-                g = g * saved
+                out = self._dest(i, dest)
+                g = g * saved if out is None else torch.mul(g, saved, out=out.view(g.shape))
             elif isinstance(m, nn.AvgPool2d):
                 if not (m.kernel_size in (2, (2, 2)) and m.stride in (2, (2, 2)) and m.padding in (0, (0, 0))):
                     raise ValueError(f"the layerwise eNTK supports 2x2/2 average pooling, got {m}")
@@ -177,13 +193,16 @@ class _Tape:
                 if fused:  # the ReLU's mask holds the 1/4
                     # widen the rows first: a broadcast over a last axis of 2 is 1.1-2x slower
                     g = g[..., None].expand(n, c, H // 2, W // 2, 2).reshape(n, c, H // 2, 1, W)
-                    g = (g * self.saved[i - 1].view(n, c, H // 2, 2, W)).view(saved)
+                    mask, out = self.saved[i - 1].view(n, c, H // 2, 2, W), self._dest(i - 1, dest)
+                    g = (g * mask if out is None else torch.mul(g, mask, out=out.view(mask.shape))).view(saved)
                     i -= 1
                 else:
                     g = (g * 0.25)[:, :, :, None, :, None].expand(n, c, H // 2, 2, W // 2, 2).reshape(saved)
             elif isinstance(m, GlobalAvgPool):
                 if fused:  # the ReLU's mask holds the 1/(H W)
-                    g = g[:, :, None, None] * self.saved[i - 1]
+                    mask, out = self.saved[i - 1], self._dest(i - 1, dest)
+                    g = g[:, :, None, None] * mask if out is None else \
+                        torch.mul(g[:, :, None, None], mask, out=out.view(mask.shape))
                     i -= 1
                 else:
                     g = (g / (saved[2] * saved[3]))[:, :, None, None].expand(saved).contiguous()
@@ -223,11 +242,13 @@ def _block_features(model: Network, x: torch.Tensor, kind: str, diag: int | None
                 shape = (n, 1 if j == diag else Cp, m.c_out, A.shape[2] * A.shape[3])
                 grads[j] = buffer(("G", j), shape[0] * shape[1] * shape[2] * shape[3], A).view(shape)
 
+        def slot(j, c):  # where layer j's output gradient for logit c is kept
+            return into[j].G[rows, c] if isinstance(layers[j], Dense) else grads[j][:, c]
+
         def write(j, c, g):  # layer j's output gradient g for logit c (or the diagonal layer's scaled D)
-            if isinstance(layers[j], Dense):
-                into[j].G[rows, c] = g
-            else:
-                grads[j][:, c] = g.view(n, layers[j].c_out, -1)
+            dst = slot(j, c)
+            if g.data_ptr() != dst.data_ptr():  # not already written there by the backward pass
+                dst.copy_(g.view(dst.shape))
 
         for f, m, A in zip(into, layers, unfolded):
             if isinstance(m, Dense):
@@ -246,13 +267,14 @@ def _block_features(model: Network, x: torch.Tensor, kind: str, diag: int | None
                 g.fill_(1.0)
             else:
                 g[:, c] = 1.0
-            for j, gj in tape.backward(g, top):
+            for j, gj in tape.backward(g, top, lambda j: None if j == diag else slot(j, c)):
                 if j != diag:
                     write(j, c, gj)
         for j, G in grads.items():
             f, cp = into[j], G.shape[1]
             torch.bmm(G.view(n, cp * layers[j].c_out, -1), unfolded[j], out=f.J[rows].view(n, cp * layers[j].c_out, -1))
-            torch.sum(G, dim=3, out=f.Jb[rows])
+            if f.Jb is not None:
+                torch.sum(G, dim=3, out=f.Jb[rows])
 
 
 def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str, n_logits: int) -> torch.Tensor:
@@ -267,7 +289,9 @@ def _contract(f1: list[_LayerFeatures], f2: list[_LayerFeatures], kind: str, n_l
 
     for a, b in zip(f1, f2):
         if a.J is not None:
-            term = a.W_scale ** 2 * gram(a.J, b.J) + a.b_scale ** 2 * gram(a.Jb, b.Jb)
+            term = a.W_scale ** 2 * gram(a.J, b.J)
+            if a.Jb is not None:
+                term += a.b_scale ** 2 * gram(a.Jb, b.Jb)
         else:
             lin = (a.W_scale ** 2) * (a.dense_A @ b.dense_A.T) + a.b_scale ** 2
             term = (lin[:, :, None, None] if kind == "full" else lin) * gram(a.G, b.G)
@@ -291,7 +315,7 @@ def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int, diag: int 
                 retained += h[0].numel() + cp * m.fan_out
                 i += 1
             elif isinstance(m, Conv):
-                retained += cp * (m.c_out * m.c_in * 9 + m.c_out)
+                retained += cp * (m.c_out * m.c_in * 9 + (m.c_out if m.b_scale != 0 else 0))
                 unfolded += (m.c_in * 9 + cp * m.c_out) * h.shape[2] * h.shape[3]
                 i += 1
             h = m(h)

@@ -8,14 +8,20 @@ kept for reuse instead of being trimmed; on exit the trim threshold is restored 
 A no-op elsewhere (other C libraries, macOS) and where the environment tunes malloc itself; it never
 changes any number computed. (Transparent huge pages for the feature storage were measured too: 25x
 fewer faults but slower, the 2 MB pages are zeroed and compacted synchronously.)
+`populated_empty(numel)`: a large CPU buffer whose pages are all mapped by the one mmap call that creates
+it (MAP_POPULATE), instead of one page fault at a time on first touch inside the compute (measured on a
+Myrtle-5 eNTK, n=1024, 3.2 GB of features: 3-4x less system time, 5% less wall time).
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import mmap
 import os
 import platform
 import sys
+
+import torch
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_MAX = 32 << 20      # glibc's upper limit on 64-bit systems
@@ -58,3 +64,21 @@ def keep_freed_memory():
     finally:
         _LIBC.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_DEFAULT)
         _LIBC.malloc_trim(0)
+
+
+POPULATE_MIN_BYTES = 64 << 20  # smaller buffers: torch.empty (a few faults, or reused heap memory)
+
+
+def populated_empty(numel: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
+    """An uninitialised 1-D tensor of `numel` elements; on a Linux CPU and from 64 MB up, backed by an
+    anonymous mapping populated at creation (freed with the last tensor viewing it). Elsewhere, or when
+    the mapping fails, torch.empty."""
+    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    populate = getattr(mmap, "MAP_POPULATE", None)
+    if torch.device(device).type != "cpu" or populate is None or nbytes < POPULATE_MIN_BYTES:
+        return torch.empty(numel, dtype=dtype, device=device)
+    try:
+        region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+    except OSError:
+        return torch.empty(numel, dtype=dtype, device=device)
+    return torch.frombuffer(region, dtype=dtype)  # the tensor keeps the mapping alive
