@@ -159,3 +159,23 @@ def test_standard_parameterization_matches_jacobian(arch, in_shape, depth):
         ref = entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64, implementation="jacobian")
         fast = entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64, implementation="layerwise")
         assert _rel(fast, ref) < 1e-10
+
+
+def test_kernels_are_computed_without_tf32(monkeypatch):
+    b = torch.backends
+    if not hasattr(getattr(b.cudnn, "conv", None), "fp32_precision"):
+        pytest.skip("this torch has only the allow_tf32 flags")
+    before = (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision)
+    seen = []
+
+    def spy(*args):
+        seen.append((b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision))
+        raise RuntimeError("stop")
+    monkeypatch.setattr(entk, "_layerwise_ntk", spy)
+    monkeypatch.setattr(entk, "_jacobian_ntk", spy)
+    net = models.build("mlp", 4, (3,), 2, depth=1)
+    for impl in ("layerwise", "jacobian"):
+        with pytest.raises(RuntimeError, match="stop"):
+            entk.empirical_ntk(net, torch.randn(2, 3), implementation=impl)
+        assert (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision) == before  # restored on error
+    assert seen == [("ieee", "ieee")] * 2

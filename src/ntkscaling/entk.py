@@ -16,15 +16,19 @@ Implementations (all return the same numbers):
   (G G'^T), so an MLP needs no Jacobian;
   a Conv layer's per-sample weight gradients W_scale * G^T unfold(A), for every logit at once, are formed by
   one batched matmul per layer, written straight into their place in sample-major storage, and contracted
-  by a matmul (the logit sum of the mean and sum kinds folded into its inner dimension).
+  by a matmul (the logit sum of the mean and sum kinds folded into its inner dimension); a Conv's biases
+  add features only when b_scale is not 0. The feature storage is one buffer mapped in full when created.
   For the mean kind the last hidden layer (only ReLU and pooling between it and the readout) needs one
   feature vector per sample instead of C: its output gradients are the readout weights times one map.
   Features are held within `max_memory_gb`: all rows when they fit, else a panel of rows at a time against
   streamed blocks of the later columns (each row's features computed about 1 + (k-1)/2 times for k
   panels). When x2 is x1 only the upper triangle of Gram blocks is computed.
+
+Both run in full float32 on GPUs (`ieee_float32`: no TF32 convolutions or matmuls).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -430,6 +434,28 @@ def _rows(feats: list[_LayerFeatures]) -> int:
 
 
 # --------------------------------------------------------------------------------------------- public API
+@contextlib.contextmanager
+def ieee_float32():
+    """Full float32 arithmetic for CUDA convolutions and matmuls while the block runs, restored after.
+
+    cuDNN convolutions default to TF32 on Ampere and later GPUs (a 10-bit mantissa, errors near 1e-3):
+    the eNTK's float32 kernels promise 1e-5. Uses torch's fp32_precision settings where they exist (mixing
+    them with the older allow_tf32 flags is an error), else those flags. No effect on CPU arithmetic."""
+    b = torch.backends
+    if hasattr(getattr(b.cudnn, "conv", None), "fp32_precision"):
+        knobs = [(b.cudnn.conv, "fp32_precision", "ieee"), (b.cuda.matmul, "fp32_precision", "ieee")]
+    else:
+        knobs = [(b.cudnn, "allow_tf32", False), (b.cuda.matmul, "allow_tf32", False)]
+    saved = [getattr(obj, name) for obj, name, _ in knobs]
+    try:
+        for obj, name, value in knobs:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for (obj, name, _), value in zip(knobs, saved):
+            setattr(obj, name, value)
+
+
 def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, implementation: str = "auto",
                   max_memory_gb: float | None = None, progress=None) -> torch.Tensor:
     """Empirical NTK of `model` between x1 and x2 (x2=None: x1 with itself, symmetric).
@@ -453,11 +479,12 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
     x1 = torch.as_tensor(x1).to(device=device, dtype=dtype)
     x2 = None if x2 is None else torch.as_tensor(x2).to(device=device, dtype=dtype)
     try:
-        if implementation == "jacobian":
-            with torch.no_grad():
-                return _jacobian_ntk(model, x1, x2, kind)
-        with hostmem.keep_freed_memory():
-            return _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress)
+        with ieee_float32():
+            if implementation == "jacobian":
+                with torch.no_grad():
+                    return _jacobian_ntk(model, x1, x2, kind)
+            with hostmem.keep_freed_memory():
+                return _layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress)
     finally:
         model.train(was_training)
 
