@@ -1,11 +1,14 @@
 """Shared fixtures: paths to the repository, the reference kernels and the tiny config."""
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "testdata" / "ntk-reference"
+# ../shared beside the checkout, or a copy named by NTKSCALING_REFERENCE_DIR (a GPU machine gets only the
+# repository: benchmarks/device_check.sh)
+REFERENCE = Path(os.environ.get("NTKSCALING_REFERENCE_DIR") or ROOT.parent / "shared" / "testdata" / "ntk-reference")
 
 
 @pytest.fixture(scope="session")
