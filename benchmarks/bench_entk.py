@@ -53,6 +53,11 @@ def measure(fn, device):
     return K, dt, peak / 1e9
 
 
+def rel_diff(a, b):
+    """Largest difference relative to the largest entry of b."""
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
 def compare(name, net, x, device, budget_gb):
     """Layerwise, reference, layerwise again: the ratio uses the mean of the two layerwise times, so a
     machine whose speed drifts during the run (shared VMs do, by 30%) biases neither side."""
@@ -62,7 +67,7 @@ def compare(name, net, x, device, budget_gb):
     del K
     ref, t_ref, m_ref = measure(lambda: entk.empirical_ntk(net, x, implementation="jacobian"), device)
     fast_K, t2, m2 = measure(fast, device)
-    err = ((fast_K - ref).abs().max() / ref.abs().max()).item()
+    err = rel_diff(fast_K, ref)
     t_fast, m_fast = (t1 + t2) / 2, max(m1, m2)
     print(f"{name}: jacobian {t_ref:.2f}s {m_ref:.2f}GB | layerwise {t1:.2f}s, {t2:.2f}s after, "
           f"{m_fast:.2f}GB | speed-up {t_ref / t_fast:.1f}x, memory ratio {m_fast / max(m_ref, 1e-9):.2f}, max rel diff {err:.1e}")
@@ -162,7 +167,7 @@ def main():
             x = x[:args.tutorial_n]
             ref, t_ref, m_ref = measure(lambda: entk.empirical_ntk(net, x, implementation="jacobian"), dev)
             tut, t_tut, m_tut = measure(lambda: tutorial_ntk(net, x, x), dev)
-            err = ((tut - ref).abs().max() / ref.abs().max()).item()
+            err = rel_diff(tut, ref)
             print(f"  n={len(x)}: jacobian reference {t_ref:.2f}s {m_ref:.2f}GB | the tutorial's contraction "
                   f"{t_tut:.2f}s {m_tut:.2f}GB: the reference is {t_tut / t_ref:.1f}x faster, max rel diff {err:.1e}")
     print(f"max RSS of the process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")

@@ -124,16 +124,22 @@ def _alloc_features(model: Network, n: int, Cp: int, dtype, device, diag: int | 
         if isinstance(m, Dense):
             shapes.append({"dense_A": (n, m.fan_in), "G": (n, cp, m.fan_out)})
         else:
-            shapes.append({"J": (n, cp, m.c_out * m.c_in * 9)} | ({"Jb": (n, cp, m.c_out)} if m.b_scale != 0 else {}))
+            bias = {"Jb": (n, cp, m.c_out)} if _bias_features(m) else {}
+            shapes.append({"J": (n, cp, m.c_out * m.c_in * 9)} | bias)
     sizes = [math.prod(s) for layer in shapes for s in layer.values()]
-    flat, offset, feats = hostmem.populated_empty(sum(sizes), dtype, device), 0, []
-    for m, layer in zip(model.param_layers(), shapes):
-        views = {}
-        for name, shape in layer.items():
-            views[name] = flat[offset:offset + math.prod(shape)].view(shape)
-            offset += math.prod(shape)
-        feats.append(_LayerFeatures(**views, W_scale=m.W_scale, b_scale=m.b_scale))
-    return feats
+    parts = iter(hostmem.populated_empty(sum(sizes), dtype, device).split(sizes))
+    return [_LayerFeatures(**{name: next(parts).view(shape) for name, shape in layer.items()},
+                           W_scale=m.W_scale, b_scale=m.b_scale) for m, layer in zip(model.param_layers(), shapes)]
+
+
+def _bias_features(m: Conv) -> bool:
+    """Whether a Conv's biases add features: with b_scale 0 they add nothing to the kernel."""
+    return m.b_scale != 0
+
+
+def _mul_into(g: torch.Tensor, mask: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """g * mask (mask of the product's shape), written into `out`'s storage when given."""
+    return g * mask if out is None else torch.mul(g, mask, out=out.view(mask.shape))
 
 
 class _Tape:
@@ -188,8 +194,7 @@ class _Tape:
                     return
                 g = g @ saved if isinstance(m, Dense) else F.conv_transpose2d(g, saved, padding=1)
             elif isinstance(m, nn.ReLU):
-                out = self._dest(i, dest)
-                g = g * saved if out is None else torch.mul(g, saved, out=out.view(g.shape))
+                g = _mul_into(g, saved, self._dest(i, dest))
             elif isinstance(m, nn.AvgPool2d):
                 if not (m.kernel_size in (2, (2, 2)) and m.stride in (2, (2, 2)) and m.padding in (0, (0, 0))):
                     raise ValueError(f"the layerwise eNTK supports 2x2/2 average pooling, got {m}")
@@ -197,16 +202,14 @@ class _Tape:
                 if fused:  # the ReLU's mask holds the 1/4
                     # widen the rows first: a broadcast over a last axis of 2 is 1.1-2x slower
                     g = g[..., None].expand(n, c, H // 2, W // 2, 2).reshape(n, c, H // 2, 1, W)
-                    mask, out = self.saved[i - 1].view(n, c, H // 2, 2, W), self._dest(i - 1, dest)
-                    g = (g * mask if out is None else torch.mul(g, mask, out=out.view(mask.shape))).view(saved)
+                    mask = self.saved[i - 1].view(n, c, H // 2, 2, W)
+                    g = _mul_into(g, mask, self._dest(i - 1, dest)).view(saved)
                     i -= 1
                 else:
                     g = (g * 0.25)[:, :, :, None, :, None].expand(n, c, H // 2, 2, W // 2, 2).reshape(saved)
             elif isinstance(m, GlobalAvgPool):
                 if fused:  # the ReLU's mask holds the 1/(H W)
-                    mask, out = self.saved[i - 1], self._dest(i - 1, dest)
-                    g = g[:, :, None, None] * mask if out is None else \
-                        torch.mul(g[:, :, None, None], mask, out=out.view(mask.shape))
+                    g = _mul_into(g[:, :, None, None], self.saved[i - 1], self._dest(i - 1, dest))
                     i -= 1
                 else:
                     g = (g / (saved[2] * saved[3]))[:, :, None, None].expand(saved).contiguous()
@@ -319,7 +322,7 @@ def _bytes_per_sample(model: Network, x_shape, C: int, itemsize: int, diag: int 
                 retained += h[0].numel() + cp * m.fan_out
                 i += 1
             elif isinstance(m, Conv):
-                retained += cp * (m.c_out * m.c_in * 9 + (m.c_out if m.b_scale != 0 else 0))
+                retained += cp * (m.c_out * m.c_in * 9 + (m.c_out if _bias_features(m) else 0))
                 unfolded += (m.c_in * 9 + cp * m.c_out) * h.shape[2] * h.shape[3]
                 i += 1
             h = m(h)

@@ -73,7 +73,7 @@ def populated_empty(numel: int, dtype=torch.float32, device="cpu") -> torch.Tens
     """An uninitialised 1-D tensor of `numel` elements; on a Linux CPU and from 64 MB up, backed by an
     anonymous mapping populated at creation (freed with the last tensor viewing it). Elsewhere, or when
     the mapping fails, torch.empty."""
-    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    nbytes = numel * dtype.itemsize
     populate = getattr(mmap, "MAP_POPULATE", None)
     if torch.device(device).type != "cpu" or populate is None or nbytes < POPULATE_MIN_BYTES:
         return torch.empty(numel, dtype=dtype, device=device)
