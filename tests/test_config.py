@@ -30,7 +30,7 @@ def test_default_config_is_valid_and_defaults_fill():
     (lambda c: c["kernel"].update(ridges=[-0.1]), r"'kernel.ridges.0': got -0.1; expected a number >= 0"),
     (lambda c: c["dataset"].update(name="imagenet"), r"'dataset.name'.*one of"),
     (lambda c: c["fit"].update(n_min=2000), r"fit.n_min"),
-    (lambda c: c["fit"].update(figure_ridge=0.5), r"'fit.figure_ridge': got 0.5; expected one of kernel.ridges"),
+    (lambda c: c["fit"].update(figure_ridge=0.5), r"'fit.figure_ridge': got 0.5; expected 'tuned' or one of kernel.ridges"),
     (lambda c: c["after_kernel"].update(ks=[64, 4096]), r"'after_kernel.ks': got \[4096\]; expected each k <= "
                                                         r"the largest sample size 1024"),
     (lambda c: c["evolution"].update(sample_sizes=[100]), r"'evolution.sample_sizes': got \[100\]; expected "
@@ -39,14 +39,17 @@ def test_default_config_is_valid_and_defaults_fill():
     (lambda c: c["width_scaling"].update(n=3), r"'width_scaling.n': got \[3\]"),
     (lambda c: c["evolution"].update(kind="diag"), r"'evolution.kind': got 'diag'; expected one of"),
     (lambda c: c.update(sample_sizes=[64, 1500]), r"'sample_sizes': largest n=1500 exceeds the training pool of "
-                                                   r"digits \(1297 examples after the test set\)"),
-    (lambda c: c["dataset"].update(classes=[0, 1], test_size=100) or c.update(sample_sizes=[32, 300]),
-     r"largest n=300 exceeds the training pool of digits classes \[0, 1\] \(260 examples"),
+                                                   r"digits \(1047 examples after the 250 of the validation set "
+                                                   r"and the test set\)"),
+    (lambda c: c["dataset"].update(classes=[0, 1], test_size=100, val_size=60) or c.update(sample_sizes=[32, 300]),
+     r"largest n=300 exceeds the training pool of digits classes \[0, 1\] \(200 examples"),
+    (lambda c: c["dataset"].update(val_size=1300), r"'dataset.val_size': got 1300; the training split of digits "
+                                                   r"has 1297 examples after the test set"),
     (lambda c: c["dataset"].update(name="cifar10", test_size=20000), r"'dataset.test_size': got 20000; the test "
                                                                      r"split of cifar10 has 10000"),
     (lambda c: c["dataset"].update(test_size=1797), r"'dataset.test_size': got 1797; digits has 1797 images"),
     (lambda c: c["kernel"].update(kinds=["full"], max_gb=0.5), r"'kernel.max_gb': the eNTK \(full kind\) on "
-                                                               r"1024 \+ 500 rows would take 0.9 GB > "
+                                                               r"1024 \+ 250 \+ 500 rows would take 1.3 GB > "
                                                                r"kernel.max_gb=0.5"),
     (lambda c: c.update(bogus=1) or c["model"].update(widths=[]), r"bogus.*\n.*'model.widths': got \[\]"),
 ])
@@ -79,8 +82,8 @@ def test_kernel_size_estimate():
     from ntkscaling.config import kernel_sizes
     cfg = validate(_default())
     sizes = dict(kernel_sizes(cfg, 10))
-    assert sizes["eNTK (mean kind)"] == pytest.approx(1524 ** 2 * 4 / 1e9)
-    assert sizes["infinite NTK (float64)"] == pytest.approx(1524 ** 2 * 8 / 1e9)
+    assert sizes["eNTK (mean kind)"] == pytest.approx(1774 ** 2 * 4 / 1e9)  # 1024 train + 250 val + 500 test
+    assert sizes["infinite NTK (float64)"] == pytest.approx(1774 ** 2 * 8 / 1e9)
 
 
 def test_npz_sizes_are_checked_before_any_job(tmp_path):
@@ -90,17 +93,18 @@ def test_npz_sizes_are_checked_before_any_job(tmp_path):
              y_train=np.arange(300) % 3, x_test=rng.normal(size=(50, 4, 4, 1)).astype(np.float32),
              y_test=np.arange(50) % 3)
     cfg = _default()
-    cfg["dataset"].update(name="npz", root=str(tmp_path), file="d.npz", test_size=40)
+    cfg["dataset"].update(name="npz", root=str(tmp_path), file="d.npz", test_size=40, val_size=20)
     cfg.update(sample_sizes=[32, 256])
-    validate(copy.deepcopy(cfg))  # 300 training examples: fine
+    validate(copy.deepcopy(cfg))  # 300 training examples, 20 of them for validation: fine
     cfg.update(sample_sizes=[32, 512])
-    with pytest.raises(ConfigError, match=r"largest n=512 exceeds the training pool of npz \(300 examples\)"):
+    with pytest.raises(ConfigError, match=r"largest n=512 exceeds the training pool of npz \(280 examples after "
+                                          r"the 20 of the validation set\)"):
         validate(copy.deepcopy(cfg))
     cfg["dataset"].update(classes=[0, 1], test_size=60)
     cfg.update(sample_sizes=[32, 256])
     with pytest.raises(ConfigError) as err:
         validate(copy.deepcopy(cfg))
-    assert "largest n=256 exceeds the training pool of npz classes [0, 1] (200 examples)" in str(err.value)
+    assert "largest n=256 exceeds the training pool of npz classes [0, 1] (180 examples" in str(err.value)
     assert "'dataset.test_size': got 60; the test split of npz classes [0, 1] has 34 examples" in str(err.value)
     cfg["dataset"].update(file="missing.npz", classes=None, test_size=40)
     with pytest.raises(ConfigError, match=r"missing.npz: missing; expected an .npz with x_train"):
@@ -121,7 +125,7 @@ def test_test_set_overlapping_train_stops_before_any_job(tmp_path):
     from ntkscaling import data
     _npz_with_leak(tmp_path / "d.npz", [(7, 123)])
     cfg = _default()
-    cfg["dataset"].update(name="npz", root=str(tmp_path), file="d.npz", test_size=30)
+    cfg["dataset"].update(name="npz", root=str(tmp_path), file="d.npz", test_size=30, val_size=20)
     cfg.update(sample_sizes=[32, 128])
     cfg["after_kernel"]["ks"] = [64]
     with pytest.raises(ConfigError) as err:
@@ -131,15 +135,15 @@ def test_test_set_overlapping_train_stops_before_any_job(tmp_path):
     assert "(test #7 = train #123)" in msg and "set dataset.test_overlap: warn" in msg
     validate(copy.deepcopy(cfg), check_data=False)  # cluster jobs skip the data read; the data job checks
     with pytest.raises(data.DatasetError, match="'dataset.test_overlap': 1 test input"):
-        data.prepare("npz", tmp_path, test_size=30, file="d.npz")
+        data.prepare("npz", tmp_path, test_size=30, file="d.npz", val_size=20)
     cfg["dataset"]["test_overlap"] = "warn"
     validate(copy.deepcopy(cfg))
-    prepared = data.prepare("npz", tmp_path, test_size=30, file="d.npz", test_overlap="warn")
+    prepared = data.prepare("npz", tmp_path, test_size=30, file="d.npz", test_overlap="warn", val_size=20)
     assert int(prepared["test_overlap"]) == 1
     _npz_with_leak(tmp_path / "d.npz", [])
     cfg["dataset"]["test_overlap"] = "error"
     validate(copy.deepcopy(cfg))
-    assert int(data.prepare("npz", tmp_path, test_size=30, file="d.npz")["test_overlap"]) == 0
+    assert int(data.prepare("npz", tmp_path, test_size=30, file="d.npz", val_size=20)["test_overlap"]) == 0
 
 
 def test_find_overlap_against_brute_force():
@@ -158,14 +162,15 @@ def test_imagefolder_sizes_and_identical_files_before_any_job(tmp_path):
     import shutil
     write_imagefolder(tmp_path, {"train": 30, "test": 6})
     cfg = _default()
-    cfg["dataset"].update(name="imagefolder", root=str(tmp_path), test_size=12)
-    cfg.update(sample_sizes=[16, 60])
+    cfg["dataset"].update(name="imagefolder", root=str(tmp_path), test_size=12, val_size=4)
+    cfg.update(sample_sizes=[16, 56])
     cfg["after_kernel"]["ks"] = [16]
     validate(copy.deepcopy(cfg))
-    cfg.update(sample_sizes=[16, 64])
-    with pytest.raises(ConfigError, match=r"largest n=64 exceeds the training pool of imagefolder \(60 examples\)"):
-        validate(copy.deepcopy(cfg))
     cfg.update(sample_sizes=[16, 60])
+    with pytest.raises(ConfigError, match=r"largest n=60 exceeds the training pool of imagefolder \(56 examples "
+                                          r"after the 4 of the validation set\)"):
+        validate(copy.deepcopy(cfg))
+    cfg.update(sample_sizes=[16, 56])
     cfg["dataset"]["test_size"] = 13
     with pytest.raises(ConfigError, match=r"'dataset.test_size': got 13; the test split of imagefolder has 12"):
         validate(copy.deepcopy(cfg))

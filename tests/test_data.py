@@ -197,7 +197,7 @@ def test_balanced_prefixes():
 
 
 def test_prepare_standardizes_with_pool_statistics_and_selects_classes():
-    d = data.prepare("digits", test_size=100, classes=[3, 7])
+    d = data.prepare("digits", test_size=100, classes=[3, 7], val_size=40)
     assert set(np.unique(d["y_train"])) == {0, 1} and int(d["n_classes"]) == 2
     assert len(d["y_test"]) == 100 and set(np.unique(d["y_test"])) == {0, 1}
     x = d["x_train"].astype(np.float64)
@@ -217,3 +217,26 @@ def test_downsample_averages_blocks():
         data.downsample(x, 3)
     with pytest.raises(data.DatasetError, match="needs images"):
         data.downsample(x.reshape(2, -1), 2)
+
+
+def test_validation_set_is_fixed_balanced_and_disjoint_from_pool_and_test():
+    d = data.prepare("digits", test_size=300, val_size=200)
+    x_tr, y_tr, x_te, _ = data.split("digits", test_size=300)
+    pool_idx, val_idx = data.validation_split(y_tr, 200)
+    assert len(set(pool_idx) & set(val_idx)) == 0 and len(pool_idx) + len(val_idx) == len(y_tr)
+    np.testing.assert_array_equal(d["val_index"], val_idx)
+    assert len(d["y_val"]) == 200 and len(d["y_train"]) == len(y_tr) - 200
+    assert np.bincount(d["y_val"]).max() - np.bincount(d["y_val"]).min() <= 1  # class-balanced
+    rows = lambda x: {r.tobytes() for r in x.reshape(len(x), -1)}  # noqa: E731
+    assert not rows(d["x_val"]) & rows(d["x_train"]) and not rows(d["x_val"]) & rows(d["x_test"])
+    again = data.prepare("digits", test_size=300, val_size=200)
+    np.testing.assert_array_equal(again["x_val"], d["x_val"])  # fixed: no run seed involved
+    for seed in (0, 1):  # every nested subset is drawn from the pool, never from the validation set
+        order = data.nested_order(d["y_train"], seed)
+        x, y = data.kernel_rows(d, order, 64)
+        b = data.row_blocks(64, d)
+        np.testing.assert_array_equal(x[b["val"]], d["x_val"])
+        np.testing.assert_array_equal(y[b["test"]], d["y_test"])
+        assert not rows(x[b["train"]]) & rows(d["x_val"])
+    with pytest.raises(data.DatasetError, match="dataset.val_size=2000"):
+        data.prepare("digits", test_size=300, val_size=2000)

@@ -64,7 +64,8 @@ def test_track_matches_direct_computation():
     A, B = _psd(rng, n + m), _psd(rng, n + m)
     ckpts = [{"step": s, "epoch": s / 4, "t": t} for s, t in ((0, 0.0), (1, 0.1), (4, 0.5), (40, 1.0))]
     kernel_of = lambda c: (1 - c["t"]) * A + c["t"] * B  # noqa: E731
-    rows = evolution.track(ckpts, kernel_of, labels, n, C, ridges=[0.1], progress=lambda m: None)
+    blocks = {"train": slice(0, n), "val": slice(n, n + 5), "test": slice(n + 5, n + m)}  # validation rows unused
+    rows = evolution.track(ckpts, kernel_of, labels, blocks, C, ridges=[0.1], progress=lambda m: None)
     got = {(r["step"], r["metric"]): r["value"] for r in rows}
     assert got[(0, "distance_init")] == pytest.approx(0, abs=1e-12)
     assert got[(40, "distance_final")] == pytest.approx(0, abs=1e-12)
@@ -77,15 +78,17 @@ def test_track_matches_direct_computation():
     # the kernel's own test error: an independent kernel ridge solve (sklearn) on the same blocks
     K = kernel_of(ckpts[2])
     lam = 0.1 * np.mean(np.diag(K[:n, :n]))
-    pred = KernelRidge(alpha=lam, kernel="precomputed").fit(K[:n, :n], np.eye(C)[labels[:n]]).predict(K[n:, :n])
-    assert got[(4, "test_error")] == pytest.approx(np.mean(pred.argmax(1) != labels[n:]))
-    assert got[(4, "test_mse")] == pytest.approx(np.mean((pred - np.eye(C)[labels[n:]]) ** 2), rel=1e-8)
+    pred = KernelRidge(alpha=lam, kernel="precomputed").fit(K[:n, :n], np.eye(C)[labels[:n]]).predict(K[n + 5:, :n])
+    assert got[(4, "test_error")] == pytest.approx(np.mean(pred.argmax(1) != labels[n + 5:]))
+    assert got[(4, "test_mse")] == pytest.approx(np.mean((pred - np.eye(C)[labels[n + 5:]]) ** 2), rel=1e-8)
 
 
 def test_track_refuses_a_dead_network_and_a_single_checkpoint():
     K = np.eye(6)
     with pytest.raises(ValueError, match="network died"):
         evolution.track([{"step": 0, "epoch": 0}, {"step": 5, "epoch": 1}],
-                        lambda c: K if c["step"] == 0 else 0 * K, np.arange(6) % 2, 3, 2, [0.1], progress=print)
+                        lambda c: K if c["step"] == 0 else 0 * K, np.arange(6) % 2,
+                        {"train": slice(0, 3), "val": slice(3, 3), "test": slice(3, 6)}, 2, [0.1], progress=print)
     with pytest.raises(ValueError, match="at least 2"):
-        evolution.track([{"step": 0, "epoch": 0}], lambda c: K, np.arange(6) % 2, 3, 2, [0.1])
+        evolution.track([{"step": 0, "epoch": 0}], lambda c: K, np.arange(6) % 2,
+                        {"train": slice(0, 3), "val": slice(3, 3), "test": slice(3, 6)}, 2, [0.1])

@@ -60,10 +60,69 @@ def test_full_kernel_with_identity_blocks_equals_scalar_kernel():
     np.testing.assert_allclose(a["pred"], b["pred"], rtol=1e-9)
 
 
+def _blocks(n_max, m_val, m_test):
+    return {"train": slice(0, n_max), "val": slice(n_max, n_max + m_val),
+            "test": slice(n_max + m_val, n_max + m_val + m_test)}
+
+
 def test_nested_slices_equal_direct_solves():
     K, y, n_max, C = _problem(n=32, m=10)
-    out = list(regression.nested_regression(K, y, n_max, [8, 16, 32], C, ridges=[0.01]))
+    blocks = _blocks(n_max, 4, 6)
+    out = list(regression.nested_regression(K, y, blocks, [8, 16, 32], C, ridges=[0.01]))
     assert [n for n, _ in out] == [8, 16, 32]
     for n, r in out:
-        direct = regression.kernel_regression(K[:n, :n], K[n_max:, :n], y[:n], y[n_max:], C, [0.01])[0]
+        direct = regression.kernel_regression(K[:n, :n], K[36:, :n], y[:n], y[36:], C, [0.01])[0]
         np.testing.assert_allclose(r["pred"], direct["pred"])
+        val = regression.kernel_regression(K[:n, :n], K[32:36, :n], y[:n], y[32:36], C, [0.01])[0]
+        np.testing.assert_allclose(r["val"]["mse"], val["mse"])
+        assert not r["tuned"]
+
+
+def test_linearized_predictor_is_f0_plus_kernel_regression_on_the_residual():
+    K, y, n, C = _problem()
+    rng = np.random.default_rng(3)
+    f0 = rng.normal(size=(len(y), C))
+    r = regression.kernel_regression(K[:n, :n], K[n:, :n], y[:n], y[n:], C, [0.0],
+                                     prior_train=f0[:n], prior_test=f0[n:])[0]
+    expected = f0[n:] + K[n:, :n] @ np.linalg.solve(K[:n, :n], np.eye(C)[y[:n]] - f0[:n])
+    np.testing.assert_allclose(r["pred"], expected, rtol=1e-6, atol=1e-8)
+    # ridge 0 interpolates the labels, whatever f0
+    train = regression.kernel_regression(K[:n, :n], K[:n, :n], y[:n], y[:n], C, [0.0], prior_train=f0[:n],
+                                         prior_test=f0[:n])[0]
+    np.testing.assert_allclose(train["pred"], np.eye(C)[y[:n]], atol=1e-6)
+
+
+def test_select_ridge_matches_sklearn_on_the_validation_set():
+    K, y, n, C = _problem(n=40, m=30)
+    grid = [0.0, 1e-4, 1e-2, 0.1, 1.0, 10.0]
+    best, scores = regression.select_ridge(K[:n, :n], K[n:, :n], y[:n], y[n:], C, grid)
+    scale = np.mean(np.diag(K[:n, :n]))
+    reference = []
+    for lam in grid:
+        skl = KernelRidge(alpha=max(lam, 1e-12) * scale, kernel="precomputed").fit(K[:n, :n], np.eye(C)[y[:n]])
+        reference.append(((skl.predict(K[n:, :n]) - np.eye(C)[y[n:]]) ** 2).mean())
+    np.testing.assert_allclose([v for _, v in scores], reference, rtol=1e-6)
+    assert best == grid[int(np.argmin(reference))]
+    err_best, err_scores = regression.select_ridge(K[:n, :n], K[n:, :n], y[:n], y[n:], C, grid, metric="error")
+    assert all(0 <= v <= 1 for _, v in err_scores)
+
+
+def test_tuned_ridge_never_reads_the_test_block():
+    K, y, n_max, C = _problem(n=32, m=40)
+    blocks = _blocks(n_max, 20, 20)
+    grid = [0.0, 1e-3, 0.1, 1.0, 10.0]
+    tuned = lambda K_, y_: {n: r["ridge"] for n, r in regression.nested_regression(  # noqa: E731
+        K_, y_, blocks, [8, 16, 32], C, ridges=[], grid=grid) if r["tuned"]}
+    before = tuned(K, y)
+    rng = np.random.default_rng(7)
+    K2, y2 = K.copy(), y.copy()
+    K2[52:, :] = rng.normal(size=K2[52:, :].shape)  # test rows: anything finite
+    y2[52:] = rng.integers(0, C, 20)
+    assert tuned(K2, y2) == before
+    assert set(before.values()) <= set(grid)
+
+
+def test_validation_copies_of_the_training_points_select_interpolation():
+    K, y, n, C = _problem(n=30, m=10)
+    best, scores = regression.select_ridge(K[:n, :n], K[:n, :n], y[:n], y[:n], C, [10.0, 1.0, 0.0, 0.1])
+    assert best == 0.0 and dict(scores)[0.0] < 1e-8 < dict(scores)[0.1]

@@ -59,22 +59,73 @@ def test_fit_range_and_zero_points():
     assert zero["n_points"] == 2 and zero["alpha"] == pytest.approx(1.0)
 
 
-def test_summary_puts_every_method_beside_the_network_of_its_width():
+def _curve(ns, alpha, seeds=3, points=400, noise=0.3, seed=0, a=1.0):
+    """Per-point values of a known power law a n^-alpha with multiplicative noise, (len(ns), seeds, points)."""
+    rng = np.random.default_rng(seed)
+    ns = np.asarray(ns, dtype=float)
+    return a * ns[:, None, None] ** -alpha * rng.lognormal(0, noise, (len(ns), seeds, points))
+
+
+def test_paired_deficit_recovers_a_known_difference_with_a_narrower_interval_than_unpaired():
+    ns = [32, 64, 128, 256, 512, 1024]
+    shared = _curve(ns, 0.0, seed=1)  # noise common to both curves (the same test points and seeds)
+    base = np.asarray(ns, dtype=float)[:, None, None]
+    net, kernel = shared * base ** -0.6, shared * base ** -0.4 * 1.2
+    fits = scaling.bootstrap_exponents(ns, {"net": net, "kernel": kernel}, n_boot=300)
+    d = scaling.paired_deficit(fits["net"], fits["kernel"])
+    assert d["alpha_deficit"] == pytest.approx(0.2, abs=1e-9)
+    assert d["deficit_lo"] <= 0.2 <= d["deficit_hi"]
+    # shared noise cancels in the difference: the paired interval is much narrower than either exponent's
+    width = d["deficit_hi"] - d["deficit_lo"]
+    assert width < 0.1 * (fits["net"]["alpha_hi"] - fits["net"]["alpha_lo"])
+    # no difference: the interval holds 0
+    same = scaling.bootstrap_exponents(ns, {"a": _curve(ns, 0.5, seed=2), "b": _curve(ns, 0.5, seed=3)}, n_boot=300)
+    d0 = scaling.paired_deficit(same["a"], same["b"])
+    assert d0["deficit_lo"] < 0 < d0["deficit_hi"]
+    # the single-curve interface gives the same numbers as the shared one for that curve
+    one = scaling.bootstrap_exponent(ns, net, n_boot=300)
+    assert one["alpha_lo"] == pytest.approx(fits["net"]["alpha_lo"]) and "boot" not in one
+
+
+def test_fit_curves_pairs_every_kernel_with_the_reference_network(tmp_path):
+    ns, seeds = [32, 64, 128, 256], [0, 1]
+    truth = {("network_best", 64): 0.7, ("network", 64): 0.65, ("entk_init", 64): 0.4, ("infinite_ntk", "inf"): 0.3}
+    for (method, width), alpha in truth.items():
+        for seed in seeds:
+            vals = _curve(ns, alpha, seeds=1, points=100, noise=0.1, seed=seed)[:, 0]
+            meta = {"dataset": "d", "arch": "mlp", "width": float("inf") if width == "inf" else width, "seed": seed,
+                    "method": method, "k": 0, "n": np.array(ns)}
+            if method.startswith("network"):
+                meta["k"] = np.array(ns)
+            else:
+                meta.update(kind="mean", ridge=np.array(["tuned"] * len(ns)))
+            np.savez(tmp_path / f"{method}_{seed}.npz", error=vals, mse=vals, **meta)
+    cfg = {"metrics": ["test_mse"], "floor": False, "bootstrap": 100, "confidence": 0.9, "n_min": None,
+           "n_max": None, "reference": "network_best"}
+    rows = {r["method"]: r for r in scaling.fit_curves(sorted(tmp_path.glob("*.npz")), cfg)}
+    assert rows["entk_init"]["ridge"] == "tuned" and rows["entk_init"]["network_width"] == 64
+    assert rows["entk_init"]["alpha_deficit"] == pytest.approx(rows["network_best"]["alpha"] - rows["entk_init"]["alpha"])
+    assert rows["entk_init"]["deficit_lo"] < 0.3 < rows["entk_init"]["deficit_hi"]
+    assert rows["infinite_ntk"]["network_width"] == 64 and rows["infinite_ntk"]["deficit_lo"] > 0
+    assert rows["network_best"]["alpha_deficit"] == 0
+
+
+def test_summary_keeps_one_ridge_and_both_network_curves():
     import pandas as pd
     rows = []
-    for width, method, alpha, ridge, k in [(64, "network", 0.5, None, None), (256, "network", 0.6, None, None),
-                                           (64, "entk_init", 0.3, 0.1, 0), (64, "entk_init", 0.2, 0.0, 0),
-                                           (256, "entk_after", 0.45, 0.1, 128),
-                                           (float("inf"), "infinite_ntk", 0.25, 0.1, 0)]:
+    for width, method, alpha, ridge in [(64, "network", 0.5, ""), (64, "network_best", 0.55, ""),
+                                        (64, "entk_init", 0.3, "tuned"), (64, "entk_init", 0.2, "0.0"),
+                                        (float("inf"), "infinite_ntk", 0.25, "tuned")]:
         rows.append({"dataset": "d", "arch": "mlp", "width": width, "method": method, "kind": "mean",
-                     "ridge": ridge, "k": k, "metric": "test_error", "alpha": alpha, "alpha_lo": alpha - 0.1,
-                     "alpha_hi": alpha + 0.1, "n_min": 32, "n_max": 1024, "n_seeds": 3, "n_test": 500})
-    out = scaling.summarize(pd.DataFrame(rows), ridge=0.1)
+                     "ridge": ridge, "k": "" if method.startswith("network") else 0, "metric": "test_error",
+                     "alpha": alpha, "alpha_lo": alpha - 0.1, "alpha_hi": alpha + 0.1, "n_min": 32, "n_max": 1024,
+                     "n_seeds": 3, "n_test": 500, "network_method": "network_best", "network_width": 64,
+                     "network_alpha": 0.55, "network_alpha_lo": 0.45, "network_alpha_hi": 0.65,
+                     "alpha_deficit": 0.55 - alpha, "deficit_lo": 0.0, "deficit_hi": 0.5})
+    out = scaling.summarize(pd.DataFrame(rows), ridge="tuned")
     assert list(out.columns) == list(scaling.SUMMARY_COLUMNS)
-    assert len(out) == 5  # the ridge-0 row is dropped
-    by = {(r.method, float(r.width)): r for r in out.itertuples()}
-    assert by[("entk_init", 64)].alpha_deficit == pytest.approx(0.2)
-    assert by[("entk_after", 256)].alpha_deficit == pytest.approx(0.15)
-    inf = by[("infinite_ntk", float("inf"))]
-    assert inf.network_width == "256" and inf.alpha_deficit == pytest.approx(0.35)  # the widest network
-    assert by[("network", 64)].alpha_deficit == 0 and by[("network", 64)].ridge == ""
+    assert list(out["method"]) == ["network", "network_best", "entk_init", "infinite_ntk"]
+    assert out.loc[out["method"] == "entk_init", "alpha_deficit"].item() == pytest.approx(0.25)
+    assert out.loc[out["method"] == "infinite_ntk", "width"].item() == "inf"
+    fixed = scaling.summarize(pd.DataFrame(rows), ridge=0.0)
+    assert fixed.loc[fixed["method"] == "entk_init", "alpha"].item() == 0.2

@@ -9,7 +9,7 @@ from ntkscaling import data, io, models, training
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("prep")
-    d = data.prepare("digits", test_size=100)
+    d = data.prepare("digits", test_size=100, val_size=60)
     io.save_npz(root / "prepared.npz", **d)
     io.save_npy(root / "order.npy", data.nested_order(d["y_train"], 0))
     return root / "prepared.npz", root / "order.npy"
@@ -25,8 +25,9 @@ def test_same_seed_same_numbers(prepared, tmp_path):
     rows1, pw1, saved1 = _train(prepared, tmp_path / "a")
     rows2, pw2, saved2 = _train(prepared, tmp_path / "b")
     assert [r["value"] for r in rows1] == [r["value"] for r in rows2]
-    for k in pw1:
-        np.testing.assert_array_equal(pw1[k], pw2[k])
+    for method in pw1:
+        for k in pw1[method]:
+            np.testing.assert_array_equal(pw1[method][k], pw2[method][k])
     rows3, *_ = _train(prepared, tmp_path / "c", lr=0.3)
     assert [r["value"] for r in rows1] != [r["value"] for r in rows3]
 
@@ -38,7 +39,7 @@ def test_schedule_has_init_and_end_and_training_helps(prepared, tmp_path):
     assert set(training.checkpoint_steps(total, 3, 4)) <= set(saved)
     value = {(r["step"], r["metric"]): r["value"] for r in rows}
     assert value[(total, "train_loss")] < value[(0, "train_loss")]
-    assert value[(total, "test_error")] == pytest.approx(pointwise["error"].mean())
+    assert value[(total, "test_error")] == pytest.approx(pointwise["network"]["error"].mean())
     # the step-0 checkpoint is the seed's initialization, independent of n
     init = models.load_network(saved[0])
     fresh = models.build("mlp", 32, (1, 8, 8), 10, depth=1, seed=1)
@@ -61,7 +62,7 @@ def test_nan_loss_stops_at_the_step_it_appears(prepared, tmp_path, monkeypatch):
     # the per-step check names the epoch and step (the evaluation-time check would only see it later)
     monkeypatch.setattr(training, "BLOWUP", float("inf"))  # only non-finite values count
     with pytest.raises(training.DivergenceError, match=r"loss=(nan|inf) at epoch \d+, step \d+ \(lr=1000000.0"):
-        _train(prepared, tmp_path, lr=1e6, epochs=20, log_points=0)
+        _train(prepared, tmp_path, lr=1e6, epochs=20, log_points=0, center=False)
 
 
 def test_finite_blowup_is_divergence_too(prepared, tmp_path, monkeypatch):
@@ -107,8 +108,9 @@ def test_resumed_run_gives_the_same_numbers(prepared, tmp_path, stop):
             shutil.copy2(path, part / path.name)
     rows, pw, saved = _train(prepared, part, checkpoint_epochs=[2])
     assert rows == [{**r} for r in full_rows]
-    for k in full_pw:
-        np.testing.assert_array_equal(pw[k], full_pw[k])
+    for method in full_pw:
+        for k in full_pw[method]:
+            np.testing.assert_array_equal(pw[method][k], full_pw[method][k])
     assert sorted(saved) == sorted(full_saved)
 
 
@@ -124,7 +126,7 @@ def test_checkpoints_of_another_run_are_not_resumed(prepared, tmp_path):
     ref_rows, ref_pw, _ = _train(prepared, tmp_path / "fresh")
     rows, pw, _ = _train(prepared, part)
     assert rows == ref_rows
-    np.testing.assert_array_equal(pw["error"], ref_pw["error"])
+    np.testing.assert_array_equal(pw["network"]["error"], ref_pw["network"]["error"])
 
 
 def test_resume_point_is_the_latest_checkpoint_of_this_run(prepared, tmp_path):
@@ -142,3 +144,67 @@ def test_resume_point_is_the_latest_checkpoint_of_this_run(prepared, tmp_path):
     (run / "step99999999.ckpt").write_bytes(b"cut short")         # the newest, truncated by a crash
     path, step = training._resume_point(run, signature)
     assert (path.name, step) == (mine[steps[-2]].name, steps[-2])
+
+
+def test_centred_network_is_exactly_zero_at_init_and_has_the_plain_networks_gradients():
+    module = training.NetworkModule("mlp", 32, (1, 8, 8), 10, depth=1, init_seed=3, center=True)
+    plain = training.NetworkModule("mlp", 32, (1, 8, 8), 10, depth=1, init_seed=3, center=False)
+    x = torch.randn(5, 1, 8, 8)
+    assert torch.count_nonzero(module(x)) == 0
+    assert torch.count_nonzero(plain(x)) > 0
+    module(x).sum().backward()
+    plain(x).sum().backward()
+    for a, b in zip(module.net.parameters(), plain.net.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+    assert all(not p.requires_grad for p in module.net0.parameters())
+
+
+def test_step_budget_does_not_depend_on_n(prepared, tmp_path):
+    budgets = {}
+    for n in (16, 48):
+        _, records, saved = training.train_network(*prepared, n=n, seed=1, out_dir=tmp_path / f"n{n}", arch="mlp",
+                                                   width=16, depth=1, lr=0.5, batch_size=16, steps=30,
+                                                   progress=False)
+        budgets[n] = (max(saved), records["network"]["step"])
+    assert budgets == {16: (30, 30), 48: (30, 30)}
+
+
+def test_lr_schedule_warmup_and_decay():
+    assert training.lr_factor(0, 100, "constant") == 1.0
+    assert [training.lr_factor(s, 100, "cosine", warmup=0.1) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert training.lr_factor(10, 100, "cosine", warmup=0.1) == pytest.approx(1.0)
+    assert training.lr_factor(55, 100, "cosine", warmup=0.1) == pytest.approx(0.5)
+    assert training.lr_factor(100, 100, "cosine", warmup=0.1) == pytest.approx(0.0, abs=1e-12)
+    assert training.lr_factor(55, 100, "linear", warmup=0.1) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        training.lr_factor(0, 100, "step")
+
+
+def test_learning_rate_follows_the_schedule_in_training(prepared, tmp_path):
+    seen = []
+
+    class Spy(training.pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    orig = training.pl.Trainer
+
+    def trainer(*a, callbacks=(), **kw):
+        return orig(*a, callbacks=list(callbacks) + [Spy()], **kw)
+
+    import unittest.mock
+    with unittest.mock.patch.object(training.pl, "Trainer", trainer):
+        training.train_network(*prepared, n=48, seed=1, out_dir=tmp_path, arch="mlp", width=16, depth=1, lr=0.4,
+                               batch_size=16, steps=20, lr_schedule="linear", warmup=0.1, progress=False)
+    expected = [0.4 * training.lr_factor(s, 20, "linear", 0.1) for s in range(20)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-12)
+
+
+def test_best_network_is_chosen_on_validation_data_only(prepared, tmp_path):
+    rows, records, _ = _train(prepared, tmp_path, eval_points=6, epochs=10)
+    val = {r["step"]: r["value"] for r in rows if r["metric"] == "val_mse" and r["method"] == "network"}
+    best_step = min(val, key=lambda s: (val[s], s))
+    assert records["network_best"]["step"] == best_step and len(val) >= 6
+    test_at_best = [r["value"] for r in rows if r["method"] == "network_best" and r["metric"] == "test_error"]
+    assert test_at_best == [pytest.approx(records["network_best"]["error"].mean())]
+    assert records["network_best"]["pred"].shape == (100, 10)

@@ -180,7 +180,7 @@ def _dataset_sizes(ds: dict):
 
 def kernel_sizes(config: dict, n_classes: int) -> list[tuple[str, float]]:
     """(what, GB) of every kernel file the run writes (the largest of each kind)."""
-    rows = max(config["sample_sizes"]) + config["dataset"]["test_size"]
+    rows = max(config["sample_sizes"]) + config["dataset"]["val_size"] + config["dataset"]["test_size"]
     out = [(f"eNTK ({kind} kind)", rows ** 2 * 4 * (n_classes ** 2 if kind == "full" else 1) / 1e9)
            for kind in sorted(set(config["kernel"]["kinds"]) | {config["evolution"]["kind"]})]
     if config["kernel"]["infinite"]:
@@ -201,8 +201,8 @@ def _cross_checks(config: dict) -> list[str]:
     elif fit["floor"] and len(inside) < 3:
         problems.append(f"config key 'fit.floor': true needs at least 3 sample sizes in the fit range, got {inside}")
     ridge = config["fit"]["figure_ridge"]
-    if ridge is not None and ridge not in config["kernel"]["ridges"]:
-        problems.append(f"config key 'fit.figure_ridge': got {ridge}; expected one of kernel.ridges "
+    if ridge is not None and ridge != "tuned" and ridge not in config["kernel"]["ridges"]:
+        problems.append(f"config key 'fit.figure_ridge': got {ridge}; expected 'tuned' or one of kernel.ridges "
                         f"{config['kernel']['ridges']}")
     widths = config["model"]["widths"]
     width = config["fit"]["figure_width"]
@@ -226,9 +226,14 @@ def _cross_checks(config: dict) -> list[str]:
         if ds["name"] == "digits" and pool < 1:
             problems.append(f"config key 'dataset.test_size': got {ds['test_size']}; {what} has {test} images, "
                             f"expected fewer so that a training pool remains")
-        elif ns[-1] > pool:
+        elif ds["val_size"] >= pool:
+            problems.append(f"config key 'dataset.val_size': got {ds['val_size']}; the training split of {what} "
+                            f"has {pool} examples{' after the test set' if ds['name'] == 'digits' else ''}, "
+                            f"expected fewer so that a training pool remains")
+        elif ns[-1] > pool - ds["val_size"]:
             problems.append(f"config key 'sample_sizes': largest n={ns[-1]} exceeds the training pool of {what} "
-                            f"({pool} examples{' after the test set' if ds['name'] == 'digits' else ''})")
+                            f"({pool - ds['val_size']} examples after the {ds['val_size']} of the validation set"
+                            f"{' and the test set' if ds['name'] == 'digits' else ''})")
         if ds["test_size"] > test:
             problems.append(f"config key 'dataset.test_size': got {ds['test_size']}; the test split of {what} has "
                             f"{test} examples")
@@ -237,7 +242,8 @@ def _cross_checks(config: dict) -> list[str]:
     limit = config["kernel"]["max_gb"]
     for what, gb in kernel_sizes(config, n_classes):
         if gb > limit:
-            problems.append(f"config key 'kernel.max_gb': the {what} on {ns[-1]} + {ds['test_size']} rows would "
+            problems.append(f"config key 'kernel.max_gb': the {what} on {ns[-1]} + {ds['val_size']} + "
+                            f"{ds['test_size']} rows would "
                             f"take {gb:.1f} GB > kernel.max_gb={limit}; lower sample_sizes or dataset.test_size, "
                             f"use the mean kind, or raise kernel.max_gb if the disk has room")
     return problems

@@ -10,9 +10,14 @@ float arrays and integer labels:
 - ``npz``: one file with ``x_train, y_train, x_test, y_test`` (images NHWC, or (N, D) vectors).
 
 `prepare` applies the class subset, draws the fixed test set, refuses (or counts) test inputs identical to
-training inputs (`find_overlap`, policy `dataset.test_overlap`) and standardizes per channel with the
-statistics of the whole training pool, so every subset sees the same inputs. `nested_order` gives one
-permutation per seed: subset n is its first n indices, so n1 < n2 implies S(n1) in S(n2).
+training inputs (`find_overlap`, policy `dataset.test_overlap`), sets aside a fixed validation set drawn from
+the training pool (every model choice of either side, ridges and early stopping, is made on it; the test
+set is only reported) and standardizes per channel with the statistics of the remaining training pool, so
+every subset sees the same inputs. `nested_order` gives one permutation of the pool (validation excluded)
+per seed: subset n is its first n indices, so n1 < n2 implies S(n1) in S(n2).
+
+Kernels are computed once on the rows [first n_max of a seed's order | validation set | test set]
+(`kernel_rows`); `row_blocks` says where each block lies.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ MNIST_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-id
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 KNOWN_CLASSES = {"digits": 10, "cifar10": 10, "mnist": 10}  # label range of the fixed-format datasets
 DIGITS_SPLIT_SEED = 20220610  # fixed: the digits train pool / test split never depends on run seeds
+VAL_SPLIT_SEED = 31337  # fixed: the validation set never depends on run seeds
 
 
 class DatasetError(ValueError):
@@ -360,24 +366,39 @@ def split(name: str, root="data", test_size: int = 1000, classes=None, download:
     return x_tr, y_tr, x_te[te], y_te[te]
 
 
+def validation_split(y_pool: np.ndarray, val_size: int):
+    """(pool indices, validation indices): a class-balanced draw of val_size from the training pool with a
+    fixed seed, disjoint from what remains (from which every nested subset is drawn)."""
+    if not 0 < val_size < len(y_pool):
+        raise DatasetError(f"dataset.val_size={val_size}: the training pool has {len(y_pool)} examples; "
+                           f"expected 0 < val_size < {len(y_pool)}")
+    val = np.sort(balanced_order(y_pool, np.random.default_rng([VAL_SPLIT_SEED, 15485863]))[:val_size])
+    keep = np.ones(len(y_pool), dtype=bool)
+    keep[val] = False
+    return np.flatnonzero(keep), val
+
+
 def prepare(name: str, root="data", test_size: int = 1000, classes=None, download: bool = False,
             file: str | None = None, split_seed: int = 0, downsample_factor: int = 1,
-            test_overlap: str = "error"):
+            test_overlap: str = "error", val_size: int = 500):
     """Load, select classes, (optionally) average-pool the images, draw the fixed test set, check it does
-    not repeat training inputs (`test_overlap` policy) and standardize with training-pool statistics."""
+    not repeat training inputs (`test_overlap` policy), set aside the validation set (`validation_split`)
+    and standardize with the statistics of the remaining training pool."""
     x_tr, y_tr, x_te, y_te = split(name, root, test_size, classes, download, file, split_seed, downsample_factor)
     overlap = find_overlap(x_tr, x_te)
     check_overlap(overlap, test_overlap, f"dataset {name!r}")
+    pool_idx, val_idx = validation_split(y_tr, val_size)
+    x_val, y_val = x_tr[val_idx], y_tr[val_idx]
+    x_tr, y_tr = x_tr[pool_idx], y_tr[pool_idx]
     axes = (0, 2, 3) if x_tr.ndim == 4 else (0,)
     mean = x_tr.mean(axis=axes, keepdims=True, dtype=np.float64)
     std = x_tr.std(axis=axes, keepdims=True, dtype=np.float64)
     std = np.where(std > 0, std, 1.0)  # constant pixels (e.g. digits' borders) stay at 0
-    x_tr = ((x_tr - mean) / std).astype(np.float32)
-    x_te = ((x_te - mean) / std).astype(np.float32)
-    n_classes = int(max(y_tr.max(), y_te.max()) + 1)
-    return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te,
-            "n_classes": np.int64(n_classes), "mean": mean.reshape(-1), "std": std.reshape(-1),
-            "test_overlap": np.int64(len(overlap))}
+    x_tr, x_val, x_te = (((x - mean) / std).astype(np.float32) for x in (x_tr, x_val, x_te))
+    n_classes = int(max(y_tr.max(), y_val.max(), y_te.max()) + 1)
+    return {"x_train": x_tr, "y_train": y_tr, "x_val": x_val, "y_val": y_val, "x_test": x_te, "y_test": y_te,
+            "val_index": val_idx, "n_classes": np.int64(n_classes), "mean": mean.reshape(-1),
+            "std": std.reshape(-1), "test_overlap": np.int64(len(overlap))}
 
 
 def imagefolder_listing(root: Path):
@@ -414,12 +435,20 @@ def load_prepared(path):
 
 
 def kernel_rows(prepared: dict, order: np.ndarray, n_max: int):
-    """Inputs and labels of the rows of every kernel: the first n_max points of a seed's nested order, then
-    the test set. Kernels on these rows are sliced for every n <= n_max."""
+    """Inputs and labels of the rows of every kernel: the first n_max points of a seed's nested order, the
+    validation set, then the test set (see `row_blocks`). Kernels on these rows are sliced for every
+    n <= n_max."""
     idx = order[:n_max]
-    x = np.concatenate([prepared["x_train"][idx], prepared["x_test"]])
-    y = np.concatenate([prepared["y_train"][idx], prepared["y_test"]])
+    x = np.concatenate([prepared["x_train"][idx], prepared["x_val"], prepared["x_test"]])
+    y = np.concatenate([prepared["y_train"][idx], prepared["y_val"], prepared["y_test"]])
     return x, y
+
+
+def row_blocks(n_max: int, prepared: dict) -> dict:
+    """Slices of the `kernel_rows` blocks: 'train' (the n_max nested rows), 'val' and 'test'."""
+    n_val, n_test = len(prepared["y_val"]), len(prepared["y_test"])
+    return {"train": slice(0, n_max), "val": slice(n_max, n_max + n_val),
+            "test": slice(n_max + n_val, n_max + n_val + n_test)}
 
 
 def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Kernel evolution during training: how far and how fast the empirical NTK moves, checkpoint by checkpoint.
 
 For one network (trained on n examples, checkpoints on a log-spaced schedule in steps, step 0 included),
-the eNTK on a fixed probe set (its n training points, then the test set) at each checkpoint gives:
+the eNTK on a fixed probe set (its n training points, the validation set, the test set: data.kernel_rows)
+at each checkpoint gives:
 - kernel distance S(K1, K2) = 1 - <K1, K2>_F / (||K1||_F ||K2||_F) to the initial kernel, to the final
   kernel and to the previous checkpoint's kernel (0 for proportional kernels, 1 for orthogonal ones);
 - kernel velocity: the distance to the previous checkpoint per optimizer step and per epoch;
@@ -64,9 +65,10 @@ def centered_alignment(K, labels, n_classes: int) -> float:
     return float(np.vdot(Kc, Lc) / denom) if denom > 0 else float("nan")
 
 
-def track(checkpoints, kernel_of, labels, n: int, n_classes: int, ridges, progress=print):
+def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, progress=print):
     """Evolution rows for a list of checkpoints (dicts with 'step', 'epoch' and anything `kernel_of`
-    needs, sorted by step). kernel_of(checkpoint) -> kernel on the probe set (n train rows, then test).
+    needs, sorted by step). kernel_of(checkpoint) -> kernel on the probe set, whose 'train' and 'test'
+    row blocks `blocks` names (data.row_blocks); the validation rows are not used here.
 
     Returns a list of dicts {step, epoch, metric, value[, ridge]}.
     """
@@ -74,7 +76,8 @@ def track(checkpoints, kernel_of, labels, n: int, n_classes: int, ridges, progre
     if len(checkpoints) < 2:
         raise ValueError(f"kernel evolution needs at least 2 checkpoints, got {len(checkpoints)}")
     labels = np.asarray(labels)
-    y_train, y_test = labels[:n], labels[n:]
+    tr, te = blocks["train"], blocks["test"]
+    y_train, y_test = labels[tr], labels[te]
 
     def checked(ckpt):
         K = np.asarray(kernel_of(ckpt), dtype=np.float64)
@@ -92,15 +95,15 @@ def track(checkpoints, kernel_of, labels, n: int, n_classes: int, ridges, progre
         init = K if init is None else init
         at = {"step": ckpt["step"], "epoch": ckpt["epoch"]}
         values = {"distance_init": kernel_distance(init, K), "distance_final": kernel_distance(K, final),
-                  "alignment_train": centered_alignment(K[:n, :n], y_train, n_classes),
-                  "alignment_test": centered_alignment(K[n:, n:], y_test, n_classes)}
+                  "alignment_train": centered_alignment(K[tr, tr], y_train, n_classes),
+                  "alignment_test": centered_alignment(K[te, te], y_test, n_classes)}
         if prev is not None:
             d = kernel_distance(prev[0], K)
             values["distance_prev"] = d
             values["velocity_step"] = d / max(ckpt["step"] - prev[1]["step"], 1e-12)
             values["velocity_epoch"] = d / max(ckpt["epoch"] - prev[1]["epoch"], 1e-12)
         rows += [{**at, "metric": m, "value": v} for m, v in values.items()]
-        for res in kernel_regression(K[:n, :n], K[n:, :n], y_train, y_test, n_classes, ridges):
+        for res in kernel_regression(K[tr, tr], K[te, tr], y_train, y_test, n_classes, ridges):
             for metric in ("error", "mse"):
                 rows.append({**at, "ridge": res["ridge"], "metric": f"test_{metric}",
                              "value": float(res[metric].mean())})

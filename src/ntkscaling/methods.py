@@ -1,7 +1,8 @@
 """The predictors the pipeline compares, and how their names appear in paths and tables.
 
 Methods (the `method` column of every table):
-- `network`: the finite network trained on n examples (k = n);
+- `network`: the finite network trained on n examples (k = n), at its last step;
+- `network_best`: the same run at its best-validation evaluation (early stopping chosen on validation data);
 - `entk_init`: kernel regression with the empirical NTK of the untrained network (k = 0);
 - `entk_after`: with the eNTK of the network trained on a fixed number k of examples (the "after kernel");
 - `entk_after_n`: with the eNTK of the network trained on the same n examples it regresses on (k = n);
@@ -9,15 +10,20 @@ Methods (the `method` column of every table):
 
 A kernel's *tag* names it in paths under kernels/ and regression/: `entk_init`, `entk_after_k<k>`,
 `entk_after_n<n>`, `infinite_ntk`, `infinite_nngp`. `parse_tag` is the one place that reads a tag.
+
+A kernel curve's *ridge* is a number (relative to mean(diag K)) or `tuned`: the ridge chosen for each
+(kernel, n, seed) on the validation set. `ridge_label` is the one place that writes a ridge as text.
 """
 from __future__ import annotations
 
 import re
 
-LABELS = {"network": "network", "entk_init": "eNTK at init", "entk_after": "after-kernel",
+LABELS = {"network": "network", "network_best": "network (best val.)", "entk_init": "eNTK at init", "entk_after": "after-kernel",
           "entk_after_n": "after-kernel k=n", "infinite_ntk": "infinite NTK", "infinite_nngp": "NNGP"}
 # Curves whose k moves with n: one curve over n, whatever k is.
-K_EQUALS_N = ("network", "entk_after_n")
+K_EQUALS_N = ("network", "network_best", "entk_after_n")
+NETWORK_METHODS = ("network", "network_best")
+TUNED = "tuned"
 # Wildcard patterns (Snakemake regexes) of the tags.
 ENTK_TAG_PATTERN = r"entk_init|entk_after_k\d+|entk_after_n\d+"
 INFINITE_TAGS = ("infinite_ntk", "infinite_nngp")
@@ -47,3 +53,14 @@ def entk_tags(ks=(), at_n: bool = False, ns=()) -> list[str]:
     """Tags of every empirical kernel a run regresses with."""
     return (["entk_init"] + [f"entk_after_k{int(k)}" for k in ks]
             + ([f"entk_after_n{int(n)}" for n in ns] if at_n else []))
+
+
+def ridge_label(ridge) -> str:
+    """A ridge as it appears in tables and paths: `tuned`, or the number as Python writes it ('0.0',
+    '0.001'); numbers written as text ('1e-3', '0.0010') get the same label. '' (network rows) stays ''."""
+    if ridge is None or (isinstance(ridge, str) and ridge.strip() in ("", "nan")):
+        return ""
+    if isinstance(ridge, str) and ridge.strip() == TUNED:
+        return TUNED
+    value = float(ridge)
+    return "" if value != value else repr(value)

@@ -29,17 +29,21 @@ def per_point_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(net, x: torch.Tensor, y: torch.Tensor, loss: str, batch_size: int = 1024, device=None) -> dict:
-    """Per-point `loss`, `mse` and `error` (0/1) of `net` on (x, y), as float64 CPU tensors."""
+def evaluate(net, x: torch.Tensor, y: torch.Tensor, loss: str, batch_size: int = 1024, device=None,
+             outputs: bool = False) -> dict:
+    """Per-point `loss`, `mse` and `error` (0/1) of `net` on (x, y), as float64 CPU tensors (and the
+    outputs themselves as `pred` with `outputs`)."""
     was_training = net.training
     net.eval()
     device = device or next(net.parameters()).device
-    parts = {"loss": [], "mse": [], "error": []}
+    parts = {"loss": [], "mse": [], "error": []} | ({"pred": []} if outputs else {})
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
         out = net(xb)
         parts["loss"].append(per_point_loss(out, yb, loss).double().cpu())
         parts["mse"].append(per_point_mse(out, yb).double().cpu())
         parts["error"].append(per_point_error(out, yb).double().cpu())
+        if outputs:
+            parts["pred"].append(out.double().cpu())
     net.train(was_training)
     return {k: torch.cat(v) for k, v in parts.items()}

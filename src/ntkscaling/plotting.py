@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .methods import K_EQUALS_N, LABELS as METHOD_LABELS  # noqa: E402
+from .methods import K_EQUALS_N, LABELS as METHOD_LABELS, ridge_label  # noqa: E402
 
 METRIC_LABELS = {"test_error": "test error (fraction misclassified)",
                  "test_mse": "test MSE (mean over outputs)"}
@@ -22,7 +22,8 @@ def _normalize(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("k", "kind", "ridge"):
         if col not in df:
             df[col] = ""
-        df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str).str.replace(r"\.0$", "", regex=True)
+        df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
+        df[col] = df[col].map(ridge_label) if col == "ridge" else df[col].str.replace(r"\.0$", "", regex=True)
     df.loc[df["method"].isin(K_EQUALS_N), "k"] = ""
     df["width"] = df["width"].astype(float)  # inf for infinite-width kernels
     return df
@@ -47,8 +48,7 @@ def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
 def select(df: pd.DataFrame, ridge=None, width=None, methods=None) -> pd.DataFrame:
     """Rows of one ridge (network rows have none), one finite width (infinite-width rows kept), some methods."""
     if ridge is not None:
-        keep = f"{float(ridge):g}"
-        df = df[(df["ridge"] == "") | (df["ridge"].map(lambda r: r and f"{float(r):g}") == keep)]
+        df = df[(df["ridge"] == "") | (df["ridge"] == ridge_label(ridge))]
     if width is not None:
         df = df[(df["width"] == float(width)) | np.isinf(df["width"])]
     if methods is not None:
@@ -63,7 +63,7 @@ def _fit_of(exponents: pd.DataFrame, key, metric):
 
 
 _PALETTE = sns.color_palette("colorblind", 10)
-METHOD_COLORS = {"network": _PALETTE[0], "entk_init": _PALETTE[1], "entk_after_n": _PALETTE[2],
+METHOD_COLORS = {"network": _PALETTE[0], "network_best": _PALETTE[9], "entk_init": _PALETTE[1], "entk_after_n": _PALETTE[2],
                  "infinite_ntk": _PALETTE[3], "entk_after": _PALETTE[4], "infinite_nngp": _PALETTE[5]}
 
 
@@ -91,6 +91,8 @@ def _scaling_axis(ax, df: pd.DataFrame, exponents: pd.DataFrame, metric: str):
         f = _fit_of(exponents, key, metric)
         if f is not None:
             label += f": α={f['alpha']:.2f} [{f['alpha_lo']:.2f}, {f['alpha_hi']:.2f}]"
+            if pd.notna(f.get("alpha_deficit")) and f["method"] != f.get("network_method"):
+                label += f", Δα={f['alpha_deficit']:.2f} [{f['deficit_lo']:.2f}, {f['deficit_hi']:.2f}]"
             nn = np.geomspace(f["n_min"], f["n_max"], 50)
             ax.plot(nn, f["a"] * nn ** (-f["alpha"]) + f["c"], "--", color=color, lw=1)
         ax.errorbar(stats["n"], stats["mean"], yerr=stats["std"].fillna(0), marker="o", ms=4,
@@ -102,7 +104,7 @@ def _scaling_axis(ax, df: pd.DataFrame, exponents: pd.DataFrame, metric: str):
     ax.legend(fontsize=6.5, loc="lower left")
 
 
-SCALING_METHODS = ("network", "entk_init", "infinite_ntk", "infinite_nngp")
+SCALING_METHODS = ("network", "network_best", "entk_init", "infinite_ntk", "infinite_nngp")
 
 
 def plot_data_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_names, title: str, ridge=None,
@@ -132,7 +134,7 @@ def plot_after_kernel(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_nam
     """Left: metric vs n for the network, eNTK at init, infinite NTK and every after-kernel. Right: the
     after-kernels' exponent vs k, with the network, eNTK-at-init, k=n and infinite-NTK exponents as lines."""
     sns.set_theme(style="whitegrid", context="paper")
-    methods = ("network", "entk_init", "entk_after", "entk_after_n", "infinite_ntk")
+    methods = ("network_best", "entk_init", "entk_after", "entk_after_n", "infinite_ntk")
     df = select(final_rows(_normalize(metrics)), ridge, width, methods)
     ex = select(_normalize(exponents), ridge, width, methods)
     fig, axes = plt.subplots(len(metric_names), 2, figsize=(12, 4.6 * len(metric_names)), squeeze=False)
@@ -141,7 +143,7 @@ def plot_after_kernel(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_nam
         ax = axes[row, 1]
         sub = ex[ex["metric"] == metric]
         after = sub[sub["method"] == "entk_after"].assign(k=lambda d: d["k"].astype(float)).sort_values("k")
-        refs = [("network", "network", "-"), ("entk_init", "eNTK at init (k=0)", "--"),
+        refs = [("network_best", "network (best val.)", "-"), ("entk_init", "eNTK at init (k=0)", "--"),
                 ("entk_after_n", "after-kernel k=n", "-."), ("infinite_ntk", "infinite NTK", ":")]
         for method, label, style in refs:
             for _, r in sub[sub["method"] == method].iterrows():
@@ -213,7 +215,7 @@ def plot_width_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, distance:
     line) and the eNTK-at-init's relative distance to the infinite NTK. Bottom: exponents vs width, and
     the kernel distance S to the infinite NTK."""
     sns.set_theme(style="whitegrid", context="paper")
-    methods = {m: METHOD_COLORS[m] for m in ("network", "entk_init")}
+    methods = {m: METHOD_COLORS[m] for m in ("network_best", "entk_init")}
     inf_color = METHOD_COLORS["infinite_ntk"]
     df = select(final_rows(_normalize(metrics)), ridge, methods=list(methods) + ["infinite_ntk"])
     df = df[df["n"].astype(int) == int(n)]
@@ -260,7 +262,7 @@ def plot_width_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, distance:
         ax.set_xscale("log", base=2)
         ax.set(yscale="log", xlabel="width (log scale)", ylabel=ylabel + " (log scale)")
         ax.legend(fontsize=7)
-    fig.suptitle(f"Width scaling (kernel ridge {ridge:g}): {title}")
+    fig.suptitle(f"Width scaling (kernel ridge {ridge}): {title}")
     fig.tight_layout()
     return fig
 

@@ -9,7 +9,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 from ntkscaling.config import ConfigError, validate as validate_config  # noqa: E402
-from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, entk_tags, parse_tag  # noqa: E402
+from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml", check_data=workflow.is_main_process)
@@ -29,7 +29,7 @@ ENTK_TAGS = entk_tags(AFTER["ks"], AFTER["at_n"], NS)  # kernel tags: see ntksca
 INFINITE_TAGS = ["infinite_ntk", "infinite_nngp"] if config["kernel"]["infinite"] else []
 KINDS = config["kernel"]["kinds"]
 FIGURE_WIDTH = config["fit"]["figure_width"] or max(WIDTHS)
-FIGURE_RIDGE = config["fit"]["figure_ridge"] if config["fit"]["figure_ridge"] is not None else min(config["kernel"]["ridges"])
+FIGURE_RIDGE = config["fit"]["figure_ridge"] if config["fit"]["figure_ridge"] is not None else TUNED
 
 
 wildcard_constraints:
@@ -73,6 +73,14 @@ def kernel_ns(wildcards):
     """The training-set sizes a kernel serves: entk_after_n<n> serves n only, every other kernel all n."""
     n = parse_tag(wildcards.method)["n"]
     return [n] if n else NS
+
+
+def kernel_prior(wildcards):
+    """The f0 of the linearized predictor, for uncentred networks (model.center: false): the outputs of the
+    kernel's own checkpoint network on the kernel rows. Centred networks and infinite kernels have none."""
+    if config["model"]["center"] or wildcards.method in INFINITE_TAGS:
+        return []
+    return [f"{RESULTS}/kernels/{wildcards.method}/w{wildcards.width}/s{wildcards.seed}/{wildcards.kind}.outputs.npy"]
 
 
 def kernel_n_rows(wildcards):

@@ -12,7 +12,6 @@ rule init_checkpoint:
         f"{RESULTS}/init/w{{width}}/s{{seed}}.ckpt",
     params:
         model=config["model"],
-        train=config["train"],
     conda:
         "../../envs/ntkscaling.yaml"
     log:
@@ -33,10 +32,11 @@ rule entk_kernel:
         ckpt=kernel_checkpoint,
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("entk", "training", "models", "data", "methods"),
+        code=src("entk", "training", "models", "data", "methods", "io"),
     output:
         kernel=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.npy",
         meta=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.json",
+        outputs=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.outputs.npy",
     params:
         n_max=kernel_n_rows,
     conda:
@@ -84,6 +84,7 @@ rule infinite_kernel:
 rule regress_kernel:
     input:
         kernel=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.npy",
+        prior=kernel_prior,
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
         code=src("regression", "data", "io", "methods"),
@@ -93,6 +94,8 @@ rule regress_kernel:
     params:
         ns=kernel_ns,
         ridges=config["kernel"]["ridges"],
+        ridge_grid=config["kernel"]["ridge_grid"],
+        select_by=config["select_by"],
         dataset=config["dataset"]["name"],
         arch=config["model"]["arch"],
     conda:

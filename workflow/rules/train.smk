@@ -17,6 +17,7 @@ rule train_network:
         dataset=config["dataset"]["name"],
         checkpoints=f"{TRAIN_DIR}/checkpoints",
         schedule=train_schedule,
+        select_by=config["select_by"],
     conda:
         "../../envs/ntkscaling.yaml"
     log:

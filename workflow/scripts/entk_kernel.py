@@ -1,10 +1,12 @@
-"""Adapter: eNTK of a checkpoint on (first n_max nested train points + test set), saved as .npy + JSON."""
+"""Adapter: eNTK of a checkpoint on the kernel rows (n_max nested train points, validation, test), saved as
+.npy + JSON, with the checkpoint network's own outputs on the same rows (the f0 of the linearized
+predictor that uncentred networks are compared with)."""
 import time
 
 import numpy as np
 import torch
 
-from ntkscaling import data, entk, io, methods
+from ntkscaling import data, entk, io, methods, models
 
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -25,11 +27,17 @@ with io.log_to(snakemake.log[0]):
     if not np.all(np.isfinite(K)):
         raise FloatingPointError(f"eNTK of {snakemake.input.ckpt} contains NaN or inf")
     seconds = time.perf_counter() - t0
+    net = models.load_network(snakemake.input.ckpt).double()
+    with torch.no_grad():
+        outputs = torch.cat([net(xb.double()) for xb in x.split(1024)]).numpy()
     io.save_npy(snakemake.output.kernel, K)
+    io.save_npy(snakemake.output.outputs, outputs)
     io.save_json(snakemake.output.meta, {
         "tag": w.method, "method": tag["method"], "k": tag["k"], "kind": w.kind, "width": int(w.width), "seed": int(w.seed),
-        "checkpoint": snakemake.input.ckpt, "n_train": n_max, "n_test": int(len(d["x_test"])),
-        "rows": "first n_train entries of the seed's nested order, then the test set",
+        "checkpoint": snakemake.input.ckpt, "n_train": n_max, "n_val": int(len(d["x_val"])),
+        "n_test": int(len(d["x_test"])),
+        "rows": "first n_train entries of the seed's nested order, the validation set, the test set",
+        "outputs": "the checkpoint network's uncentred outputs f(x) on the same rows, float64",
         "shape": list(K.shape), "dtype": str(K.dtype), "device": device, "seconds": seconds,
         "provenance": io.provenance(snakemake.config)})
     print(f"done in {seconds:.1f}s: {K.shape}")

@@ -1,4 +1,4 @@
-"""Adapter: infinite-width NTK and NNGP on (first n_max nested train points + test set), float64."""
+"""Adapter: infinite-width NTK and NNGP on the kernel rows (n_max nested train points, validation, test), float64."""
 import time
 
 import numpy as np
@@ -26,8 +26,8 @@ with io.log_to(snakemake.log[0]):
         io.save_npy(snakemake.output[name], K)
     io.save_json(snakemake.output.meta, {
         "arch": m["arch"], "depth": m["depth"], "W_std": m["W_std"], "b_std": m["b_std"],
-        "n_train": n_max, "n_test": int(len(d["x_test"])), "dtype": "float64", "device": device,
-        "rows": "first n_train entries of the seed's nested order, then the test set",
+        "n_train": n_max, "n_val": int(len(d["x_val"])), "n_test": int(len(d["x_test"])), "dtype": "float64",
+        "device": device, "rows": "first n_train entries of the seed's nested order, the validation set, the test set",
         "kernels": {"ntk": snakemake.output.ntk, "nngp": snakemake.output.nngp}, "seconds": seconds,
         "provenance": io.provenance(snakemake.config)})
     print(f"done in {seconds:.1f}s")

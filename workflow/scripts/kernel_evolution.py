@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ntkscaling import data, entk, evolution, io
+from ntkscaling import data, entk, evolution, io, training
 
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -16,9 +16,11 @@ with io.log_to(snakemake.log[0]):
     x, y = data.kernel_rows(d, order, n)
     x = torch.from_numpy(x)
     with open(snakemake.input.metrics, newline="") as f:
-        network = [r for r in csv.DictReader(f) if r["metric"] in ("test_error", "test_mse")]
+        network = [r for r in csv.DictReader(f) if r["metric"] in ("test_error", "test_mse")
+                   and r["method"] == "network"]
     ident = {k: network[0][k] for k in ("dataset", "arch", "width", "seed")}
-    checkpoints = sorted({(int(r["step"]), float(r["epoch"])) for r in network})
+    saved = training.saved_checkpoint_steps(snakemake.input.final)  # evaluations without a checkpoint are skipped
+    checkpoints = sorted({(int(r["step"]), float(r["epoch"])) for r in network if int(r["step"]) in saved})
     checkpoints = [{"step": s, "epoch": e, "path": Path(snakemake.params.checkpoints) / f"step{s:08d}.ckpt"}
                    for s, e in checkpoints]
     missing = [str(c["path"]) for c in checkpoints if not c["path"].exists()]
@@ -34,7 +36,7 @@ with io.log_to(snakemake.log[0]):
         return entk.empirical_ntk_from_checkpoint(ckpt["path"], x, kind=w.kind, device=device,
                                                   max_memory_gb=budget).cpu().numpy()
 
-    rows = evolution.track(checkpoints, kernel_of, y, n, int(d["n_classes"]), snakemake.params.ridges,
+    rows = evolution.track(checkpoints, kernel_of, y, data.row_blocks(n, d), int(d["n_classes"]), snakemake.params.ridges,
                            progress=lambda msg: print(msg, flush=True))
     out = [{**ident, "method": "entk_checkpoint", "kind": w.kind, "n": n, "k": n, **r} for r in rows]
     out += [{**r, "kind": "", "ridge": ""} for r in network]

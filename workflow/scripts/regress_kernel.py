@@ -1,4 +1,6 @@
-"""Adapter: kernel ridge regression for every nested n and ridge on slices of one kernel."""
+"""Adapter: kernel ridge regression for every nested n on slices of one kernel: each fixed ridge, and the
+ridge chosen on the validation set (`tuned`). Uncentred networks are matched by the linearized predictor
+(the checkpoint network's outputs as prior)."""
 import numpy as np
 
 from ntkscaling import data, io, methods, regression
@@ -10,19 +12,31 @@ with io.log_to(snakemake.log[0]):
     K = np.load(snakemake.input.kernel, mmap_mode="r")
     n_max = max(p.ns)
     y_all = data.kernel_rows(d, order, n_max)[1]
+    blocks = data.row_blocks(n_max, d)
+    prior = np.load(snakemake.input.prior[0], allow_pickle=False) if snakemake.input.prior else None
     tag = methods.parse_tag(w.method)
     ident = {"dataset": p.dataset, "arch": p.arch, "width": float("inf") if w.width == "inf" else int(w.width),
              "seed": int(w.seed), "method": tag["method"], "kind": w.kind, "k": tag["k"] or 0}
+    print(f"predictor: {'linearized (f0 + kernel regression on Y - f0)' if prior is not None else 'kernel regression'};"
+          f" ridge chosen on {blocks['val'].stop - blocks['val'].start} validation points by {p.select_by}",
+          flush=True)
     rows, records = [], []
-    for n, res in regression.nested_regression(K, y_all, n_max, p.ns, int(d["n_classes"]), p.ridges):
+    results = regression.nested_regression(K, y_all, blocks, p.ns, int(d["n_classes"]), p.ridges, grid=p.ridge_grid,
+                                           metric=p.select_by, prior=prior)
+    for n, res in results:
+        label = methods.TUNED if res["tuned"] else methods.ridge_label(res["ridge"])
+        at = {**ident, "ridge": label, "n": n, "epoch": 0, "step": 0}
         for metric in ("error", "mse"):
-            rows.append({**ident, "ridge": res["ridge"], "n": n, "epoch": 0, "step": 0,
-                         "metric": f"test_{metric}", "value": float(res[metric].mean())})
-        rows.append({**ident, "ridge": res["ridge"], "n": n, "epoch": 0, "step": 0, "metric": "jitter",
-                     "value": res["jitter"]})
-        records.append((n, res))
-        print(f"n={n} ridge={res['ridge']:g} jitter={res['jitter']:g} test_error={res['error'].mean():.4f} "
+            rows.append({**at, "metric": f"test_{metric}", "value": float(res[metric].mean())})
+            rows.append({**at, "metric": f"val_{metric}", "value": float(res["val"][metric].mean())})
+        rows.append({**at, "metric": "jitter", "value": res["jitter"]})
+        if res["tuned"]:
+            rows.append({**at, "metric": "selected_ridge", "value": res["ridge"]})
+        records.append((n, label, res))
+        print(f"n={n} ridge={label} ({res['ridge']:g}) jitter={res['jitter']:g} val_{p.select_by}="
+              f"{res['val'][p.select_by].mean():.4g} test_error={res['error'].mean():.4f} "
               f"test_mse={res['mse'].mean():.4g}", flush=True)
     io.write_rows(snakemake.output.metrics, rows)
-    io.save_npz(snakemake.output.pointwise, **ident, n=np.array([n for n, _ in records]), ridge=np.array([r["ridge"] for _, r in records]),
-                error=np.stack([r["error"] for _, r in records]), mse=np.stack([r["mse"] for _, r in records]))
+    io.save_npz(snakemake.output.pointwise, **ident, n=np.array([n for n, _, _ in records]),
+                ridge=np.array([label for _, label, _ in records]),
+                error=np.stack([r["error"] for _, _, r in records]), mse=np.stack([r["mse"] for _, _, r in records]))

@@ -1,10 +1,8 @@
 """Adapter: the one-table answer - every method's exponent beside the network's (see scaling.summarize)."""
-import pandas as pd
-
 from ntkscaling import io, scaling
 
 with io.log_to(snakemake.log[0]):
-    summary = scaling.summarize(pd.read_csv(snakemake.input.exponents), snakemake.params.ridge)
+    summary = scaling.summarize(scaling.read_exponents(snakemake.input.exponents), snakemake.params.ridge)
     with io.atomic_path(snakemake.output.table) as tmp:
         summary.to_csv(tmp, index=False)
     io.save_json(snakemake.output.provenance, io.provenance(snakemake.config))
