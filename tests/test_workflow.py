@@ -73,30 +73,36 @@ def test_tiny_run_outputs(tiny_run):
     rows = _csv(out / "scaling" / "exponents.csv")
     assert {r["metric"] for r in rows} == {"test_error", "test_mse"}
     curves = {(r["method"], r["width"], r["kind"], r["ridge"], r["k"]) for r in rows}
-    expected = {("infinite_ntk", "inf", "mean", "0.001", "0"), ("infinite_nngp", "inf", "mean", "0.001", "0")}
+    expected = {(m, "inf", "mean", r, "0") for m in ("infinite_ntk", "infinite_nngp") for r in ("0.001", "tuned")}
     for w in ("16", "32"):
-        expected |= {("network", w, "", "", ""), ("entk_init", w, "mean", "0.001", "0"),
-                     ("entk_after", w, "mean", "0.001", "16"), ("entk_after_n", w, "mean", "0.001", "")}
+        expected |= {("network", w, "", "", ""), ("network_best", w, "", "", "")}
+        for r in ("0.001", "tuned"):  # the fixed ridge and the one chosen on validation data
+            expected |= {("entk_init", w, "mean", r, "0"), ("entk_after", w, "mean", r, "16"),
+                         ("entk_after_n", w, "mean", r, "")}
     assert curves == expected
     for r in rows:
         assert float(r["alpha_lo"]) <= float(r["alpha"]) <= float(r["alpha_hi"])
         if r["method"] in ("entk_init", "infinite_ntk"):
             assert float(r["alpha"]) > 0  # more data helps on digits
     kernel = np.load(out / "kernels" / "entk_init" / "w32" / "s0" / "mean.npy")
-    assert kernel.shape == (64 + 100, 64 + 100)
+    assert kernel.shape == (64 + 60 + 100, 64 + 60 + 100)  # train rows, validation, test
     np.testing.assert_allclose(kernel, kernel.T, rtol=1e-5, atol=1e-6)
     ntk_inf = np.load(out / "kernels" / "infinite_ntk" / "winf" / "s1" / "mean.npy")
     assert ntk_inf.shape == kernel.shape and ntk_inf.dtype == np.float64
     after = np.load(out / "kernels" / "entk_after_k16" / "w32" / "s0" / "mean.npy")
     assert after.shape == kernel.shape and not np.allclose(after, kernel, rtol=1e-3)  # training moved it
-    assert np.load(out / "kernels" / "entk_after_n32" / "w32" / "s0" / "mean.npy").shape == (32 + 100, 32 + 100)
+    assert np.load(out / "kernels" / "entk_after_n32" / "w32" / "s0" / "mean.npy").shape == (32 + 160, 32 + 160)
+    selected = [r for r in _csv(out / "scaling" / "metrics.csv") if r["metric"] == "selected_ridge"]
+    assert selected and {float(r["value"]) for r in selected} <= {0.0, 0.001, 0.1} and all(
+        r["ridge"] == "tuned" for r in selected)
     metrics = _csv(out / "scaling" / "metrics.csv")
     assert {(r["seed"], r["n"]) for r in metrics} == {(s, n) for s in "01" for n in ("16", "32", "64")}
     assert {r["n"] for r in metrics if r["method"] == "entk_after_n"} == {"16", "32", "64"}
     for fig in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling"):
         for ext in ("pdf", "png"):
             assert (out / "figures" / f"{fig}.{ext}").stat().st_size > 1000
-    assert (tiny_run / "logs" / "tiny" / "train" / "w32_s0_n16.log").read_text().count("done:") == 1
+    log = (tiny_run / "logs" / "tiny" / "train" / "w32_s0_n16.log").read_text()
+    assert log.count("done:") == 1 and "network_best (step" in log
 
 
 def test_tiny_run_kernel_evolution(tiny_run):
@@ -105,15 +111,15 @@ def test_tiny_run_kernel_evolution(tiny_run):
     for w in ("16", "32"):
         mine = [r for r in rows if r["width"] == w and r["seed"] == "0" and r["method"] == "entk_checkpoint"]
         steps = sorted({int(r["step"]) for r in mine})
-        assert steps[0] == 0 and steps[-1] == 80 and len(steps) >= 6  # 20 epochs x 4 steps, log + epoch points
+        assert steps[0] == 0 and steps[-1] == 40 and len(steps) >= 5  # train.steps, log + epoch points
         value = {(int(r["step"]), r["metric"]): float(r["value"]) for r in mine}
         assert value[(0, "distance_init")] == pytest.approx(0, abs=1e-9)
-        assert value[(80, "distance_final")] == pytest.approx(0, abs=1e-9)
-        assert 0 < value[(80, "distance_init")] <= 1
+        assert value[(40, "distance_final")] == pytest.approx(0, abs=1e-9)
+        assert 0 < value[(40, "distance_init")] <= 1
         for s in steps[1:]:
             assert value[(s, "velocity_step")] >= 0 and (s, "test_error") in value
         network = [r for r in rows if r["width"] == w and r["seed"] == "0" and r["method"] == "network"]
-        assert sorted({int(r["step"]) for r in network}) == steps  # the network's own error at each checkpoint
+        assert set(steps) <= {int(r["step"]) for r in network}  # the network's own error at each checkpoint
 
 
 def test_tiny_run_width_distance_and_summary(tiny_run):
@@ -122,11 +128,17 @@ def test_tiny_run_width_distance_and_summary(tiny_run):
     rel = {(r["width"], r["seed"]): float(r["value"]) for r in dist if r["metric"] == "relative_distance_infinite"}
     assert set(rel) == {(w, s) for w in ("16", "32") for s in "01"}
     assert all(0 < v < 2 for v in rel.values())
+    lazy = {(r["width"], r["seed"], r["metric"]): float(r["value"]) for r in dist if r["metric"].startswith("prediction")}
+    assert set(lazy) == {(w, s, f"prediction_distance_{m}") for w in ("16", "32") for s in "01"
+                         for m in ("entk_init", "infinite_ntk")}
+    assert all(0 < v < 10 for v in lazy.values())
     summary = _csv(out / "summary" / "exponents.csv")
     entk = [r for r in summary if r["method"] == "entk_init" and r["metric"] == "test_error"]
     assert len(entk) == 2
     for r in entk:
+        assert r["ridge"] == "tuned" and r["network_method"] == "network_best"
         assert float(r["alpha_deficit"]) == pytest.approx(float(r["network_alpha"]) - float(r["alpha"]))
+        assert float(r["deficit_lo"]) <= float(r["alpha_deficit"]) <= float(r["deficit_hi"])
         assert r["network_width"] == r["width"]
     import json
     prov = json.loads((out / "summary" / "provenance.json").read_text())

@@ -221,7 +221,7 @@ def plot_width_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, distance:
     df = df[df["n"].astype(int) == int(n)]
     ex = select(_normalize(exponents), ridge, methods=list(methods) + ["infinite_ntk"])
     m = len(metric_names)
-    fig, axes = plt.subplots(2, m + 1, figsize=(5 * (m + 1), 8.5), squeeze=False)
+    fig, axes = plt.subplots(2, m + 2, figsize=(5 * (m + 2), 8.5), squeeze=False)
     for col, metric in enumerate(metric_names):
         top, bottom = axes[0, col], axes[1, col]
         sub, fits = df[df["metric"] == metric], ex[ex["metric"] == metric]
@@ -261,6 +261,23 @@ def plot_width_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, distance:
         ax.plot(s["width"], ref, "k--", lw=1, label=f"∝ width^-{power:g}")
         ax.set_xscale("log", base=2)
         ax.set(yscale="log", xlabel="width (log scale)", ylabel=ylabel + " (log scale)")
+        ax.legend(fontsize=7)
+    # lazy-limit consistency: the trained network's test predictions against ridge-0 kernel regression with
+    # its eNTK at init (top) and with the infinite NTK (bottom); both go to 0 in the lazy limit
+    for ax, metric, ylabel in ((axes[0, m + 1], "prediction_distance_entk_init",
+                                "||f_net - f_eNTK-at-init||  /  ||f_eNTK-at-init||"),
+                               (axes[1, m + 1], "prediction_distance_infinite_ntk",
+                                "||f_net - f_infinite-NTK||  /  ||f_infinite-NTK||")):
+        sub = distance[distance["metric"] == metric] if len(distance) else distance
+        if not len(sub):
+            ax.text(0.5, 0.5, "needs kernel.infinite: true", transform=ax.transAxes, ha="center")
+            continue
+        s = sub.groupby("width")["value"].agg(["mean", "std"]).reset_index()
+        ax.errorbar(s["width"], s["mean"], yerr=s["std"].fillna(0), marker="o", color=METHOD_COLORS["network"],
+                    capsize=2, label=f"trained network vs kernel regression (ridge 0), n={n}")
+        ax.set_xscale("log", base=2)
+        ax.set(yscale="log", xlabel="width (log scale)", ylabel=ylabel + " (log scale)",
+               title="lazy-limit consistency (test predictions)")
         ax.legend(fontsize=7)
     fig.suptitle(f"Width scaling (kernel ridge {ridge}): {title}")
     fig.tight_layout()

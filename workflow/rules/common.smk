@@ -29,6 +29,7 @@ ENTK_TAGS = entk_tags(AFTER["ks"], AFTER["at_n"], NS)  # kernel tags: see ntksca
 INFINITE_TAGS = ["infinite_ntk", "infinite_nngp"] if config["kernel"]["infinite"] else []
 KINDS = config["kernel"]["kinds"]
 FIGURE_WIDTH = config["fit"]["figure_width"] or max(WIDTHS)
+WIDTH_N = config["width_scaling"]["n"] or max(NS)
 FIGURE_RIDGE = config["fit"]["figure_ridge"] if config["fit"]["figure_ridge"] is not None else TUNED
 
 
@@ -111,8 +112,20 @@ def evolution_tables(wildcards=None):
 
 
 def width_distance_tables(wildcards=None):
-    """eNTK-at-init vs infinite NTK per seed (only when the infinite kernels are computed)."""
-    return expand(f"{RESULTS}/width/distance_s{{seed}}.csv", seed=SEEDS) if INFINITE_TAGS else []
+    """Per seed: eNTK at init vs infinite NTK, and the lazy-limit consistency of the networks at n = WIDTH_N."""
+    return expand(f"{RESULTS}/width/distance_s{{seed}}.csv", seed=SEEDS)
+
+
+def width_infinite(wildcards):
+    """The infinite NTK of a seed, when the run computes it."""
+    return [f"{RESULTS}/kernels/infinite_ntk/winf/s{wildcards.seed}/mean.npy"] if INFINITE_TAGS else []
+
+
+def width_priors(wildcards):
+    """The f0 of every width's eNTK at init, for the linearized predictor of uncentred networks."""
+    if config["model"]["center"]:
+        return []
+    return expand(f"{RESULTS}/kernels/entk_init/w{{width}}/s{wildcards.seed}/mean.outputs.npy", width=WIDTHS)
 
 
 def figure_title(width=None):

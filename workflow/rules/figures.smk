@@ -104,7 +104,7 @@ rule figure_width_scaling:
         metrics=config["fit"]["metrics"],
         title=figure_title(),
         ridge=FIGURE_RIDGE,
-        n=config["width_scaling"]["n"] or max(NS),
+        n=WIDTH_N,
     conda:
         "../../envs/ntkscaling.yaml"
     log:

@@ -142,12 +142,17 @@ rule kernel_evolution:
 rule width_distance:
     input:
         entk=expand(f"{RESULTS}/kernels/entk_init/w{{width}}/s{{{{seed}}}}/mean.npy", width=WIDTHS),
-        infinite=f"{RESULTS}/kernels/infinite_ntk/winf/s{{seed}}/mean.npy",
-        code=src("evolution", "io"),
+        prior=width_priors,
+        infinite=width_infinite,
+        network=expand(f"{RESULTS}/train/w{{width}}/s{{{{seed}}}}/n{WIDTH_N}/pointwise.npz", width=WIDTHS),
+        data=rules.prepare_data.output.data,
+        order=f"{RESULTS}/data/order_s{{seed}}.npy",
+        code=src("evolution", "regression", "data", "io"),
     output:
         f"{RESULTS}/width/distance_s{{seed}}.csv",
     params:
         widths=WIDTHS,
+        n=WIDTH_N,
         n_max=max(NS),
         probe=config["width_scaling"]["probe"],
         dataset=config["dataset"]["name"],

@@ -27,6 +27,7 @@ with io.log_to(snakemake.log[0]):
                 **{key: np.stack([records[mt][key] for mt in methods]) for key in ("loss", "mse", "error", "pred",
                                                                                  "step")})
     io.write_rows(snakemake.output.metrics, rows)
+    print(f"done: n={n} steps={max(saved)}")
     for method, rec in records.items():
         final = {r["metric"]: r["value"] for r in rows if r["step"] == rec["step"] and r["method"] == method}
-        print(f"{method}: n={n} step={rec['step']} " + " ".join(f"{k}={v:.4g}" for k, v in sorted(final.items())))
+        print(f"  {method} (step {rec['step']}): " + " ".join(f"{k}={v:.4g}" for k, v in sorted(final.items())))

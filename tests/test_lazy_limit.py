@@ -1,0 +1,71 @@
+"""Lazy-limit consistency: the training side tied to the kernel side. A centred network in NTK
+parameterization, trained by full-batch gradient descent on the MSE, moves its test predictions toward those
+of its linearized model as width grows; for gradient descent the linearized model has a closed form, the
+independent reference here: with c = 2 / (n C) (the loss is a mean over n points and C outputs), after S steps
+of rate eta, f_test = K_test,train K^-1 (I - (I - eta c K)^S) Y. As S grows it becomes kernel regression with
+ridge 0 (what the workflow's width-scaling stage compares with)."""
+import numpy as np
+import pytest
+import torch
+
+from ntkscaling import data, entk, infinite, io, models, training
+
+WIDTHS = (128, 512, 2048)
+N, STEPS, LR = 64, 200, 2.0
+
+
+def _gd_predictions(K_train, K_test_train, Y, lr, steps, n, n_classes):
+    e, V = np.linalg.eigh(K_train)
+    shrink = (1 - (1 - lr * 2 / (n * n_classes) * e) ** steps) / e
+    return K_test_train @ (V @ (shrink[:, None] * (V.T @ Y)))
+
+
+def _rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def lazy_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lazy")
+    d = data.prepare("digits", test_size=100, val_size=60)
+    io.save_npz(root / "prepared.npz", **d)
+    order = data.nested_order(d["y_train"], 0)
+    io.save_npy(root / "order.npy", order)
+    x, y = data.kernel_rows(d, order, N)
+    blocks = data.row_blocks(N, d)
+    tr, te = blocks["train"], blocks["test"]
+    Y = np.eye(10)[y[tr]]
+    xt = torch.from_numpy(x).double()
+    K_inf = infinite.infinite_kernels("mlp", xt.shape[1:], xt, depth=2)[0].numpy()
+    pred_inf = _gd_predictions(K_inf[tr, tr], K_inf[te, tr], Y, LR, STEPS, N, 10)
+    runs = {}
+    for width in WIDTHS:
+        _, records, saved = training.train_network(
+            root / "prepared.npz", root / "order.npy", n=N, seed=0, out_dir=root / f"w{width}", arch="mlp",
+            width=width, depth=2, center=True, optimizer="sgd", momentum=0.0, lr=LR, batch_size=N, steps=STEPS,
+            lr_schedule="constant", warmup=0.0, progress=False)
+        K = entk.empirical_ntk(models.load_network(saved[0]).double(), xt, kind="mean", dtype=torch.float64).numpy()
+        runs[width] = {"net": records["network"]["pred"],
+                       "gd": _gd_predictions(K[tr, tr], K[te, tr], Y, LR, STEPS, N, 10),
+                       "krr": K[te, tr] @ np.linalg.solve(K[tr, tr], Y), "inf": pred_inf}
+    return runs
+
+
+def test_network_predictions_converge_to_their_eNTK_predictor_as_width_grows(lazy_runs):
+    d = [_rel(lazy_runs[w]["net"], lazy_runs[w]["gd"]) for w in WIDTHS]
+    assert d[0] > d[1] > d[2]
+    assert d[2] < 0.6 * d[0]  # about width^-1/2: 16x the width, about 4x closer
+    assert d[2] < 0.2
+
+
+def test_network_predictions_converge_to_the_infinite_NTK_predictor(lazy_runs):
+    d = [_rel(lazy_runs[w]["net"], lazy_runs[w]["inf"]) for w in WIDTHS]
+    assert d[0] > d[1] > d[2] and d[2] < 0.6 * d[0]
+
+
+def test_trained_to_convergence_the_predictor_is_ridge_zero_kernel_regression(lazy_runs):
+    # what the workflow compares with: the residual (I - eta c K)^S left after STEPS is small
+    for w in WIDTHS:
+        assert _rel(lazy_runs[w]["gd"], lazy_runs[w]["krr"]) < 0.1
+    d = [_rel(lazy_runs[w]["net"], lazy_runs[w]["krr"]) for w in WIDTHS]
+    assert d[0] > d[2]
