@@ -208,3 +208,8 @@ def test_best_network_is_chosen_on_validation_data_only(prepared, tmp_path):
     test_at_best = [r["value"] for r in rows if r["method"] == "network_best" and r["metric"] == "test_error"]
     assert test_at_best == [pytest.approx(records["network_best"]["error"].mean())]
     assert records["network_best"]["pred"].shape == (100, 10)
+
+
+def test_f0_computed_once_trains_exactly_as_the_plain_centred_definition(prepared, tmp_path):
+    runs = [_train(prepared, tmp_path / str(cache), cache_f0=cache)[1]["network"]["pred"] for cache in (True, False)]
+    np.testing.assert_allclose(runs[0], runs[1], rtol=0, atol=1e-6)
