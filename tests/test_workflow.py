@@ -305,3 +305,23 @@ def test_nan_kernel_stops_its_job_naming_it(tmp_path):
     assert f"eNTK of {ckpt.relative_to(tmp_path)} contains NaN or inf" in log.read_text()
     assert "Error in rule entk_kernel" in res.stdout + res.stderr
     assert not kernel.exists() and not list(kernel.parent.glob("*.tmp*"))
+
+
+def test_uncentred_networks_are_compared_with_the_linearized_kernel_predictor(tiny_run, tmp_path):
+    # model.center: false -> the regression of every eNTK gets its checkpoint network's outputs as f0
+    def uncentred(config):
+        smaller(config)
+        config["model"]["center"] = False
+    config = _tiny_with(tmp_path, uncentred)
+    target = tmp_path / "results" / "tiny" / "regression" / "entk_init" / "w16" / "s0" / "mean" / "metrics.csv"
+    res = snakemake(str(target.relative_to(tmp_path)), "--configfile", str(config), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    log = (tmp_path / "logs" / "tiny" / "regress_kernel" / "entk_init_w16_s0_mean.log").read_text()
+    assert "predictor: linearized" in log
+    f0 = np.load(tmp_path / "results" / "tiny" / "kernels" / "entk_init" / "w16" / "s0" / "mean.outputs.npy")
+    assert f0.shape == (64 + 60 + 100, 10) and np.abs(f0).max() > 0  # the untrained network's outputs
+    centred = {(r["n"], r["ridge"], r["metric"]): r["value"] for r in _csv(
+        tiny_run / "results" / "tiny" / "regression" / "entk_init" / "w16" / "s0" / "mean" / "metrics.csv")}
+    mine = {(r["n"], r["ridge"], r["metric"]): r["value"] for r in _csv(target)}
+    assert mine.keys() == centred.keys()
+    assert mine[("64", "0.001", "test_mse")] != centred[("64", "0.001", "test_mse")]  # same kernel, f0 added

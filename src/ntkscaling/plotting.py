@@ -101,7 +101,7 @@ def _scaling_axis(ax, df: pd.DataFrame, exponents: pd.DataFrame, metric: str):
     ax.set_yscale("log")
     ax.set_xlabel("training set size n (log scale)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric) + " (log scale)")
-    ax.legend(fontsize=6.5, loc="lower left")
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
 
 
 SCALING_METHODS = ("network", "network_best", "entk_init", "infinite_ntk", "infinite_nngp")
@@ -115,7 +115,7 @@ def plot_data_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_nam
     sns.set_theme(style="whitegrid", context="paper")
     df = select(final_rows(_normalize(metrics)), ridge, width, methods)
     exponents = _normalize(exponents)
-    fig, axes = plt.subplots(1, len(metric_names), figsize=(6 * len(metric_names), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(metric_names), figsize=(6 * len(metric_names), 6.2), squeeze=False)
     for ax, metric in zip(axes[0], metric_names):
         _scaling_axis(ax, df, exponents, metric)
     fig.suptitle(f"Data scaling: {title}")
@@ -137,7 +137,7 @@ def plot_after_kernel(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_nam
     methods = ("network_best", "entk_init", "entk_after", "entk_after_n", "infinite_ntk")
     df = select(final_rows(_normalize(metrics)), ridge, width, methods)
     ex = select(_normalize(exponents), ridge, width, methods)
-    fig, axes = plt.subplots(len(metric_names), 2, figsize=(12, 4.6 * len(metric_names)), squeeze=False)
+    fig, axes = plt.subplots(len(metric_names), 2, figsize=(12, 6.0 * len(metric_names)), squeeze=False)
     for row, metric in enumerate(metric_names):
         _scaling_axis(axes[row, 0], df, ex, metric)
         ax = axes[row, 1]
@@ -245,43 +245,42 @@ def plot_width_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, distance:
         top.legend(fontsize=7)
         bottom.legend(fontsize=7)
     # guides: fluctuations of the eNTK are O(width^-1/2); S is quadratic in them, so O(width^-1)
-    for ax, metric, ylabel, power in ((axes[0, m], "relative_distance_infinite",
-                                       "||K_eNTK - K_inf||_F / ||K_inf||_F", 0.5),
-                                      (axes[1, m], "kernel_distance_infinite", "kernel distance S(K_eNTK, K_inf)",
-                                       1.0)):
-        sub = distance[distance["metric"] == metric] if len(distance) else distance
-        if not len(sub):
-            ax.text(0.5, 0.5, "needs kernel.infinite: true", transform=ax.transAxes, ha="center")
-            continue
-        s = sub.groupby("width")["value"].agg(["mean", "std"]).reset_index()
-        ax.errorbar(s["width"], s["mean"], yerr=s["std"].fillna(0), marker="o", color=METHOD_COLORS["entk_init"],
-                    capsize=2,
-                    label="eNTK at init vs infinite NTK")
-        ref = s["mean"].iloc[0] * (s["width"].iloc[0] / s["width"]) ** power
-        ax.plot(s["width"], ref, "k--", lw=1, label=f"∝ width^-{power:g}")
-        ax.set_xscale("log", base=2)
-        ax.set(yscale="log", xlabel="width (log scale)", ylabel=ylabel + " (log scale)")
-        ax.legend(fontsize=7)
+    _distance_panel(axes[0, m], distance, "relative_distance_infinite", "||K_eNTK - K_inf||_F / ||K_inf||_F",
+                    "eNTK at init vs infinite NTK", METHOD_COLORS["entk_init"], guide=0.5)
+    _distance_panel(axes[1, m], distance, "kernel_distance_infinite", "kernel distance S(K_eNTK, K_inf)",
+                    "eNTK at init vs infinite NTK", METHOD_COLORS["entk_init"], guide=1.0)
     # lazy-limit consistency: the trained network's test predictions against ridge-0 kernel regression with
     # its eNTK at init (top) and with the infinite NTK (bottom); both go to 0 in the lazy limit
-    for ax, metric, ylabel in ((axes[0, m + 1], "prediction_distance_entk_init",
-                                "||f_net - f_eNTK-at-init||  /  ||f_eNTK-at-init||"),
-                               (axes[1, m + 1], "prediction_distance_infinite_ntk",
-                                "||f_net - f_infinite-NTK||  /  ||f_infinite-NTK||")):
-        sub = distance[distance["metric"] == metric] if len(distance) else distance
-        if not len(sub):
-            ax.text(0.5, 0.5, "needs kernel.infinite: true", transform=ax.transAxes, ha="center")
-            continue
-        s = sub.groupby("width")["value"].agg(["mean", "std"]).reset_index()
-        ax.errorbar(s["width"], s["mean"], yerr=s["std"].fillna(0), marker="o", color=METHOD_COLORS["network"],
-                    capsize=2, label=f"trained network vs kernel regression (ridge 0), n={n}")
-        ax.set_xscale("log", base=2)
-        ax.set(yscale="log", xlabel="width (log scale)", ylabel=ylabel + " (log scale)",
-               title="lazy-limit consistency (test predictions)")
-        ax.legend(fontsize=7)
+    label = f"trained network vs kernel regression (ridge 0), n={n}"
+    _distance_panel(axes[0, m + 1], distance, "prediction_distance_entk_init",
+                    "||f_net - f_eNTK-at-init||  /  ||f_eNTK-at-init||", label, METHOD_COLORS["network"],
+                    title="lazy-limit consistency (test predictions)")
+    _distance_panel(axes[1, m + 1], distance, "prediction_distance_infinite_ntk",
+                    "||f_net - f_infinite-NTK||  /  ||f_infinite-NTK||", label, METHOD_COLORS["network"],
+                    title="lazy-limit consistency (test predictions)")
     fig.suptitle(f"Width scaling (kernel ridge {ridge}): {title}")
     fig.tight_layout()
     return fig
+
+
+def _distance_panel(ax, distance: pd.DataFrame, metric: str, ylabel: str, label: str, color, guide=None,
+                    title=None):
+    """One width-scaling distance against width (log-log), mean +- sd over seeds, with an optional
+    width^-guide reference slope."""
+    sub = distance[distance["metric"] == metric] if len(distance) else distance
+    if not len(sub):
+        ax.text(0.5, 0.5, "needs kernel.infinite: true", transform=ax.transAxes, ha="center")
+        return
+    s = sub.groupby("width")["value"].agg(["mean", "std"]).reset_index()
+    ax.errorbar(s["width"], s["mean"], yerr=s["std"].fillna(0), marker="o", color=color, capsize=2, label=label)
+    if guide is not None:
+        ref = s["mean"].iloc[0] * (s["width"].iloc[0] / s["width"]) ** guide
+        ax.plot(s["width"], ref, "k--", lw=1, label=f"∝ width^-{guide:g}")
+    ax.set_xscale("log", base=2)
+    ax.set(yscale="log", xlabel="width (log scale)", ylabel=ylabel + " (log scale)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7)
 
 
 def save_figure(fig, *paths, dpi: int = 150):
