@@ -65,7 +65,7 @@ def test_tiny_config_runs_through_slurm(cluster, tmp_path):
     results = tmp_path / "results" / "tiny"
     with open(results / "scaling" / "exponents.csv") as f:
         methods = {r["method"] for r in csv.DictReader(f)}
-    assert methods == {"network", "entk_init", "entk_after", "infinite_ntk", "infinite_nngp"}
+    assert methods == {"network", "network_best", "entk_init", "entk_after", "infinite_ntk", "infinite_nngp"}
     for fig in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling"):
         assert (results / "figures" / f"{fig}.pdf").stat().st_size > 1000
     # and a second run has nothing to do
@@ -76,7 +76,7 @@ def test_tiny_config_runs_through_slurm(cluster, tmp_path):
 def _long_training(config):
     """One network long enough to be requeued mid-training, checkpointed every 10 epochs."""
     smaller(config)
-    config["train"].update(epochs=150, checkpoint_epochs=list(range(10, 150, 10)))
+    config["train"].update(steps=None, epochs=150, checkpoint_epochs=list(range(10, 150, 10)))
 
 
 def test_requeued_training_job_resumes_from_its_last_checkpoint(cluster, tmp_path):
