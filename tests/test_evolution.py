@@ -92,3 +92,21 @@ def test_track_refuses_a_dead_network_and_a_single_checkpoint():
     with pytest.raises(ValueError, match="at least 2"):
         evolution.track([{"step": 0, "epoch": 0}], lambda c: K, np.arange(6) % 2,
                         {"train": slice(0, 3), "val": slice(3, 3), "test": slice(3, 6)}, 2, [0.1])
+
+
+def test_track_uses_the_linearized_predictor_with_a_prior():
+    rng = np.random.default_rng(5)
+    n, m, C = 20, 15, 3
+    labels = rng.integers(0, C, n + m)
+    A = _psd(rng, n + m)
+    f0 = rng.normal(size=(n + m, C))
+    ckpts = [{"step": 0, "epoch": 0.0}, {"step": 8, "epoch": 2.0}]
+    blocks = {"train": slice(0, n), "val": slice(n, n), "test": slice(n, n + m)}
+    rows = evolution.track(ckpts, lambda c: A, labels, blocks, C, ridges=[0.0], progress=lambda msg: None,
+                           prior_of=lambda c: f0)
+    got = {(r["step"], r["metric"]): r["value"] for r in rows}
+    pred = f0[n:] + A[n:, :n] @ np.linalg.solve(A[:n, :n], np.eye(C)[labels[:n]] - f0[:n])
+    assert got[(8, "test_mse")] == pytest.approx(np.mean((pred - np.eye(C)[labels[n:]]) ** 2), rel=1e-6)
+    plain = {(r["step"], r["metric"]): r["value"] for r in evolution.track(
+        ckpts, lambda c: A, labels, blocks, C, ridges=[0.0], progress=lambda msg: None)}
+    assert plain[(8, "test_mse")] != pytest.approx(got[(8, "test_mse")])

@@ -314,10 +314,14 @@ def test_uncentred_networks_are_compared_with_the_linearized_kernel_predictor(ti
         config["model"]["center"] = False
     config = _tiny_with(tmp_path, uncentred)
     target = tmp_path / "results" / "tiny" / "regression" / "entk_init" / "w16" / "s0" / "mean" / "metrics.csv"
-    res = snakemake(str(target.relative_to(tmp_path)), "--configfile", str(config), cwd=tmp_path)
+    evolution = tmp_path / "results" / "tiny" / "evolution" / "w16" / "s0" / "n64" / "mean.csv"
+    res = snakemake(str(target.relative_to(tmp_path)), str(evolution.relative_to(tmp_path)), "--configfile",
+                    str(config), cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     log = (tmp_path / "logs" / "tiny" / "regress_kernel" / "entk_init_w16_s0_mean.log").read_text()
     assert "predictor: linearized" in log
+    assert "predictor: linearized" in (tmp_path / "logs" / "tiny" / "kernel_evolution" /
+                                       "w16_s0_n64_mean.log").read_text()
     f0 = np.load(tmp_path / "results" / "tiny" / "kernels" / "entk_init" / "w16" / "s0" / "mean.outputs.npy")
     assert f0.shape == (64 + 60 + 100, 10) and np.abs(f0).max() > 0  # the untrained network's outputs
     centred = {(r["n"], r["ridge"], r["metric"]): r["value"] for r in _csv(

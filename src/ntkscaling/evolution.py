@@ -7,7 +7,8 @@ at each checkpoint gives:
   kernel and to the previous checkpoint's kernel (0 for proportional kernels, 1 for orthogonal ones);
 - kernel velocity: the distance to the previous checkpoint per optimizer step and per epoch;
 - centred kernel alignment with the one-hot labels, on the training block and on the test block;
-- the test error / MSE of kernel regression with that checkpoint's kernel on the same n training points.
+- the test error / MSE of kernel regression with that checkpoint's kernel on the same n training points
+  (for uncentred networks the linearized predictor, with the checkpoint network's outputs as f0).
 Only three kernels are held at once (initial, final, previous), so the cost is one eNTK per checkpoint.
 `relative_distance` compares the eNTK at init of each width with the infinite NTK (width scaling).
 """
@@ -65,10 +66,12 @@ def centered_alignment(K, labels, n_classes: int) -> float:
     return float(np.vdot(Kc, Lc) / denom) if denom > 0 else float("nan")
 
 
-def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, progress=print):
+def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, progress=print, prior_of=None):
     """Evolution rows for a list of checkpoints (dicts with 'step', 'epoch' and anything `kernel_of`
     needs, sorted by step). kernel_of(checkpoint) -> kernel on the probe set, whose 'train' and 'test'
-    row blocks `blocks` names (data.row_blocks); the validation rows are not used here.
+    row blocks `blocks` names (data.row_blocks); the validation rows are not used here. prior_of(checkpoint)
+    -> that checkpoint network's outputs on the same rows makes each regression the linearized predictor
+    (uncentred networks); None: plain kernel regression.
 
     Returns a list of dicts {step, epoch, metric, value[, ridge]}.
     """
@@ -103,7 +106,10 @@ def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, 
             values["velocity_step"] = d / max(ckpt["step"] - prev[1]["step"], 1e-12)
             values["velocity_epoch"] = d / max(ckpt["epoch"] - prev[1]["epoch"], 1e-12)
         rows += [{**at, "metric": m, "value": v} for m, v in values.items()]
-        for res in kernel_regression(K[tr, tr], K[te, tr], y_train, y_test, n_classes, ridges):
+        f0 = None if prior_of is None else np.asarray(prior_of(ckpt), dtype=np.float64)
+        for res in kernel_regression(K[tr, tr], K[te, tr], y_train, y_test, n_classes, ridges,
+                                     prior_train=None if f0 is None else f0[tr],
+                                     prior_test=None if f0 is None else f0[te]):
             for metric in ("error", "mse"):
                 rows.append({**at, "ridge": res["ridge"], "metric": f"test_{metric}",
                              "value": float(res[metric].mean())})

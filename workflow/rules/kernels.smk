@@ -124,6 +124,7 @@ rule kernel_evolution:
     params:
         checkpoints=f"{TRAIN_DIR}/checkpoints",
         ridges=[EVOLUTION["ridge"]],
+        linearized=not config["model"]["center"],
     conda:
         "../../envs/ntkscaling.yaml"
     log:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ntkscaling import data, entk, evolution, io, training
+from ntkscaling import data, entk, evolution, io, models, training
 
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -32,12 +32,20 @@ with io.log_to(snakemake.log[0]):
 
     budget = entk.memory_budget_gb(snakemake.resources.get("mem_mb"), device)
 
+    def outputs_of(ckpt):
+        """The checkpoint network's own (uncentred) outputs: f0 of the linearized predictor."""
+        with torch.no_grad():
+            return models.load_network(ckpt["path"]).double()(x.double()).numpy()
+
     def kernel_of(ckpt):
         return entk.empirical_ntk_from_checkpoint(ckpt["path"], x, kind=w.kind, device=device,
                                                   max_memory_gb=budget).cpu().numpy()
 
-    rows = evolution.track(checkpoints, kernel_of, y, data.row_blocks(n, d), int(d["n_classes"]), snakemake.params.ridges,
-                           progress=lambda msg: print(msg, flush=True))
+    print("predictor: " + ("linearized (f0 of each checkpoint + kernel regression on Y - f0)"
+                           if snakemake.params.linearized else "kernel regression"), flush=True)
+    rows = evolution.track(checkpoints, kernel_of, y, data.row_blocks(n, d), int(d["n_classes"]),
+                           snakemake.params.ridges, progress=lambda msg: print(msg, flush=True),
+                           prior_of=outputs_of if snakemake.params.linearized else None)
     out = [{**ident, "method": "entk_checkpoint", "kind": w.kind, "n": n, "k": n, **r} for r in rows]
     out += [{**r, "kind": "", "ridge": ""} for r in network]
     io.write_rows(snakemake.output[0], out)
