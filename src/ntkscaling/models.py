@@ -192,3 +192,11 @@ def load_network(ckpt_path, map_location="cpu") -> Network:
                 parameterization=h["parameterization"], W_std=h["W_std"], b_std=h["b_std"])
     net.load_state_dict({k[len("net."):]: v for k, v in state["state_dict"].items() if k.startswith("net.")})
     return net
+
+
+@torch.no_grad()
+def checkpoint_outputs(ckpt_path, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """The uncentred outputs f(x) of the network stored in a checkpoint, in float64 (the f0 of the linearized
+    kernel predictor)."""
+    net = load_network(ckpt_path).double()
+    return torch.cat([net(xb.double()) for xb in x.split(batch_size)]).numpy()

@@ -102,8 +102,7 @@ def select_ridge(K_train, K_val_train, y_train, y_val, n_classes: int, grid, met
     scores = []
     for ridge in grid:
         shift = max(float(ridge), JITTERS[0]) * scale
-        pred = (KV @ (VtY / (e + shift)[:, None] if VtY.ndim == 2 else VtY / (e + shift)))
-        pred = pred.reshape(len(y_val), n_classes) + base
+        pred = (KV @ (VtY.T / (e + shift)).T).reshape(len(y_val), n_classes) + base
         value = float(_scores(pred, y_val, n_classes)[metric].mean())
         scores.append((float(ridge), value if np.isfinite(value) else np.inf))
     best = min(scores, key=lambda rs: (rs[1], -rs[0]))[0]

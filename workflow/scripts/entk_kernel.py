@@ -27,9 +27,7 @@ with io.log_to(snakemake.log[0]):
     if not np.all(np.isfinite(K)):
         raise FloatingPointError(f"eNTK of {snakemake.input.ckpt} contains NaN or inf")
     seconds = time.perf_counter() - t0
-    net = models.load_network(snakemake.input.ckpt).double()
-    with torch.no_grad():
-        outputs = torch.cat([net(xb.double()) for xb in x.split(1024)]).numpy()
+    outputs = models.checkpoint_outputs(snakemake.input.ckpt, x)
     io.save_npy(snakemake.output.kernel, K)
     io.save_npy(snakemake.output.outputs, outputs)
     io.save_json(snakemake.output.meta, {

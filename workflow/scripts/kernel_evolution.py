@@ -33,9 +33,7 @@ with io.log_to(snakemake.log[0]):
     budget = entk.memory_budget_gb(snakemake.resources.get("mem_mb"), device)
 
     def outputs_of(ckpt):
-        """The checkpoint network's own (uncentred) outputs: f0 of the linearized predictor."""
-        with torch.no_grad():
-            return models.load_network(ckpt["path"]).double()(x.double()).numpy()
+        return models.checkpoint_outputs(ckpt["path"], x)
 
     def kernel_of(ckpt):
         return entk.empirical_ntk_from_checkpoint(ckpt["path"], x, kind=w.kind, device=device,
