@@ -7,7 +7,7 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+configfile: os.path.join(workflow.current_basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -65,7 +65,7 @@ def test_presets_are_complete_and_valid(preset):
     raw = yaml.safe_load(preset.read_text())
     cfg = validate(copy.deepcopy(raw))
     assert cfg["run_name"] == preset.stem
-    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "src" / "ntkscaling" / "schema.yaml").read_text())
     for section, spec in schema["properties"].items():  # every key spelled out, none left to defaults
         assert section in raw, section
         if spec.get("type") == "object":

@@ -36,7 +36,7 @@ def cluster(tmp_path_factory):
 
 
 def on_slurm(*args, cwd, timeout=900):
-    return snakemake("--profile", str(cwd / "repo" / "workflow" / "profiles" / "slurm"), "--configfile",
+    return snakemake("--profile", str(cwd / "repo" / "profiles" / "slurm"), "--configfile",
                      str(cwd / "changed.yaml"), *CLUSTER, *args, cwd=cwd, repo=cwd / "repo", timeout=timeout)
 
 
@@ -85,7 +85,7 @@ def test_requeued_training_job_resumes_from_its_last_checkpoint(cluster, tmp_pat
     _tiny_with(tmp_path, _long_training)
     target = "results/tiny/train/w16/s0/n32/metrics.csv"
     cmd = ["timeout", "600", sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "repo" / "Snakefile"),
-           "--cores", "2", "--profile", str(tmp_path / "repo" / "workflow" / "profiles" / "slurm"),
+           "--cores", "2", "--profile", str(tmp_path / "repo" / "profiles" / "slurm"),
            "--configfile", str(tmp_path / "changed.yaml"), *CLUSTER, "--slurm-requeue", target]
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "repo" / "src")}
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

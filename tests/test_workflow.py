@@ -27,7 +27,7 @@ def snakemake(*args, cwd, timeout=600, repo=ROOT):
 def copy_repo(dest):
     """The workflow and library, copied so that a test may edit the code without touching the checkout."""
     dest.mkdir(parents=True, exist_ok=True)
-    for part in ("Snakefile", "workflow", "config", "envs"):
+    for part in ("Snakefile", "workflow", "profiles", "config", "envs"):
         (shutil.copy2 if part == "Snakefile" else shutil.copytree)(ROOT / part, dest / part)
     shutil.copytree(ROOT / "src" / "ntkscaling", dest / "src" / "ntkscaling",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -177,37 +177,82 @@ def _tiny_with(tmp_path, edit):
     return path
 
 
-FITS_AND_FIGURES = {"collect_metrics", "fit_exponents", "summarize_exponents", "figure_data_scaling",
-                    "figure_after_kernel", "figure_width_scaling", "all"}
+# Only what a change makes stale re-runs. The tiny run has widths 16, 32; seeds 0, 1; n 16, 32, 64; after-kernel
+# k 16 and k = n; one kind (mean); infinite kernels; kernel evolution of the n = 64 networks.
+FITS = {"collect_metrics": 1, "fit_exponents": 1, "summarize_exponents": 1, "figure_data_scaling": 1,
+        "figure_after_kernel": 1, "figure_width_scaling": 1, "all": 1}
+FITTED = {k: v for k, v in FITS.items() if k != "collect_metrics"}  # downstream of the fits
+EVOLUTION = {"collect_evolution": 1, "figure_kernel_evolution": 1, "all": 1}
+WIDTH = {"collect_width_distance": 1, "figure_width_scaling": 1, "all": 1}
+ALL_AGGREGATES = {**FITS, **EVOLUTION, **WIDTH}
+ENTK_TAGS = 5  # entk_init, entk_after_k16, entk_after_n16/32/64
 
 
-def test_changing_ridges_reruns_only_regressions_fits_and_figures(tiny_run, tmp_path):
-    config = _tiny_with(tmp_path, lambda c: c["kernel"].update(ridges=[0.001, 0.1]))
-    jobs = planned(in_tiny("-n", cwd=tiny_run, config=config))
-    assert set(jobs) == {"regress_kernel"} | FITS_AND_FIGURES
-    assert jobs["regress_kernel"] == 2 * 2 * (1 + 1 + 3) + 2 * 2  # eNTK tags x widths x seeds, infinite x seeds
+def _jobs(**counts):
+    return {rule: n for rule, n in counts.items() if n}
 
 
-def test_adding_a_sample_size_runs_only_its_jobs_and_downstream(tiny_run, tmp_path):
-    config = _tiny_with(tmp_path, lambda c: c.update(sample_sizes=[16, 32, 48, 64]))
-    jobs = planned(in_tiny("-n", cwd=tiny_run, config=config))
-    # networks and k=n after-kernels for n=48 only; every regression gains the new n; no other kernel,
-    # no evolution (it tracks the largest n), no data preparation
-    assert jobs.pop("train_network") == 4 and jobs.pop("entk_kernel") == 4
-    assert set(jobs) == {"regress_kernel"} | FITS_AND_FIGURES
+CONFIG_CHANGES = {
+    # one more width: its networks, kernels, regressions, tracked run and width distances; never the
+    # infinite kernels, the data or the other widths' jobs
+    "add a width": (lambda c: c["model"].update(widths=[16, 32, 24]), _jobs(
+        train_network=2 * 3, init_checkpoint=2, entk_kernel=ENTK_TAGS * 2, regress_kernel=ENTK_TAGS * 2,
+        track_network=2, kernel_evolution=2, width_distance=2, **ALL_AGGREGATES)),
+    # one more seed: everything of that seed (its order, infinite kernel and width distances too)
+    "add a seed": (lambda c: c.update(seeds=[0, 1, 2]), _jobs(
+        subset_order=1, train_network=2 * 3, init_checkpoint=2, entk_kernel=ENTK_TAGS * 2, infinite_kernel=1,
+        regress_kernel=ENTK_TAGS * 2 + 2, track_network=2, kernel_evolution=2, width_distance=1, **ALL_AGGREGATES)),
+    # one more n (not the largest): its networks and k=n kernels; kernels serving every n regress again
+    "add an n": (lambda c: c.update(sample_sizes=[16, 32, 48, 64]), _jobs(
+        train_network=2 * 2, entk_kernel=2 * 2, regress_kernel=(3 + 1) * 2 * 2, **FITS)),
+    "add an after-kernel k": (lambda c: c["after_kernel"].update(ks=[16, 32]), _jobs(
+        entk_kernel=2 * 2, regress_kernel=2 * 2, **FITS)),
+    # tracking one more n: its tracked runs and evolutions only; no network of the scaling curves re-trains
+    "track one more network": (lambda c: c["evolution"].update(sample_sizes=[32, 64]), _jobs(
+        track_network=2 * 2, kernel_evolution=2 * 2, **EVOLUTION)),
+    "change the evolution schedule": (lambda c: c["evolution"].update(log_checkpoints=4), _jobs(
+        track_network=2 * 2, kernel_evolution=2 * 2, **EVOLUTION)),
+    "change ridges": (lambda c: c["kernel"].update(ridges=[0.001, 0.1]), _jobs(
+        regress_kernel=ENTK_TAGS * 4 + 2 * 2, **FITS)),
+    "change a fit setting": (lambda c: c["fit"].update(bootstrap=60), _jobs(**FITTED)),
+    "change a figure setting": (lambda c: c["fit"].update(figure_width=16), _jobs(
+        figure_data_scaling=1, figure_after_kernel=1, all=1)),
+    "change the figures' ridge": (lambda c: c["fit"].update(figure_ridge=0.001), _jobs(
+        summarize_exponents=1, figure_data_scaling=1, figure_after_kernel=1, figure_width_scaling=1, all=1)),
+    "change the unused epoch budget": (lambda c: c["train"].update(epochs=7), {}),
+    "change the job caps": (lambda c: c.update(max_job_mem_mb=3000, gpus_per_job=1), {}),
+}
 
 
-def test_editing_kernel_code_reruns_kernels_not_training(tiny_run):
-    entk = tiny_run / "repo" / "src" / "ntkscaling" / "entk.py"
-    original = entk.read_text()
+@pytest.mark.parametrize("change", list(CONFIG_CHANGES))
+def test_a_config_change_reruns_only_what_it_makes_stale(tiny_run, tmp_path, change):
+    edit, expected = CONFIG_CHANGES[change]
+    assert planned(in_tiny("-n", cwd=tiny_run, config=_tiny_with(tmp_path, edit))) == expected
+
+
+KERNEL_JOBS = dict(entk_kernel=ENTK_TAGS * 4, regress_kernel=ENTK_TAGS * 4, kernel_evolution=4, width_distance=2)
+CODE_EDITS = {  # one library module of each kind, and every job that imports it (directly or not)
+    "plotting.py": _jobs(figure_data_scaling=1, figure_after_kernel=1, figure_width_scaling=1,
+                         figure_kernel_evolution=1, all=1),
+    "scaling.py": _jobs(**FITTED),
+    "regression.py": _jobs(regress_kernel=ENTK_TAGS * 4 + 2 * 2, kernel_evolution=4, width_distance=2,
+                           **ALL_AGGREGATES),
+    "entk.py": _jobs(**KERNEL_JOBS, **ALL_AGGREGATES),
+    "infinite.py": _jobs(infinite_kernel=2, regress_kernel=2 * 2, width_distance=2, **ALL_AGGREGATES),
+    "training.py": _jobs(train_network=12, track_network=4, init_checkpoint=4, **KERNEL_JOBS, **ALL_AGGREGATES),
+}
+
+
+@pytest.mark.parametrize("module", list(CODE_EDITS))
+def test_editing_a_library_module_reruns_only_the_jobs_that_import_it(tiny_run, module):
+    path = tiny_run / "repo" / "src" / "ntkscaling" / module
+    original = path.read_text()
     try:
-        entk.write_text(original + "\n# an edit\n")
+        path.write_text(original + "\n# an edit\n")
         jobs = planned(in_tiny("-n", cwd=tiny_run))
     finally:
-        entk.write_text(original)
-    assert {"entk_kernel", "kernel_evolution", "width_distance", "regress_kernel"} <= set(jobs)
-    for rule in ("train_network", "init_checkpoint", "prepare_data", "subset_order", "infinite_kernel"):
-        assert rule not in jobs
+        path.write_text(original)
+    assert jobs == CODE_EDITS[module]
     assert planned(in_tiny("-n", cwd=tiny_run)) == {}  # reverting the edit makes everything current again
 
 
@@ -227,7 +272,7 @@ def test_dry_run_and_lint_of_default_config(tmp_path):
                  "kernel_evolution", "width_distance", "fit_exponents", "summarize_exponents",
                  "figure_data_scaling", "figure_after_kernel", "figure_kernel_evolution", "figure_width_scaling"):
         assert rule in res.stdout
-    res = snakemake("-n", "--profile", str(ROOT / "workflow" / "profiles" / "gpu"), cwd=tmp_path)
+    res = snakemake("-n", "--profile", str(ROOT / "profiles" / "gpu"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     block = res.stdout[res.stdout.index("rule train_network:"):]
     assert "gpu=1" in block[:block.index("\n\n")]  # the GPU profile claims the GPU for training

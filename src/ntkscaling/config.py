@@ -1,4 +1,4 @@
-"""Configuration checking: the schema (config/schema.yaml) plus the cross-key rules a schema cannot say.
+"""Configuration checking: the schema (schema.yaml, shipped inside the package) plus the cross-key rules a schema cannot say.
 
 `validate` fills defaults in place, puts keys in a canonical (sorted) order, and raises `ConfigError` naming every bad key, its value and what is
 allowed, so a bad config stops the Snakefile before any job starts.
@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().with_name("schema.yaml")  # package data: found installed or not
 
 
 class ConfigError(ValueError):

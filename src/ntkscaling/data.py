@@ -438,6 +438,9 @@ def kernel_rows(prepared: dict, order: np.ndarray, n_max: int):
     """Inputs and labels of the rows of every kernel: the first n_max points of a seed's nested order, the
     validation set, then the test set (see `row_blocks`). Kernels on these rows are sliced for every
     n <= n_max."""
+    if n_max > len(order):
+        raise DatasetError(f"config key 'sample_sizes': n={n_max} exceeds the training pool of {len(order)} "
+                           f"examples")
     idx = order[:n_max]
     x = np.concatenate([prepared["x_train"][idx], prepared["x_val"], prepared["x_test"]])
     y = np.concatenate([prepared["y_train"][idx], prepared["y_val"], prepared["y_test"]])

@@ -13,13 +13,14 @@ A kernel's *tag* names it in paths under kernels/ and regression/: `entk_init`, 
 
 A kernel curve's *ridge* is a number (relative to mean(diag K)) or `tuned`: the ridge chosen for each
 (kernel, n, seed) on the validation set. `ridge_label` is the one place that writes a ridge as text.
+
+How methods are labelled in figures lives in plotting (METHOD_LABELS): kernel and training jobs import this
+module, so a label edit must not make their outputs stale.
 """
 from __future__ import annotations
 
 import re
 
-LABELS = {"network": "network", "network_best": "network (best val.)", "entk_init": "eNTK at init", "entk_after": "after-kernel",
-          "entk_after_n": "after-kernel k=n", "infinite_ntk": "infinite NTK", "infinite_nngp": "NNGP"}
 # Curves whose k moves with n: one curve over n, whatever k is.
 K_EQUALS_N = ("network", "network_best", "entk_after_n")
 NETWORK_METHODS = ("network", "network_best")

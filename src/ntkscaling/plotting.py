@@ -9,7 +9,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .methods import K_EQUALS_N, LABELS as METHOD_LABELS, ridge_label  # noqa: E402
+from .methods import K_EQUALS_N, ridge_label  # noqa: E402
+
+METHOD_LABELS = {"network": "network", "network_best": "network (best val.)", "entk_init": "eNTK at init",
+                 "entk_after": "after-kernel", "entk_after_n": "after-kernel k=n", "infinite_ntk": "infinite NTK",
+                 "infinite_nngp": "NNGP"}
 
 METRIC_LABELS = {"test_error": "test error (fraction misclassified)",
                  "test_mse": "test MSE (mean over outputs)"}

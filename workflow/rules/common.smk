@@ -1,18 +1,26 @@
-# Shared by every stage file - config validation, paths, wildcard constraints, target lists and
-# named input functions. Kept small: logic lives in src/ntkscaling.
+# Shared by every stage file - config validation, paths, wildcard constraints, target lists, named input
+# functions and the narrow params each rule receives. Kept small: logic lives in src/ntkscaling.
+#
+# Only what a change makes stale re-runs: every rule gets exactly the config values it uses (never a whole
+# section: Snakemake re-runs a job whose params changed), its code inputs are the library files its script
+# really imports, and its resources are sized from the job itself.
 import os
 import sys
 from pathlib import Path
 
+# The checkout this file belongs to, found from this file (not from the main Snakefile), so the workflow
+# also works as a Snakemake `module` of another workflow.
+REPO = Path(workflow.current_basedir).parents[1]
 # Scripts import this checkout's library even where it is not pip-installed (e.g. a conda env on a cluster).
-SRC = str(Path(workflow.basedir) / "src")
+SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
+from ntkscaling import code_inputs, jobsize  # noqa: E402
 from ntkscaling.config import ConfigError, validate as validate_config  # noqa: E402
 from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 
 try:
-    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml", check_data=workflow.is_main_process)
+    validate_config(config, check_data=workflow.is_main_process)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -22,6 +30,7 @@ WIDTHS = config["model"]["widths"]
 SEEDS = config["seeds"]
 NS = config["sample_sizes"]
 TRAIN_DIR = f"{RESULTS}/train/w{{width}}/s{{seed}}/n{{n}}"
+TRACK_DIR = f"{RESULTS}/evolution/w{{width}}/s{{seed}}/n{{n}}"
 AFTER = config["after_kernel"]
 EVOLUTION = config["evolution"]
 EVOLUTION_NS = EVOLUTION["sample_sizes"] or [max(NS)]
@@ -31,6 +40,26 @@ KINDS = config["kernel"]["kinds"]
 FIGURE_WIDTH = config["fit"]["figure_width"] or max(WIDTHS)
 WIDTH_N = config["width_scaling"]["n"] or max(NS)
 FIGURE_RIDGE = config["fit"]["figure_ridge"] if config["fit"]["figure_ridge"] is not None else TUNED
+CONDA_ENV = str(REPO / "envs" / "ntkscaling.yaml")
+
+
+def only(section: dict, *keys, drop=()) -> dict:
+    """The named keys of a config section (all but `drop` when none are named): a rule's narrow params."""
+    keys = keys or [k for k in section if k not in drop]
+    return {k: section[k] for k in keys}
+
+
+# What each kind of job depends on, and nothing else.
+NETWORK = only(config["model"], drop=("widths",))  # one network; the width comes from the wildcard
+# the step budget, or (train.steps: null) the epoch budget: never both, so editing the unused one re-runs nothing
+TRAINING = only(config["train"], drop=("log_checkpoints", "checkpoint_epochs",
+                                       "epochs" if config["train"]["steps"] else "steps"))
+TRAIN_SCHEDULE = only(config["train"], "log_checkpoints", "checkpoint_epochs")  # resume points only
+TRACK_SCHEDULE = only(EVOLUTION, "log_checkpoints", "checkpoint_epochs")  # the kernels evolution follows
+INFINITE_ARCH = only(config["model"], "arch", "depth", "W_std", "b_std")
+DATASET = only(config["dataset"], drop=("balanced",))  # the order's balance is subset_order's alone
+FIT = only(config["fit"], drop=("figure_ridge", "figure_width"))  # the figures' choices are not the fits'
+GPUS = config["gpus_per_job"]
 
 
 wildcard_constraints:
@@ -41,10 +70,10 @@ wildcard_constraints:
     kind=r"mean|sum|full",
 
 
-def src(*modules):
-    """Library files used by a script, as code-version inputs (editing them re-runs the job); a name without
-    an extension is a Python module."""
-    return [os.path.join(workflow.basedir, "src", "ntkscaling", m if "." in m else f"{m}.py") for m in modules]
+def code(script):
+    """The library files a workflow script imports (directly or not), as code inputs: editing one re-runs
+    exactly the jobs whose scripts import it (see ntkscaling.code_inputs)."""
+    return code_inputs.library_files(REPO / "workflow" / "scripts" / f"{script}.py", REPO / "src" / "ntkscaling")
 
 
 def network_pointwise(wildcards=None):
@@ -53,13 +82,6 @@ def network_pointwise(wildcards=None):
 
 def network_metrics(wildcards=None):
     return expand(f"{TRAIN_DIR}/metrics.csv", width=WIDTHS, seed=SEEDS, n=NS)
-
-
-def train_schedule(wildcards):
-    """Checkpoint schedule of a training run: the evolution schedule for the n whose kernel evolution is
-    tracked, train.* for the others."""
-    src_cfg = EVOLUTION if int(wildcards.n) in EVOLUTION_NS else config["train"]
-    return {"log_points": src_cfg["log_checkpoints"], "epochs": src_cfg["checkpoint_epochs"]}
 
 
 def kernel_checkpoint(wildcards):
@@ -145,3 +167,37 @@ def all_targets():
         f"{RESULTS}/summary/exponents.csv",
         *expand(f"{RESULTS}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("pdf", "png")),
     ]
+
+
+# Resource requests, sized from each job (ntkscaling.jobsize) and capped at what the profile says one job
+# may have (config keys max_job_mem_mb, max_job_runtime; threads by Snakemake's --max-threads / --cores).
+N_OUTPUTS = len(config["dataset"]["classes"] or range(10))  # an upper bound before the data is read
+
+
+def kernel_rows(n_max):
+    """Rows of a kernel whose training block has n_max rows: training, validation, test."""
+    return n_max + config["dataset"]["val_size"] + config["dataset"]["test_size"]
+
+
+def train_steps(n):
+    t = config["train"]
+    return t["steps"] or t["epochs"] * -(-int(n) // min(t["batch_size"], int(n)))
+
+
+def mem_mb(size):
+    """A memory request: size(wildcards, input) MB, grown with the attempt, capped."""
+    return lambda wildcards, input, attempt: jobsize.capped(size(wildcards, input), attempt, config["max_job_mem_mb"])
+
+
+def runtime(minutes):
+    """A runtime request: minutes(wildcards), grown with the attempt, capped."""
+    return lambda wildcards, attempt: jobsize.capped(minutes(wildcards), attempt, config["max_job_runtime"])
+
+
+def entk_outputs(wildcards):
+    return N_OUTPUTS if wildcards.kind == "full" else 1
+
+
+def tracked_checkpoints():
+    """How many checkpoints a tracked run saves (an upper bound): the kernels kernel_evolution computes."""
+    return EVOLUTION["log_checkpoints"] + len(EVOLUTION["checkpoint_epochs"]) + 2

@@ -1,25 +1,30 @@
-# Stage 1: the prepared dataset (class subset, fixed test set, standardization) and one nested-subset
-# permutation per seed.
+# Stage 1: the prepared dataset (class subset, fixed validation and test sets, standardization) and one
+# nested-subset permutation per seed. Both are small, quick and read by almost every job: local rules.
+
+
+localrules:
+    prepare_data,
+    subset_order,
 
 
 rule prepare_data:
     input:
-        code=src("data", "io"),
+        code=code("prepare_data"),
     output:
         data=f"{RESULTS}/data/prepared.npz",
         meta=f"{RESULTS}/data/prepared.json",
     params:
-        dataset=config["dataset"],
+        dataset=DATASET,
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/prepare_data.log",
     benchmark:
         f"{LOGS}/benchmarks/prepare_data.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=mem_mb(lambda wc, input: 4000),
+        runtime=runtime(lambda wc: 30),
     script:
         "../scripts/prepare_data.py"
 
@@ -27,19 +32,18 @@ rule prepare_data:
 rule subset_order:
     input:
         data=rules.prepare_data.output.data,
-        code=src("data", "io"),
+        code=code("subset_order"),
     output:
         f"{RESULTS}/data/order_s{{seed}}.npy",
     params:
         balanced=config["dataset"]["balanced"],
-        max_n=max(NS),
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/subset_order_s{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=mem_mb(lambda wc, input: 1000),
+        runtime=runtime(lambda wc: 5),
     script:
         "../scripts/subset_order.py"

@@ -1,12 +1,20 @@
 # Stage 5: figures (seaborn; PDF and PNG, the PDF in the report with its caption). One rule per figure
-# family, so deleting or changing one figure's inputs re-creates just that figure.
+# family, so deleting or changing one figure's inputs re-creates just that figure. Figures take seconds:
+# local rules, never queued on a cluster.
+
+
+localrules:
+    figure_data_scaling,
+    figure_after_kernel,
+    figure_kernel_evolution,
+    figure_width_scaling,
 
 
 rule figure_data_scaling:
     input:
         metrics=rules.collect_metrics.output[0],
         exponents=rules.fit_exponents.output[0],
-        code=src("plotting", "methods"),
+        code=code("plot_data_scaling"),
     output:
         pdf=report(
             f"{RESULTS}/figures/data_scaling.pdf",
@@ -20,13 +28,10 @@ rule figure_data_scaling:
         ridge=FIGURE_RIDGE,
         width=FIGURE_WIDTH,
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/figure_data_scaling.log",
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/plot_data_scaling.py"
 
@@ -35,7 +40,7 @@ rule figure_after_kernel:
     input:
         metrics=rules.collect_metrics.output[0],
         exponents=rules.fit_exponents.output[0],
-        code=src("plotting", "methods"),
+        code=code("plot_after_kernel"),
     output:
         pdf=report(
             f"{RESULTS}/figures/after_kernel.pdf",
@@ -49,13 +54,10 @@ rule figure_after_kernel:
         ridge=FIGURE_RIDGE,
         width=FIGURE_WIDTH,
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/figure_after_kernel.log",
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/plot_after_kernel.py"
 
@@ -63,7 +65,7 @@ rule figure_after_kernel:
 rule figure_kernel_evolution:
     input:
         evolution=rules.collect_evolution.output[0],
-        code=src("plotting", "methods"),
+        code=code("plot_kernel_evolution"),
     output:
         pdf=report(
             f"{RESULTS}/figures/kernel_evolution.pdf",
@@ -76,13 +78,10 @@ rule figure_kernel_evolution:
         title=figure_title(),
         ridge=EVOLUTION["ridge"],
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/figure_kernel_evolution.log",
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/plot_kernel_evolution.py"
 
@@ -92,7 +91,7 @@ rule figure_width_scaling:
         metrics=rules.collect_metrics.output[0],
         exponents=rules.fit_exponents.output[0],
         distance=rules.collect_width_distance.output[0],
-        code=src("plotting", "methods"),
+        code=code("plot_width_scaling"),
     output:
         pdf=report(
             f"{RESULTS}/figures/width_scaling.pdf",
@@ -106,12 +105,9 @@ rule figure_width_scaling:
         ridge=FIGURE_RIDGE,
         n=WIDTH_N,
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/figure_width_scaling.log",
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/plot_width_scaling.py"

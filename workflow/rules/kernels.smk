@@ -7,19 +7,19 @@
 rule init_checkpoint:
     input:
         data=rules.prepare_data.output.data,
-        code=src("training", "models"),
+        code=code("init_checkpoint"),
     output:
         f"{RESULTS}/init/w{{width}}/s{{seed}}.ckpt",
     params:
-        model=config["model"],
+        network=NETWORK,
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/init_checkpoint/w{{width}}_s{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=mem_mb(lambda wc, input: 3000),
+        runtime=runtime(lambda wc: 10),
     script:
         "../scripts/init_checkpoint.py"
 
@@ -32,7 +32,7 @@ rule entk_kernel:
         ckpt=kernel_checkpoint,
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("entk", "training", "models", "data", "methods", "io"),
+        code=code("entk_kernel"),
     output:
         kernel=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.npy",
         meta=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.json",
@@ -40,16 +40,16 @@ rule entk_kernel:
     params:
         n_max=kernel_n_rows,
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/entk_kernel/{{method}}_w{{width}}_s{{seed}}_{{kind}}.log",
     benchmark:
         f"{LOGS}/benchmarks/entk_kernel/{{method}}_w{{width}}_s{{seed}}_{{kind}}.tsv"
-    threads: 1  # small kernels are dominated by start-up; profiles raise it for big ones
+    threads: lambda wc: jobsize.kernel_threads(kernel_rows(kernel_n_rows(wc)))
     resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=0,
+        mem_mb=mem_mb(lambda wc, input: jobsize.entk_mem_mb(kernel_rows(kernel_n_rows(wc)), entk_outputs(wc))),
+        runtime=runtime(lambda wc: jobsize.entk_minutes(kernel_rows(kernel_n_rows(wc)), entk_outputs(wc))),
+        gpu=GPUS,
     script:
         "../scripts/entk_kernel.py"
 
@@ -58,25 +58,25 @@ rule infinite_kernel:
     input:
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("infinite", "native", "pairstep.c", "models", "data"),
+        code=code("infinite_kernel"),
     output:
         ntk=f"{RESULTS}/kernels/infinite_ntk/winf/s{{seed}}/mean.npy",
         nngp=f"{RESULTS}/kernels/infinite_nngp/winf/s{{seed}}/mean.npy",
         meta=f"{RESULTS}/kernels/infinite_ntk/winf/s{{seed}}/mean.json",
     params:
         n_max=max(NS),
-        model=config["model"],
+        arch=INFINITE_ARCH,
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/infinite_kernel/s{{seed}}.log",
     benchmark:
         f"{LOGS}/benchmarks/infinite_kernel/s{{seed}}.tsv"
-    threads: 2
+    threads: jobsize.MOST_THREADS  # many per-pair steps even for few rows; capped by --cores / --max-threads
     resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=0,
+        mem_mb=mem_mb(lambda wc, input: jobsize.infinite_mem_mb(kernel_rows(max(NS)))),
+        runtime=runtime(lambda wc: jobsize.infinite_minutes(kernel_rows(max(NS)))),
+        gpu=GPUS,
     script:
         "../scripts/infinite_kernel.py"
 
@@ -87,7 +87,7 @@ rule regress_kernel:
         prior=kernel_prior,
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("regression", "data", "io", "methods"),
+        code=code("regress_kernel"),
     output:
         metrics=f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/metrics.csv",
         pointwise=f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/pointwise.npz",
@@ -99,43 +99,46 @@ rule regress_kernel:
         dataset=config["dataset"]["name"],
         arch=config["model"]["arch"],
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/regress_kernel/{{method}}_w{{width}}_s{{seed}}_{{kind}}.log",
     benchmark:
         f"{LOGS}/benchmarks/regress_kernel/{{method}}_w{{width}}_s{{seed}}_{{kind}}.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=mem_mb(lambda wc, input: jobsize.regression_mem_mb(
+            kernel_rows(kernel_n_rows(wc)) * entk_outputs(wc), kernel_n_rows(wc) * entk_outputs(wc))),
+        runtime=runtime(lambda wc: jobsize.regression_minutes(kernel_n_rows(wc) * entk_outputs(wc),
+                                                              len(kernel_ns(wc)))),
     script:
         "../scripts/regress_kernel.py"
 
 
 rule kernel_evolution:
     input:
-        metrics=f"{TRAIN_DIR}/metrics.csv",
-        final=f"{TRAIN_DIR}/final.ckpt",
+        metrics=rules.track_network.output.metrics,
+        final=rules.track_network.output.final,
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("evolution", "entk", "regression", "training", "models", "data", "io"),
+        code=code("kernel_evolution"),
     output:
-        f"{RESULTS}/evolution/w{{width}}/s{{seed}}/n{{n}}/{{kind}}.csv",
+        f"{TRACK_DIR}/{{kind}}.csv",
     params:
-        checkpoints=f"{TRAIN_DIR}/checkpoints",
+        checkpoints=f"{TRACK_DIR}/checkpoints",
         ridges=[EVOLUTION["ridge"]],
         linearized=not config["model"]["center"],
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/kernel_evolution/w{{width}}_s{{seed}}_n{{n}}_{{kind}}.log",
     benchmark:
         f"{LOGS}/benchmarks/kernel_evolution/w{{width}}_s{{seed}}_n{{n}}_{{kind}}.tsv"
-    threads: 2
+    threads: jobsize.MOST_THREADS  # one eNTK per checkpoint; capped by --cores / --max-threads
     resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=0,
+        mem_mb=mem_mb(lambda wc, input: jobsize.evolution_mem_mb(kernel_rows(int(wc.n)) * entk_outputs(wc))),
+        runtime=runtime(lambda wc: jobsize.entk_minutes(kernel_rows(int(wc.n)), entk_outputs(wc),
+                                                        kernels=tracked_checkpoints())),
+        gpu=GPUS,
     script:
         "../scripts/kernel_evolution.py"
 
@@ -148,7 +151,7 @@ rule width_distance:
         network=expand(f"{RESULTS}/train/w{{width}}/s{{{{seed}}}}/n{WIDTH_N}/pointwise.npz", width=WIDTHS),
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=src("evolution", "regression", "data", "io"),
+        code=code("width_distance"),
     output:
         f"{RESULTS}/width/distance_s{{seed}}.csv",
     params:
@@ -159,12 +162,12 @@ rule width_distance:
         dataset=config["dataset"]["name"],
         arch=config["model"]["arch"],
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/width_distance/s{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=mem_mb(lambda wc, input: jobsize.regression_mem_mb(kernel_rows(max(NS)), WIDTH_N)),
+        runtime=runtime(lambda wc: jobsize.regression_minutes(WIDTH_N, 2 * len(WIDTHS))),
     script:
         "../scripts/width_distance.py"

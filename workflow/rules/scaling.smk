@@ -1,20 +1,26 @@
-# Stage 4: gather every method's tidy rows and fit metric = a * n^-alpha with bootstrap intervals.
+# Stage 4: gather every method's tidy rows and fit metric = a * n^-alpha with bootstrap intervals. All
+# quick: local rules, never queued on a cluster.
+
+
+localrules:
+    collect_metrics,
+    fit_exponents,
+    collect_evolution,
+    collect_width_distance,
+    summarize_exponents,
 
 
 rule collect_metrics:
     input:
         tables=metrics_all,
-        code=src("io"),
+        code=code("collect_metrics"),
     output:
         f"{RESULTS}/scaling/metrics.csv",
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/collect_metrics.log",
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/collect_metrics.py"
 
@@ -22,21 +28,18 @@ rule collect_metrics:
 rule fit_exponents:
     input:
         pointwise=pointwise_all,
-        code=src("scaling", "io"),
+        code=code("fit_exponents"),
     output:
         f"{RESULTS}/scaling/exponents.csv",
     params:
-        fit=config["fit"],
+        fit=FIT,
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/fit_exponents.log",
     benchmark:
         f"{LOGS}/benchmarks/fit_exponents.tsv"
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/fit_exponents.py"
 
@@ -44,17 +47,14 @@ rule fit_exponents:
 rule collect_evolution:
     input:
         tables=evolution_tables,
-        code=src("io"),
+        code=code("collect_metrics"),
     output:
         f"{RESULTS}/evolution/evolution.csv",
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/collect_evolution.log",
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/collect_metrics.py"
 
@@ -62,17 +62,14 @@ rule collect_evolution:
 rule collect_width_distance:
     input:
         tables=width_distance_tables,
-        code=src("io"),
+        code=code("collect_metrics"),
     output:
         f"{RESULTS}/width/distance.csv",
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/collect_width_distance.log",
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/collect_metrics.py"
 
@@ -80,7 +77,7 @@ rule collect_width_distance:
 rule summarize_exponents:
     input:
         exponents=rules.fit_exponents.output[0],
-        code=src("scaling", "io"),
+        code=code("summarize_exponents"),
     output:
         table=report(
             f"{RESULTS}/summary/exponents.csv",
@@ -91,12 +88,9 @@ rule summarize_exponents:
     params:
         ridge=FIGURE_RIDGE,
     conda:
-        "../../envs/ntkscaling.yaml"
+        CONDA_ENV
     log:
         f"{LOGS}/summarize_exponents.log",
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/summarize_exponents.py"

@@ -8,7 +8,7 @@ from ntkscaling import data, infinite, io
 
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    m = snakemake.params.model
+    m = snakemake.params.arch
     d = data.load_prepared(snakemake.input.data)
     order = np.load(snakemake.input.order, allow_pickle=False)
     n_max = snakemake.params.n_max

@@ -1,4 +1,5 @@
-"""Adapter: train one network on nested subset n (see ntkscaling.training.train_network)."""
+"""Adapter: train one network on nested subset n (see ntkscaling.training.train_network). Used by
+train_network and by track_network (the same run with the kernel evolution's checkpoint schedule)."""
 import shutil
 
 import numpy as np
@@ -9,16 +10,16 @@ from ntkscaling import io, training
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     w, p = snakemake.wildcards, snakemake.params
-    m, t = p.model, p.train
+    m, t = p.network, p.train
     n = int(w.n)
     rows, records, saved = training.train_network(
         snakemake.input.data, snakemake.input.order, n, int(w.seed), p.checkpoints,
         arch=m["arch"], width=int(w.width), depth=m["depth"], parameterization=m["parameterization"],
         W_std=m["W_std"], b_std=m["b_std"], center=m["center"], loss=t["loss"], optimizer=t["optimizer"],
         lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"], batch_size=min(t["batch_size"], n),
-        epochs=t["epochs"], steps=t["steps"], lr_schedule=t["lr_schedule"], warmup=t["warmup"],
-        eval_points=t["eval_points"], select_by=p.select_by, log_points=p.schedule["log_points"],
-        checkpoint_epochs=p.schedule["epochs"], dataset=p.dataset)
+        epochs=t.get("epochs"), steps=t.get("steps"), lr_schedule=t["lr_schedule"], warmup=t["warmup"],
+        eval_points=t["eval_points"], select_by=p.select_by, log_points=p.schedule["log_checkpoints"],
+        checkpoint_epochs=p.schedule["checkpoint_epochs"], dataset=p.dataset)
     with io.atomic_path(snakemake.output.final) as tmp:
         shutil.copyfile(saved[max(saved)], tmp)
     methods = list(records)  # network (last step), network_best (best validation evaluation)

@@ -1,0 +1,249 @@
+"""Configuration checking: the schema (schema.yaml, shipped inside the package) plus the cross-key rules a schema cannot say.
+
+`validate` fills defaults in place, puts keys in a canonical (sorted) order, and raises `ConfigError` naming every bad key, its value and what is
+allowed, so a bad config stops the Snakefile before any job starts.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().with_name("schema.yaml")  # package data: found installed or not
+
+
+class ConfigError(ValueError):
+    """The configuration has a bad key or value."""
+
+
+def _with_defaults(cls):
+    check_properties = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+
+
+def _schema_at(schema: dict, path) -> dict:
+    node = schema
+    for part in path:
+        if isinstance(part, int):
+            node = node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(part, {})
+    return node
+
+
+def _describe(err: jsonschema.ValidationError, schema: dict) -> str:
+    path = ".".join(str(p) for p in err.absolute_path)
+    key = f"config key '{path}'" if path else "config (top level)"
+    node = _schema_at(schema, [p for p in err.absolute_path])
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        where = f"config section '{path}'" if path else "config (top level)"
+        return f"{where}: unknown key(s) {extra}; allowed keys are {allowed}"
+    if err.validator == "enum":
+        what = f"one of {err.validator_value}"
+    elif err.validator == "type":
+        what = f"a value of type {err.validator_value}"
+    elif err.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        sym = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[err.validator]
+        what = f"a number {sym} {err.validator_value}"
+    elif err.validator == "minItems":
+        what = f"a list with at least {err.validator_value} item(s)"
+    elif err.validator == "uniqueItems":
+        what = "a list without repeated items"
+    elif err.validator == "pattern":
+        what = f"a string matching {err.validator_value}"
+    else:
+        what = err.message
+    desc = node.get("description", "").strip()
+    return f"{key}: got {err.instance!r}; expected {what}" + (f" ({desc})" if desc else "")
+
+
+def load_schema(path=SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def validate(config: dict, schema_path=SCHEMA_PATH, check_data: bool = True) -> dict:
+    """Fill defaults into `config` (in place) and check it; raise ConfigError listing every problem.
+
+    check_data: also read the user's dataset where that is cheap (npz, an image folder's listing and file
+    hashes) to check that the test set repeats no training input (dataset.test_overlap). The
+    workflow passes False inside cluster jobs, which re-read the Snakefile."""
+    schema = load_schema(schema_path)
+    validator = _with_defaults(jsonschema.Draft7Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    problems = [_describe(e, schema) for e in errors]
+    if not problems:
+        problems += _cross_checks(config)
+    if not problems and check_data:
+        problems += _overlap_checks(config["dataset"])
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    config["sample_sizes"] = sorted(config["sample_sizes"])
+    _sort_keys(config)
+    return config
+
+
+def _sort_keys(d: dict):
+    """Sort mappings in place, recursively: Snakemake compares dict-valued params by their text, so the same
+    values in another key order (a reordered YAML file, defaults filled in) must not look like a change."""
+    for key in sorted(d):
+        value = d.pop(key)
+        if isinstance(value, dict):
+            _sort_keys(value)
+        d[key] = value
+
+
+# Examples per class of the datasets whose size is known without reading them: (training pool, test split).
+# digits is split by ntkscaling itself (the test set is drawn from all 1797 images).
+CLASS_COUNTS = {
+    "digits": ([178, 182, 177, 183, 181, 182, 181, 179, 174, 180], None),
+    "cifar10": ([5000] * 10, [1000] * 10),
+    "mnist": ([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+              [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]),
+}
+
+
+def _npz_class_counts(ds: dict):
+    """Per-class counts of an npz dataset from its label arrays alone (the images are not read), or None
+    when the file is missing or unreadable (the data job then reports what is wrong with it)."""
+    import numpy as np
+    path = Path(ds["root"]) / ds["file"]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            y_train, y_test = z["y_train"], z["y_test"]
+        size = int(max(y_train.max(), y_test.max())) + 1
+        return np.bincount(y_train, minlength=size).tolist(), np.bincount(y_test, minlength=size).tolist()
+    except Exception:
+        return None
+
+
+def _overlap_checks(ds: dict) -> list[str]:
+    """dataset.test_overlap before any job, where the data is local and cheap to read; the data job checks
+    every dataset again after preparing it (the authoritative check: downsampled, decoded images)."""
+    from . import data
+    if ds["test_overlap"] != "error":
+        return []
+    try:
+        if ds["name"] == "imagefolder":
+            listing = data.imagefolder_listing(Path(ds["root"]))
+            same = data.identical_files(listing) if listing else []
+            if same:
+                return [f"config key 'dataset.test_overlap': {len(same)} test image file(s) of {ds['root']} are "
+                        f"byte-identical to training files (e.g. {same[0][0]} = {same[0][1]}); with test_overlap "
+                        f"'error' none are allowed. Remove them, or set dataset.test_overlap: warn"]
+            return []
+        if ds["name"] != "npz":
+            # digits holds no duplicate images (its split is disjoint); CIFAR-10 and MNIST are read (and
+            # downloaded) by the data job, which checks them
+            return []
+        x_tr, _, x_te, _ = data.split(ds["name"], ds["root"], ds["test_size"], ds["classes"], file=ds["file"],
+                                      downsample_factor=ds["downsample"])
+        data.check_overlap(data.find_overlap(x_tr, x_te), "error", f"dataset {ds['name']!r}")
+    except data.DatasetError as err:
+        return [str(err)]
+    return []
+
+
+def _dataset_sizes(ds: dict):
+    """(training pool, test split, classes) where known before any job runs (without loading images),
+    else None."""
+    if ds["name"] == "npz":
+        counts = _npz_class_counts(ds)
+    elif ds["name"] == "imagefolder":
+        from .data import imagefolder_listing  # file names only: cheap even inside cluster jobs
+        listing = imagefolder_listing(Path(ds["root"]))
+        counts = [[len(files) for files in listing[s]] for s in ("train", "test")] if listing else None
+    else:
+        counts = CLASS_COUNTS.get(ds["name"])
+    if counts is None:
+        return None
+    train, test = counts
+    keep = ds["classes"] if ds["classes"] is not None else range(len(train))
+    if any(c >= len(train) for c in keep):
+        return None  # reported by the class check
+    pool = sum(train[c] for c in keep)
+    if test is None:
+        return pool - ds["test_size"], pool, len(keep)
+    return pool, sum(test[c] for c in keep), len(keep)
+
+
+def kernel_sizes(config: dict, n_classes: int) -> list[tuple[str, float]]:
+    """(what, GB) of every kernel file the run writes (the largest of each kind)."""
+    rows = max(config["sample_sizes"]) + config["dataset"]["val_size"] + config["dataset"]["test_size"]
+    out = [(f"eNTK ({kind} kind)", rows ** 2 * 4 * (n_classes ** 2 if kind == "full" else 1) / 1e9)
+           for kind in sorted(set(config["kernel"]["kinds"]) | {config["evolution"]["kind"]})]
+    if config["kernel"]["infinite"]:
+        out.append(("infinite NTK (float64)", rows ** 2 * 8 / 1e9))
+    return out
+
+
+def _cross_checks(config: dict) -> list[str]:
+    problems = []
+    ns = sorted(config["sample_sizes"])
+    fit = config["fit"]
+    lo = fit["n_min"] if fit["n_min"] is not None else ns[0]
+    hi = fit["n_max"] if fit["n_max"] is not None else ns[-1]
+    inside = [n for n in ns if lo <= n <= hi]
+    if len(inside) < 2:
+        problems.append(f"config keys 'fit.n_min'/'fit.n_max': range [{lo}, {hi}] holds {len(inside)} of "
+                        f"sample_sizes {ns}; expected at least 2 (3 with fit.floor)")
+    elif fit["floor"] and len(inside) < 3:
+        problems.append(f"config key 'fit.floor': true needs at least 3 sample sizes in the fit range, got {inside}")
+    ridge = config["fit"]["figure_ridge"]
+    if ridge is not None and ridge != "tuned" and ridge not in config["kernel"]["ridges"]:
+        problems.append(f"config key 'fit.figure_ridge': got {ridge}; expected 'tuned' or one of kernel.ridges "
+                        f"{config['kernel']['ridges']}")
+    widths = config["model"]["widths"]
+    width = config["fit"]["figure_width"]
+    if width is not None and width not in widths:
+        problems.append(f"config key 'fit.figure_width': got {width}; expected one of model.widths {widths}")
+    too_big = [k for k in config["after_kernel"]["ks"] if k > ns[-1]]
+    if too_big:
+        problems.append(f"config key 'after_kernel.ks': got {too_big}; expected each k <= the largest sample "
+                        f"size {ns[-1]} (the networks on k use the first k points of the nested subsets)")
+    for key, values in (("evolution.sample_sizes", config["evolution"]["sample_sizes"] or []),
+                        ("width_scaling.n", [config["width_scaling"]["n"]] if config["width_scaling"]["n"] else [])):
+        unknown = [n for n in values if n not in ns]
+        if unknown:
+            problems.append(f"config key '{key}': got {unknown}; expected values from sample_sizes {ns}")
+    ds = config["dataset"]
+    sizes = _dataset_sizes(ds)
+    n_classes = 10
+    if sizes is not None:
+        pool, test, n_classes = sizes
+        what = f"{ds['name']}" + (f" classes {ds['classes']}" if ds["classes"] is not None else "")
+        if ds["name"] == "digits" and pool < 1:
+            problems.append(f"config key 'dataset.test_size': got {ds['test_size']}; {what} has {test} images, "
+                            f"expected fewer so that a training pool remains")
+        elif ds["val_size"] >= pool:
+            problems.append(f"config key 'dataset.val_size': got {ds['val_size']}; the training split of {what} "
+                            f"has {pool} examples{' after the test set' if ds['name'] == 'digits' else ''}, "
+                            f"expected fewer so that a training pool remains")
+        elif ns[-1] > pool - ds["val_size"]:
+            problems.append(f"config key 'sample_sizes': largest n={ns[-1]} exceeds the training pool of {what} "
+                            f"({pool - ds['val_size']} examples after the {ds['val_size']} of the validation set"
+                            f"{' and the test set' if ds['name'] == 'digits' else ''})")
+        if ds["test_size"] > test:
+            problems.append(f"config key 'dataset.test_size': got {ds['test_size']}; the test split of {what} has "
+                            f"{test} examples")
+    elif ds["classes"] is not None:
+        n_classes = len(ds["classes"])
+    limit = config["kernel"]["max_gb"]
+    for what, gb in kernel_sizes(config, n_classes):
+        if gb > limit:
+            problems.append(f"config key 'kernel.max_gb': the {what} on {ns[-1]} + {ds['val_size']} + "
+                            f"{ds['test_size']} rows would "
+                            f"take {gb:.1f} GB > kernel.max_gb={limit}; lower sample_sizes or dataset.test_size, "
+                            f"use the mean kind, or raise kernel.max_gb if the disk has room")
+    return problems

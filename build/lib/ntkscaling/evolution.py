@@ -1,0 +1,119 @@
+"""Kernel evolution during training: how far and how fast the empirical NTK moves, checkpoint by checkpoint.
+
+For one network (trained on n examples, checkpoints on a log-spaced schedule in steps, step 0 included),
+the eNTK on a fixed probe set (its n training points, the validation set, the test set: data.kernel_rows)
+at each checkpoint gives:
+- kernel distance S(K1, K2) = 1 - <K1, K2>_F / (||K1||_F ||K2||_F) to the initial kernel, to the final
+  kernel and to the previous checkpoint's kernel (0 for proportional kernels, 1 for orthogonal ones);
+- kernel velocity: the distance to the previous checkpoint per optimizer step and per epoch;
+- centred kernel alignment with the one-hot labels, on the training block and on the test block;
+- the test error / MSE of kernel regression with that checkpoint's kernel on the same n training points
+  (for uncentred networks the linearized predictor, with the checkpoint network's outputs as f0).
+Only three kernels are held at once (initial, final, previous), so the cost is one eNTK per checkpoint.
+`relative_distance` compares the eNTK at init of each width with the infinite NTK (width scaling).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .regression import kernel_regression
+
+EVOLUTION_METRICS = ("distance_init", "distance_final", "distance_prev", "velocity_step", "velocity_epoch",
+                     "alignment_train", "alignment_test")
+
+
+def _flat(K) -> np.ndarray:
+    K = np.asarray(K, dtype=np.float64)
+    if K.ndim == 4:  # full kind (n, n, C, C): the distance of the whole n*C block
+        n1, n2, C, _ = K.shape
+        K = K.transpose(0, 2, 1, 3).reshape(n1 * C, n2 * C)
+    return K
+
+
+def kernel_distance(K1, K2) -> float:
+    """S(K1, K2) = 1 - <K1, K2>_F / (||K1||_F ||K2||_F); scale-free, in [0, 2] (in [0, 1] for PSD kernels)."""
+    A, B = _flat(K1), _flat(K2)
+    if A.shape != B.shape:
+        raise ValueError(f"kernels differ in shape: {A.shape} vs {B.shape}")
+    na, nb = np.linalg.norm(A), np.linalg.norm(B)
+    if na == 0 or nb == 0:
+        raise ValueError("kernel distance is undefined for a zero kernel")
+    return float(1.0 - np.vdot(A, B) / (na * nb))
+
+
+def relative_distance(K, K_ref) -> float:
+    """||K - K_ref||_F / ||K_ref||_F: how far a finite-width kernel is from its infinite-width limit (unlike
+    the kernel distance, this one sees a wrong overall scale too)."""
+    A, B = _flat(K), _flat(K_ref)
+    if A.shape != B.shape:
+        raise ValueError(f"kernels differ in shape: {A.shape} vs {B.shape}")
+    return float(np.linalg.norm(A - B) / np.linalg.norm(B))
+
+
+def _center(K: np.ndarray) -> np.ndarray:
+    return K - K.mean(axis=0, keepdims=True) - K.mean(axis=1, keepdims=True) + K.mean()
+
+
+def centered_alignment(K, labels, n_classes: int) -> float:
+    """Centred kernel alignment <HKH, HYY^TH>_F / (||HKH||_F ||HYY^TH||_F) with one-hot labels Y
+    (Cortes et al. 2012); 1 for K = YY^T. Full kernels use their mean over the logits."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.ndim == 4:
+        K = np.einsum("abcc->ab", K) / K.shape[-1]
+    Y = np.eye(n_classes)[np.asarray(labels)]
+    Kc, Lc = _center(K), _center(Y @ Y.T)
+    denom = np.linalg.norm(Kc) * np.linalg.norm(Lc)
+    return float(np.vdot(Kc, Lc) / denom) if denom > 0 else float("nan")
+
+
+def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, progress=print, prior_of=None):
+    """Evolution rows for a list of checkpoints (dicts with 'step', 'epoch' and anything `kernel_of`
+    needs, sorted by step). kernel_of(checkpoint) -> kernel on the probe set, whose 'train' and 'test'
+    row blocks `blocks` names (data.row_blocks); the validation rows are not used here. prior_of(checkpoint)
+    -> that checkpoint network's outputs on the same rows makes each regression the linearized predictor
+    (uncentred networks); None: plain kernel regression.
+
+    Returns a list of dicts {step, epoch, metric, value[, ridge]}.
+    """
+    checkpoints = sorted(checkpoints, key=lambda c: c["step"])
+    if len(checkpoints) < 2:
+        raise ValueError(f"kernel evolution needs at least 2 checkpoints, got {len(checkpoints)}")
+    labels = np.asarray(labels)
+    tr, te = blocks["train"], blocks["test"]
+    y_train, y_test = labels[tr], labels[te]
+
+    def checked(ckpt):
+        K = np.asarray(kernel_of(ckpt), dtype=np.float64)
+        if not np.all(np.isfinite(K)):
+            raise FloatingPointError(f"the eNTK at step {ckpt['step']} contains NaN or inf")
+        if not np.any(K):
+            raise ValueError(f"the eNTK at step {ckpt['step']} is zero: no parameter moves the outputs (every "
+                             f"ReLU inactive: the network died in training); lower train.lr")
+        return K
+
+    final = checked(checkpoints[-1])
+    rows, init, prev = [], None, None
+    for i, ckpt in enumerate(checkpoints):
+        K = final if i == len(checkpoints) - 1 else checked(ckpt)
+        init = K if init is None else init
+        at = {"step": ckpt["step"], "epoch": ckpt["epoch"]}
+        values = {"distance_init": kernel_distance(init, K), "distance_final": kernel_distance(K, final),
+                  "alignment_train": centered_alignment(K[tr, tr], y_train, n_classes),
+                  "alignment_test": centered_alignment(K[te, te], y_test, n_classes)}
+        if prev is not None:
+            d = kernel_distance(prev[0], K)
+            values["distance_prev"] = d
+            values["velocity_step"] = d / max(ckpt["step"] - prev[1]["step"], 1e-12)
+            values["velocity_epoch"] = d / max(ckpt["epoch"] - prev[1]["epoch"], 1e-12)
+        rows += [{**at, "metric": m, "value": v} for m, v in values.items()]
+        f0 = None if prior_of is None else np.asarray(prior_of(ckpt), dtype=np.float64)
+        for res in kernel_regression(K[tr, tr], K[te, tr], y_train, y_test, n_classes, ridges,
+                                     prior_train=None if f0 is None else f0[tr],
+                                     prior_test=None if f0 is None else f0[te]):
+            for metric in ("error", "mse"):
+                rows.append({**at, "ridge": res["ridge"], "metric": f"test_{metric}",
+                             "value": float(res[metric].mean())})
+        progress(f"checkpoint {i + 1}/{len(checkpoints)} step {ckpt['step']}: distance to init "
+                 f"{values['distance_init']:.4f}, to final {values['distance_final']:.4f}")
+        prev = (K, ckpt)
+    return rows

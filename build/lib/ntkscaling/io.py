@@ -1,0 +1,141 @@
+"""Atomic file output, the tidy-table format every stage of the pipeline writes, and job logging.
+
+Outputs are written to a temporary name in the target folder and renamed, so an interrupted job never
+leaves a partial file that a later run would trust. Long loops report through `Progress`.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Columns of every tidy metrics table: one row per measurement.
+# `kind` (mean | sum | full) and `ridge` are empty for the network's own rows.
+TIDY_COLUMNS = ("dataset", "arch", "width", "seed", "method", "kind", "ridge", "n", "k", "epoch", "step",
+                "metric", "value")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_npz(path, **arrays):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def save_npy(path, array):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def save_json(path, obj):
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def write_rows(path, rows, columns=TIDY_COLUMNS):
+    """Write dict rows as CSV with a fixed column order (missing fields left empty)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="raise")
+            w.writeheader()
+            for r in rows:
+                w.writerow({c: r.get(c, "") for c in columns})
+
+
+def code_version() -> str:
+    """Hash of this library's source files: which code produced an output, with or without git."""
+    import hashlib
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def provenance(config: dict | None = None) -> dict:
+    """Code version, library versions and host (and the run's config, when given), recorded next to outputs."""
+    from importlib import metadata  # versions without importing the (slow) packages themselves
+
+    out = {"code_version": code_version(), "python": platform.python_version(), "host": platform.node()}
+    if config is not None:
+        out["config"] = config
+    for package in ("numpy", "scipy", "torch", "pytorch-lightning", "snakemake"):
+        try:
+            out[package.replace("-", "_")] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package.replace("-", "_")] = None
+    return out
+
+
+@contextlib.contextmanager
+def log_to(path):
+    """Send everything a workflow script prints (Python and C level, Lightning's loggers included) to its
+    log file, tracebacks included."""
+    import logging
+    import sys
+    import traceback
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "w", buffering=1) as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+        try:
+            yield f
+        except BaseException:
+            traceback.print_exc()
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+PROGRESS_SECONDS = 10.0  # at most one progress line per this many seconds (and always the last)
+
+
+class Progress:
+    """Throttled progress of a loop of `total` steps: calling it with the steps done so far prints
+    '<what> done/total elapsed Xs eta Ys' through `report` at most every PROGRESS_SECONDS, and at the end.
+    Silent when `report` is None or the loop has a single step."""
+
+    def __init__(self, report, what: str, total: int):
+        self.report, self.what, self.total = report, what, total
+        self.t0 = self.last = time.perf_counter()
+
+    def __call__(self, done: int):
+        if self.report is None or self.total <= 1:
+            return
+        now = time.perf_counter()
+        if now - self.last >= PROGRESS_SECONDS or done >= self.total:
+            self.last, elapsed = now, now - self.t0
+            self.report(f"{self.what} {done}/{self.total} elapsed {elapsed:.0f}s "
+                        f"eta {elapsed / max(done, 1) * (self.total - done):.0f}s")

@@ -1,0 +1,202 @@
+"""Networks of the pipeline: one architecture description builds the finite network (here) and,
+later, its infinite-width kernel (infinite.py).
+
+An architecture is a list of layer specs (plain dicts, see `layer_specs`): ``dense``, ``conv`` (3x3 SAME,
+stride 1), ``relu``, ``avgpool`` (2x2/2), ``global_avg_pool`` and ``flatten``. `build` turns the specs into
+an ``nn.Module``.
+
+NTK parameterization (the default) follows neural-tangents exactly: parameters are raw N(0, 1) draws and
+the scale sits in the forward pass (Dense: W_std/sqrt(fan_in); Conv: W_std/sqrt(C_in*9); bias times b_std).
+Standard parameterization draws W ~ N(0, W_std^2/fan_in), b ~ N(0, b_std^2) and uses them as they are.
+Inputs are NCHW images or (N, D) vectors; an MLP flattens images in NHWC order, as neural-tangents does.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+ARCHS = ("mlp", "myrtle5", "myrtle7", "myrtle10")
+PARAMETERIZATIONS = ("ntk", "standard")
+MYRTLE_BLOCKS = {"myrtle5": (2, 1, 1), "myrtle7": (2, 2, 2), "myrtle10": (3, 3, 3)}
+
+
+def layer_specs(arch: str, width: int, in_shape, out_dim: int, depth: int | None = None,
+                W_std: float = 2 ** 0.5, b_std: float = 0.0) -> list[dict]:
+    """The architecture description shared by the finite network and the infinite kernel.
+
+    in_shape: (C, H, W) for images, (D,) for vectors.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch={arch!r} is unknown; expected one of {ARCHS}")
+    if width < 1:
+        raise ValueError(f"width={width} must be a positive integer")
+    in_shape = tuple(int(s) for s in in_shape)
+    specs: list[dict] = []
+    if arch == "mlp":
+        if depth is None or depth < 1:
+            raise ValueError(f"arch='mlp' needs depth >= 1 hidden layers, got depth={depth!r}")
+        fan_in = int(np.prod(in_shape))
+        if len(in_shape) == 3:
+            specs.append({"kind": "flatten"})
+        for _ in range(depth):
+            specs += [{"kind": "dense", "fan_in": fan_in, "fan_out": width, "W_std": W_std, "b_std": b_std},
+                      {"kind": "relu"}]
+            fan_in = width
+        specs.append({"kind": "dense", "fan_in": fan_in, "fan_out": out_dim, "W_std": W_std, "b_std": b_std})
+        return specs
+    if len(in_shape) != 3:
+        raise ValueError(f"arch={arch!r} needs image inputs (C, H, W), got in_shape={in_shape}")
+    c_in, h, w = in_shape
+    if h % 4 or w % 4:
+        raise ValueError(f"arch={arch!r} pools twice by 2: image height and width must be multiples of 4, "
+                         f"got {h}x{w}")
+    for stage, n_conv in enumerate(MYRTLE_BLOCKS[arch]):
+        if stage > 0:
+            specs.append({"kind": "avgpool"})
+        for _ in range(n_conv):
+            specs += [{"kind": "conv", "c_in": c_in, "c_out": width, "W_std": W_std, "b_std": b_std},
+                      {"kind": "relu"}]
+            c_in = width
+    specs.append({"kind": "global_avg_pool"})
+    specs.append({"kind": "dense", "fan_in": width, "fan_out": out_dim, "W_std": W_std, "b_std": b_std})
+    return specs
+
+
+class Dense(nn.Module):
+    """z = W_scale * h @ W^T + b_scale * b, with weight stored (out, in) as in nn.Linear."""
+
+    def __init__(self, fan_in: int, fan_out: int, W_std: float, b_std: float, parameterization: str):
+        super().__init__()
+        self.fan_in, self.fan_out = fan_in, fan_out
+        self.W_std, self.b_std, self.parameterization = W_std, b_std, parameterization
+        self.weight = nn.Parameter(torch.empty(fan_out, fan_in))
+        self.bias = nn.Parameter(torch.empty(fan_out))
+        ntk = parameterization == "ntk"
+        self.W_scale = W_std / math.sqrt(fan_in) if ntk else 1.0
+        self.b_scale = b_std if ntk else 1.0
+        self.init_std = (1.0, 1.0) if ntk else (W_std / math.sqrt(fan_in), b_std)
+
+    def forward(self, h):
+        return F.linear(h, self.weight * self.W_scale, self.bias * self.b_scale)
+
+
+class Conv(nn.Module):
+    """3x3 SAME, stride 1 cross-correlation; weight (C_out, C_in, 3, 3)."""
+
+    def __init__(self, c_in: int, c_out: int, W_std: float, b_std: float, parameterization: str):
+        super().__init__()
+        self.c_in, self.c_out = c_in, c_out
+        self.W_std, self.b_std, self.parameterization = W_std, b_std, parameterization
+        self.weight = nn.Parameter(torch.empty(c_out, c_in, 3, 3))
+        self.bias = nn.Parameter(torch.empty(c_out))
+        ntk = parameterization == "ntk"
+        fan_in = c_in * 9
+        self.W_scale = W_std / math.sqrt(fan_in) if ntk else 1.0
+        self.b_scale = b_std if ntk else 1.0
+        self.init_std = (1.0, 1.0) if ntk else (W_std / math.sqrt(fan_in), b_std)
+
+    def forward(self, h):
+        return F.conv2d(h, self.weight * self.W_scale, self.bias * self.b_scale, padding=1)
+
+
+class FlattenNHWC(nn.Module):
+    def forward(self, h):
+        return h.permute(0, 2, 3, 1).reshape(h.shape[0], -1) if h.dim() == 4 else h
+
+
+class GlobalAvgPool(nn.Module):
+    def forward(self, h):
+        return h.mean(dim=(2, 3))
+
+
+class Network(nn.Sequential):
+    """A sequential network that keeps the description it was built from."""
+
+    def __init__(self, specs: list[dict], parameterization: str):
+        layers = []
+        for s in specs:
+            kind = s["kind"]
+            if kind == "dense":
+                layers.append(Dense(s["fan_in"], s["fan_out"], s["W_std"], s["b_std"], parameterization))
+            elif kind == "conv":
+                layers.append(Conv(s["c_in"], s["c_out"], s["W_std"], s["b_std"], parameterization))
+            elif kind == "relu":
+                layers.append(nn.ReLU())
+            elif kind == "avgpool":
+                layers.append(nn.AvgPool2d(2, 2))
+            elif kind == "global_avg_pool":
+                layers.append(GlobalAvgPool())
+            elif kind == "flatten":
+                layers.append(FlattenNHWC())
+            else:
+                raise ValueError(f"unknown layer kind {kind!r} in architecture description")
+        super().__init__(*layers)
+        self.specs = specs
+        self.parameterization = parameterization
+
+    def param_layers(self) -> list[nn.Module]:
+        return [m for m in self if isinstance(m, (Dense, Conv))]
+
+
+def init_params(model: Network, seed: int) -> Network:
+    """Draw every parameter from its init distribution with a generator seeded by `seed` alone."""
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for layer in model.param_layers():
+            w_std, b_std = layer.init_std
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * w_std)
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=g) * b_std)
+    return model
+
+
+def build(arch: str, width: int, in_shape, out_dim: int, depth: int | None = None,
+          parameterization: str = "ntk", W_std: float = 2 ** 0.5, b_std: float = 0.0,
+          seed: int = 0) -> Network:
+    """Build the network `arch` (mlp | myrtle5 | myrtle7 | myrtle10), initialized from `seed`."""
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization={parameterization!r} is unknown; expected one of {PARAMETERIZATIONS}")
+    specs = layer_specs(arch, width, in_shape, out_dim, depth=depth, W_std=W_std, b_std=b_std)
+    return init_params(Network(specs, parameterization), seed)
+
+
+def load_nt_params(model: Network, path) -> Network:
+    """Load a neural-tangents params.npz (keys L00_W, L00_b, ...; Dense W (in, out), Conv W HWIO)."""
+    with np.load(path, allow_pickle=False) as z:
+        layers = model.param_layers()
+        keys = sorted(k[:3] for k in z.files if k.endswith("_W") and k.startswith("L"))
+        if len(keys) != len(layers):
+            raise ValueError(f"{path}: holds {len(keys)} parametrized layers, the model has {len(layers)}")
+        with torch.no_grad():
+            for key, layer in zip(keys, layers):
+                W = np.asarray(z[f"{key}_W"], dtype=np.float64)
+                b = np.asarray(z[f"{key}_b"], dtype=np.float64).reshape(-1)
+                W = W.T if isinstance(layer, Dense) else W.transpose(3, 2, 0, 1)
+                if tuple(W.shape) != tuple(layer.weight.shape):
+                    raise ValueError(f"{path}: {key}_W has shape {W.shape} after transposition, "
+                                     f"the model expects {tuple(layer.weight.shape)}")
+                layer.weight.copy_(torch.as_tensor(W))
+                layer.bias.copy_(torch.as_tensor(b))
+    return model
+
+
+def load_network(ckpt_path, map_location="cpu") -> Network:
+    """The plain network stored in a training checkpoint (weights only, no code from the file; no
+    Lightning needed to read it)."""
+    state = torch.load(ckpt_path, map_location=map_location, weights_only=True)
+    h = state["hyper_parameters"]
+    net = build(h["arch"], h["width"], tuple(h["in_shape"]), h["out_dim"], depth=h["depth"],
+                parameterization=h["parameterization"], W_std=h["W_std"], b_std=h["b_std"])
+    net.load_state_dict({k[len("net."):]: v for k, v in state["state_dict"].items() if k.startswith("net.")})
+    return net
+
+
+@torch.no_grad()
+def checkpoint_outputs(ckpt_path, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """The uncentred outputs f(x) of the network stored in a checkpoint, in float64 (the f0 of the linearized
+    kernel predictor)."""
+    net = load_network(ckpt_path).double()
+    return torch.cat([net(xb.double()) for xb in x.split(batch_size)]).numpy()

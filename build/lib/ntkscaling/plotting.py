@@ -1,0 +1,298 @@
+"""Figures (seaborn, PDF + PNG): the last stage of the pipeline, plain group-bys of the tidy tables."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .methods import K_EQUALS_N, ridge_label  # noqa: E402
+
+METHOD_LABELS = {"network": "network", "network_best": "network (best val.)", "entk_init": "eNTK at init",
+                 "entk_after": "after-kernel", "entk_after_n": "after-kernel k=n", "infinite_ntk": "infinite NTK",
+                 "infinite_nngp": "NNGP"}
+
+METRIC_LABELS = {"test_error": "test error (fraction misclassified)",
+                 "test_mse": "test MSE (mean over outputs)"}
+CURVE_KEYS = ["method", "width", "k", "kind", "ridge"]
+
+
+def _normalize(df: pd.DataFrame) -> pd.DataFrame:
+    """Comparable curve keys in both tables: k is meaningless for the network (trained on n itself)."""
+    df = df.copy()
+    for col in ("k", "kind", "ridge"):
+        if col not in df:
+            df[col] = ""
+        df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
+        df[col] = df[col].map(ridge_label) if col == "ridge" else df[col].str.replace(r"\.0$", "", regex=True)
+    df.loc[df["method"].isin(K_EQUALS_N), "k"] = ""
+    df["width"] = df["width"].astype(float)  # inf for infinite-width kernels
+    return df
+
+
+def curve_label(method, width, k, kind, ridge) -> str:
+    label = METHOD_LABELS.get(method, method)
+    if method == "entk_after" and k:
+        label += f" k={k}"
+    if kind:
+        label += f" [{kind}, ridge {ridge}]"
+    return label if np.isinf(width) else f"{label}, width {int(width)}"
+
+
+def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The last checkpoint of every curve, seed and n: the end-of-training measurement."""
+    keys = CURVE_KEYS + ["seed", "n"]
+    last = metrics.groupby(keys, dropna=False)["step"].transform("max")
+    return metrics[metrics["step"] == last]
+
+
+def select(df: pd.DataFrame, ridge=None, width=None, methods=None) -> pd.DataFrame:
+    """Rows of one ridge (network rows have none), one finite width (infinite-width rows kept), some methods."""
+    if ridge is not None:
+        df = df[(df["ridge"] == "") | (df["ridge"] == ridge_label(ridge))]
+    if width is not None:
+        df = df[(df["width"] == float(width)) | np.isinf(df["width"])]
+    if methods is not None:
+        df = df[df["method"].isin(methods)]
+    return df
+
+
+def _fit_of(exponents: pd.DataFrame, key, metric):
+    match = (exponents[CURVE_KEYS] == pd.Series(dict(zip(CURVE_KEYS, key)))).all(axis=1)
+    fit = exponents[match & (exponents["metric"] == metric)]
+    return fit.iloc[0] if len(fit) else None
+
+
+_PALETTE = sns.color_palette("colorblind", 10)
+METHOD_COLORS = {"network": _PALETTE[0], "network_best": _PALETTE[9], "entk_init": _PALETTE[1], "entk_after_n": _PALETTE[2],
+                 "infinite_ntk": _PALETTE[3], "entk_after": _PALETTE[4], "infinite_nngp": _PALETTE[5]}
+
+
+def _curve_colors(keys) -> dict:
+    """One colour per method; curves of several k (after-kernels) or widths get shades of it."""
+    colors, by_method = {}, {}
+    for key in keys:
+        by_method.setdefault(key[0], []).append(key)
+    for method, group in by_method.items():
+        base = METHOD_COLORS.get(method, _PALETTE[7])
+        shades = [base] if len(group) == 1 else sns.light_palette(base, len(group) + 1)[1:]
+        colors.update(zip(group, shades))
+    return colors
+
+
+def _scaling_axis(ax, df: pd.DataFrame, exponents: pd.DataFrame, metric: str):
+    """One panel: metric vs n (log-log) per curve, mean +- sd over seeds, fitted power law dashed."""
+    sub = df[df["metric"] == metric]
+    groups = list(sub.groupby(CURVE_KEYS, sort=True))
+    colors = _curve_colors([key for key, _ in groups])
+    for key, g in groups:
+        stats = g.groupby("n")["value"].agg(["mean", "std"]).reset_index()
+        color = colors[key]
+        label = curve_label(*key)
+        f = _fit_of(exponents, key, metric)
+        if f is not None:
+            label += f": α={f['alpha']:.2f} [{f['alpha_lo']:.2f}, {f['alpha_hi']:.2f}]"
+            if pd.notna(f.get("alpha_deficit")) and f["method"] != f.get("network_method"):
+                label += f", Δα={f['alpha_deficit']:.2f} [{f['deficit_lo']:.2f}, {f['deficit_hi']:.2f}]"
+            nn = np.geomspace(f["n_min"], f["n_max"], 50)
+            ax.plot(nn, f["a"] * nn ** (-f["alpha"]) + f["c"], "--", color=color, lw=1)
+        ax.errorbar(stats["n"], stats["mean"], yerr=stats["std"].fillna(0), marker="o", ms=4,
+                    color=color, lw=1.5, capsize=2, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("training set size n (log scale)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric) + " (log scale)")
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
+
+
+SCALING_METHODS = ("network", "network_best", "entk_init", "infinite_ntk", "infinite_nngp")
+
+
+def plot_data_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_names, title: str, ridge=None,
+                      width=None, methods=SCALING_METHODS):
+    """Test metrics vs n (log-log), one line per curve, fitted power law and exponent in the legend.
+
+    ridge: show kernel curves of this ridge only (None: all ridges); width: one finite width (None: all)."""
+    sns.set_theme(style="whitegrid", context="paper")
+    df = select(final_rows(_normalize(metrics)), ridge, width, methods)
+    exponents = _normalize(exponents)
+    fig, axes = plt.subplots(1, len(metric_names), figsize=(6 * len(metric_names), 6.2), squeeze=False)
+    for ax, metric in zip(axes[0], metric_names):
+        _scaling_axis(ax, df, exponents, metric)
+    fig.suptitle(f"Data scaling: {title}")
+    fig.tight_layout()
+    return fig
+
+
+def _reference_line(ax, row, label, color, style):
+    """A method's exponent as a horizontal line with its interval as a band."""
+    ax.axhline(row["alpha"], color=color, ls=style, lw=1.5,
+               label=f"{label}: α={row['alpha']:.2f} [{row['alpha_lo']:.2f}, {row['alpha_hi']:.2f}]")
+    ax.axhspan(row["alpha_lo"], row["alpha_hi"], color=color, alpha=0.12, lw=0)
+
+
+def plot_after_kernel(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_names, title: str, ridge, width):
+    """Left: metric vs n for the network, eNTK at init, infinite NTK and every after-kernel. Right: the
+    after-kernels' exponent vs k, with the network, eNTK-at-init, k=n and infinite-NTK exponents as lines."""
+    sns.set_theme(style="whitegrid", context="paper")
+    methods = ("network_best", "entk_init", "entk_after", "entk_after_n", "infinite_ntk")
+    df = select(final_rows(_normalize(metrics)), ridge, width, methods)
+    ex = select(_normalize(exponents), ridge, width, methods)
+    fig, axes = plt.subplots(len(metric_names), 2, figsize=(12, 6.0 * len(metric_names)), squeeze=False)
+    for row, metric in enumerate(metric_names):
+        _scaling_axis(axes[row, 0], df, ex, metric)
+        ax = axes[row, 1]
+        sub = ex[ex["metric"] == metric]
+        after = sub[sub["method"] == "entk_after"].assign(k=lambda d: d["k"].astype(float)).sort_values("k")
+        refs = [("network_best", "network (best val.)", "-"), ("entk_init", "eNTK at init (k=0)", "--"),
+                ("entk_after_n", "after-kernel k=n", "-."), ("infinite_ntk", "infinite NTK", ":")]
+        for method, label, style in refs:
+            for _, r in sub[sub["method"] == method].iterrows():
+                _reference_line(ax, r, label, METHOD_COLORS[method], style)
+        if len(after):
+            ax.errorbar(after["k"], after["alpha"], yerr=[after["alpha"] - after["alpha_lo"],
+                                                          after["alpha_hi"] - after["alpha"]],
+                        marker="o", color=METHOD_COLORS["entk_after"], capsize=3,
+                        label="after-kernel, pre-trained on k")
+            ax.set_xscale("log", base=2)
+        else:
+            ax.text(0.5, 0.5, "no after_kernel.ks configured", transform=ax.transAxes, ha="center")
+        ax.set_xlabel("pre-training set size k (log scale)")
+        ax.set_ylabel(f"data-scaling exponent α of {metric}")
+        ax.legend(fontsize=6.5, loc="best")
+    fig.suptitle(f"After-kernels (eNTK of a network trained on k examples): {title}")
+    fig.tight_layout()
+    return fig
+
+
+EVOLUTION_LABELS = {"distance_init": "to initial kernel", "distance_final": "to final kernel",
+                    "distance_prev": "to previous checkpoint"}
+
+
+def plot_kernel_evolution(evolution: pd.DataFrame, title: str, ridge, metric: str = "test_error"):
+    """How the eNTK moves during training: distances (init/final/previous), velocity per epoch, kernel vs
+    network test metric, label alignment; x is the training step on a symlog axis (step 0 included).
+    Lines are means over seeds with a band of one standard deviation; one colour per width."""
+    sns.set_theme(style="whitegrid", context="paper")
+    df = select(_normalize(evolution), ridge)
+    df = df.assign(width=df["width"].astype(int).astype(str), n=df["n"].astype(int).astype(str))
+    style = "n" if df["n"].nunique() > 1 else None
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    dist = df[df["metric"].isin(EVOLUTION_LABELS)].assign(
+        distance=lambda d: d["metric"].map(EVOLUTION_LABELS))
+    sns.lineplot(dist, x="step", y="value", hue="width", style="distance", errorbar="sd", marker="o", ms=3,
+                 ax=axes[0, 0])
+    axes[0, 0].set_ylabel("kernel distance S = 1 - <K1,K2>/(|K1| |K2|)")
+    vel = df[df["metric"] == "velocity_epoch"]
+    sns.lineplot(vel, x="epoch", y="value", hue="width", style=style, errorbar="sd", marker="o", ms=3,
+                 ax=axes[0, 1])
+    axes[0, 1].set(xscale="log", yscale="log", xlabel="epoch (log scale)",
+                   ylabel="kernel velocity: distance per epoch (log scale)")
+    err = df[df["metric"] == metric].assign(
+        predictor=lambda d: d["method"].map({"network": "network", "entk_checkpoint": "kernel of checkpoint"}))
+    sns.lineplot(err, x="step", y="value", hue="width", style="predictor", errorbar="sd", marker="o", ms=3,
+                 ax=axes[1, 0])
+    axes[1, 0].set_ylabel(METRIC_LABELS.get(metric, metric))
+    align = df[df["metric"].isin(["alignment_train", "alignment_test"])].assign(
+        block=lambda d: d["metric"].str.replace("alignment_", "") + " block")
+    sns.lineplot(align, x="step", y="value", hue="width", style="block", errorbar="sd", marker="o", ms=3,
+                 ax=axes[1, 1])
+    axes[1, 1].set_ylabel("centred kernel alignment with one-hot labels")
+    for ax in (axes[0, 0], axes[1, 0], axes[1, 1]):
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("training step (symlog scale: linear below 1, log above)")
+    for ax in axes.flat:
+        ax.legend(fontsize=6.5)
+    ns = ", ".join(sorted(df["n"].unique(), key=int))
+    fig.suptitle(f"Kernel evolution during training (n = {ns}, kernel regression ridge {ridge:g}): {title}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_width_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, distance: pd.DataFrame, metric_names,
+                       title: str, ridge, n):
+    """Top: test metric at fixed n vs width (network, eNTK at init; infinite NTK as the width-to-infinity
+    line) and the eNTK-at-init's relative distance to the infinite NTK. Bottom: exponents vs width, and
+    the kernel distance S to the infinite NTK."""
+    sns.set_theme(style="whitegrid", context="paper")
+    methods = {m: METHOD_COLORS[m] for m in ("network_best", "entk_init")}
+    inf_color = METHOD_COLORS["infinite_ntk"]
+    df = select(final_rows(_normalize(metrics)), ridge, methods=list(methods) + ["infinite_ntk"])
+    df = df[df["n"].astype(int) == int(n)]
+    ex = select(_normalize(exponents), ridge, methods=list(methods) + ["infinite_ntk"])
+    m = len(metric_names)
+    fig, axes = plt.subplots(2, m + 2, figsize=(5 * (m + 2), 8.5), squeeze=False)
+    for col, metric in enumerate(metric_names):
+        top, bottom = axes[0, col], axes[1, col]
+        sub, fits = df[df["metric"] == metric], ex[ex["metric"] == metric]
+        for method, color in methods.items():
+            s = sub[sub["method"] == method].groupby("width")["value"].agg(["mean", "std"]).reset_index()
+            top.errorbar(s["width"], s["mean"], yerr=s["std"].fillna(0), marker="o", color=color, capsize=2,
+                         label=METHOD_LABELS[method])
+            f = fits[fits["method"] == method].sort_values("width")
+            bottom.errorbar(f["width"], f["alpha"], yerr=[f["alpha"] - f["alpha_lo"], f["alpha_hi"] - f["alpha"]],
+                            marker="o", color=color, capsize=3, label=METHOD_LABELS[method])
+        inf = sub[sub["method"] == "infinite_ntk"]["value"]
+        if len(inf):
+            top.axhline(inf.mean(), color=inf_color, ls=":", label="infinite NTK (width → ∞)")
+        for _, r in fits[fits["method"] == "infinite_ntk"].iterrows():
+            _reference_line(bottom, r, "infinite NTK (width → ∞)", inf_color, ":")
+        top.set_xscale("log", base=2)
+        bottom.set_xscale("log", base=2)
+        top.set(yscale="log", xlabel="width (log scale)",
+                ylabel=f"{METRIC_LABELS.get(metric, metric)} at n={n} (log scale)")
+        bottom.set(xlabel="width (log scale)", ylabel=f"data-scaling exponent α of {metric}")
+        top.legend(fontsize=7)
+        bottom.legend(fontsize=7)
+    # guides: fluctuations of the eNTK are O(width^-1/2); S is quadratic in them, so O(width^-1)
+    _distance_panel(axes[0, m], distance, "relative_distance_infinite", "||K_eNTK - K_inf||_F / ||K_inf||_F",
+                    "eNTK at init vs infinite NTK", METHOD_COLORS["entk_init"], guide=0.5)
+    _distance_panel(axes[1, m], distance, "kernel_distance_infinite", "kernel distance S(K_eNTK, K_inf)",
+                    "eNTK at init vs infinite NTK", METHOD_COLORS["entk_init"], guide=1.0)
+    # lazy-limit consistency: the trained network's test predictions against ridge-0 kernel regression with
+    # its eNTK at init (top) and with the infinite NTK (bottom); both go to 0 in the lazy limit
+    label = f"trained network vs kernel regression (ridge 0), n={n}"
+    _distance_panel(axes[0, m + 1], distance, "prediction_distance_entk_init",
+                    "||f_net - f_eNTK-at-init||  /  ||f_eNTK-at-init||", label, METHOD_COLORS["network"],
+                    title="lazy-limit consistency (test predictions)")
+    _distance_panel(axes[1, m + 1], distance, "prediction_distance_infinite_ntk",
+                    "||f_net - f_infinite-NTK||  /  ||f_infinite-NTK||", label, METHOD_COLORS["network"],
+                    title="lazy-limit consistency (test predictions)")
+    fig.suptitle(f"Width scaling (kernel ridge {ridge}): {title}")
+    fig.tight_layout()
+    return fig
+
+
+def _distance_panel(ax, distance: pd.DataFrame, metric: str, ylabel: str, label: str, color, guide=None,
+                    title=None):
+    """One width-scaling distance against width (log-log), mean +- sd over seeds, with an optional
+    width^-guide reference slope."""
+    sub = distance[distance["metric"] == metric] if len(distance) else distance
+    if not len(sub):
+        ax.text(0.5, 0.5, "needs kernel.infinite: true", transform=ax.transAxes, ha="center")
+        return
+    s = sub.groupby("width")["value"].agg(["mean", "std"]).reset_index()
+    ax.errorbar(s["width"], s["mean"], yerr=s["std"].fillna(0), marker="o", color=color, capsize=2, label=label)
+    if guide is not None:
+        ref = s["mean"].iloc[0] * (s["width"].iloc[0] / s["width"]) ** guide
+        ax.plot(s["width"], ref, "k--", lw=1, label=f"∝ width^-{guide:g}")
+    ax.set_xscale("log", base=2)
+    ax.set(yscale="log", xlabel="width (log scale)", ylabel=ylabel + " (log scale)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7)
+
+
+def save_figure(fig, *paths, dpi: int = 150):
+    """Write the figure atomically to each path (format from the suffix), then close it."""
+    from pathlib import Path
+
+    from .io import atomic_path
+    for p in paths:
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format=Path(p).suffix.lstrip("."), dpi=dpi)
+    plt.close(fig)

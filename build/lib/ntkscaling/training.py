@@ -1,0 +1,361 @@
+"""Network training on a nested subset (PyTorch Lightning): the "network" curve of the pipeline.
+
+`NetworkModule` wraps the plain network of models.py. By default its output is *centred*:
+f(x) - f0(x), with f0 a frozen copy of the initial network, so the function starts at exactly zero and, in
+the lazy limit, training converges to kernel regression with the network's NTK (the gradients, hence the
+eNTK, are those of f). `train_network` trains it on subset n for a step budget that does not depend on n,
+with a learning-rate schedule (linear warm-up, then cosine or linear decay, or constant), saves checkpoints
+on a schedule that always includes step 0 (the initialization) and the last step, evaluates train,
+validation and test metrics at log-spaced steps, and returns tidy rows plus the per-test-point values of the
+network at its last step (`network`) and at its best-validation evaluation (`network_best`: early stopping
+chosen on validation data, never on the test set). The initialization depends only on (seed, width), so
+every n of a seed starts from the same network and shares one eNTK at init.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from torch.utils.data import DataLoader, TensorDataset
+
+from . import models
+from .data import DatasetError, load_prepared, md5sum
+from .metrics import LOSSES, evaluate, per_point_error, per_point_loss
+
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+SELECT_BY = {"mse": "val_mse", "error": "val_error"}  # validation metric of early stopping
+BLOWUP = 1e4  # a loss this many times its value at initialization means training diverged
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A permutation of range(n) per epoch that is a pure function of (seed, epoch), so a run resumed from a
+    checkpoint sees exactly the batches an uninterrupted run would; `skip_batches` drops the batches of the
+    resumed epoch that were already trained on (once)."""
+
+    def __init__(self, n: int, seed: int, batch_size: int):
+        self.n, self.seed, self.batch_size = int(n), int(seed), int(batch_size)
+        self.epoch, self.skip_batches = 0, 0
+
+    def set_epoch(self, epoch: int):  # Lightning calls this at the start of every epoch
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        start, self.skip_batches = self.skip_batches * self.batch_size, 0
+        return iter(torch.randperm(self.n, generator=g)[start:].tolist())
+
+    def __len__(self):
+        return self.n
+
+
+class SubsetDataModule(pl.LightningDataModule):
+    """Nested subset n of a prepared dataset; batches drawn by an `EpochSampler` seeded from `seed`."""
+
+    def __init__(self, prepared_path, order_path, n: int, batch_size: int, seed: int):
+        super().__init__()
+        self.prepared_path, self.order_path = str(prepared_path), str(order_path)
+        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+        self.sampler = EpochSampler(self.n, self.seed, self.batch_size)
+        self.f0_train = None  # the frozen initial outputs on the training points, when the network is centred
+
+    def setup(self, stage=None):
+        d = load_prepared(self.prepared_path)
+        order = np.load(self.order_path, allow_pickle=False)
+        if self.n > len(order):
+            raise DatasetError(f"n={self.n} is larger than the training pool ({len(order)} examples)")
+        idx = order[: self.n]
+        self.n_classes = int(d["n_classes"])
+        self.x_train = torch.from_numpy(d["x_train"][idx])
+        self.y_train = torch.from_numpy(d["y_train"][idx])
+        self.x_val = torch.from_numpy(d["x_val"])
+        self.y_val = torch.from_numpy(d["y_val"])
+        self.x_test = torch.from_numpy(d["x_test"])
+        self.y_test = torch.from_numpy(d["y_test"])
+
+    def train_dataloader(self):
+        tensors = (self.x_train, self.y_train) + (() if self.f0_train is None else (self.f0_train,))
+        return DataLoader(TensorDataset(*tensors), batch_size=self.batch_size, sampler=self.sampler)
+
+
+def lr_factor(step: int, total_steps: int, schedule: str = "constant", warmup: float = 0.0) -> float:
+    """Multiplier of the learning rate at optimizer step `step`: a linear warm-up over the first `warmup`
+    fraction of the budget, then constant, cosine decay to 0, or linear decay to 0 at `total_steps`."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"train.lr_schedule={schedule!r} is unknown; expected one of {LR_SCHEDULES}")
+    warm = int(round(warmup * total_steps))
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+
+
+class NetworkModule(pl.LightningModule):
+    def __init__(self, arch: str, width: int, in_shape, out_dim: int, depth=None, parameterization="ntk",
+                 W_std=2 ** 0.5, b_std=0.0, init_seed: int = 0, loss: str = "mse", optimizer: str = "sgd",
+                 lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, center: bool = True,
+                 lr_schedule: str = "constant", warmup: float = 0.0, total_steps: int = 1):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"train.loss={loss!r} is unknown; expected one of {LOSSES}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer={optimizer!r} is unknown; expected one of {OPTIMIZERS}")
+        lr_factor(0, total_steps, lr_schedule, warmup)  # checks the schedule's name
+        self.save_hyperparameters()
+        self.net = models.build(arch, width, tuple(in_shape), out_dim, depth=depth,
+                                parameterization=parameterization, W_std=W_std, b_std=b_std, seed=init_seed)
+        # f0: the frozen initial function, subtracted from the output (kept in checkpoints, never trained)
+        self.net0 = copy.deepcopy(self.net).requires_grad_(False) if center else None
+
+    def forward(self, x):
+        out = self.net(x)
+        return out if self.net0 is None else out - self.net0(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y, *f0 = batch  # f0: the frozen initial outputs, precomputed once (a centred network's f - f0)
+        out = self.net(x) - f0[0] if f0 else self(x)
+        loss = per_point_loss(out, y, self.hparams.loss).mean()
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"training diverged: loss={loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(lr={self.hparams.lr}, optimizer={self.hparams.optimizer}); lower train.lr")
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train_err", per_point_error(out, y).mean(), prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def configure_optimizers(self):
+        h = self.hparams
+        params = self.net.parameters()
+        if h.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+        else:
+            opt = torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(step, h.total_steps, h.lr_schedule, h.warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def checkpoint_steps(total_steps: int, steps_per_epoch: int, log_points: int = 0, epochs=()) -> list[int]:
+    """Step 0, the last step, `log_points` log-spaced steps in between, and the asked epoch boundaries."""
+    steps = {0, int(total_steps)}
+    if log_points > 0 and total_steps > 1:
+        steps |= {int(round(s)) for s in np.logspace(0, math.log10(total_steps), log_points)}
+    steps |= {int(e) * steps_per_epoch for e in epochs if 0 < int(e) * steps_per_epoch <= total_steps}
+    return sorted(steps)
+
+
+class CheckpointAndEvaluate(pl.Callback):
+    """Evaluate train/validation/test metrics at each scheduled evaluation step, save a checkpoint at each
+    checkpoint step, and keep the weights of the best validation evaluation so far (early stopping is
+    chosen on validation data: `select` names the metric)."""
+
+    def __init__(self, steps, out_dir, data, loss: str, ident: dict, signature: dict | None = None,
+                 eval_steps=(), select: str = "val_mse"):
+        self.steps, self.out_dir = set(steps), Path(out_dir)
+        self.eval_steps = set(eval_steps) | self.steps
+        self.data, self.loss, self.ident, self.select = data, loss, ident, select
+        self.signature = signature or {}
+        self.rows, self.saved, self.initial = [], {}, {}
+        self.best = None  # {"step", "epoch", "value", "state"}: the best validation evaluation so far
+
+    # Saved in every checkpoint and restored on resume: the rows so far, the best evaluation, and what run
+    # they belong to.
+    def state_dict(self):
+        return {"rows": self.rows, "initial": self.initial, "signature": self.signature, "best": self.best,
+                "saved": {int(k): str(v) for k, v in self.saved.items()}}
+
+    def load_state_dict(self, state):
+        self.rows, self.initial = list(state["rows"]), dict(state["initial"])
+        self.saved = {int(k): Path(v) for k, v in state["saved"].items()}
+        self.best = state.get("best")
+
+    def evaluated(self, step: int) -> bool:
+        return any(r["step"] == step for r in self.rows)
+
+    def evaluate(self, trainer, module):
+        step = trainer.global_step
+        epoch = step / max(1, trainer.num_training_batches)
+        values = {}
+        for split in ("train", "val", "test"):
+            x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+            res = evaluate(module, x, y, self.loss)
+            for metric in ("loss", "mse", "error"):
+                name, value = f"{split}_{metric}", float(res[metric].mean())
+                start = self.initial.setdefault(name, value)
+                if not math.isfinite(value) or (metric != "error" and value > BLOWUP * max(start, 1e-12)):
+                    # a finite blow-up counts too: dead ReLUs can keep the train loss tame while weights explode
+                    raise DivergenceError(f"training diverged: {name} is {value:.4g} at step {step} "
+                                          f"(it was {start:.4g} at step 0); lower train.lr")
+                self.rows.append({**self.ident, "epoch": epoch, "step": step, "metric": name, "value": value})
+                values[name] = value
+        if self.best is None or values[self.select] < self.best["value"]:
+            self.best = {"step": step, "epoch": epoch, "value": values[self.select],
+                         "state": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}}
+
+    def record(self, trainer, module):
+        step = trainer.global_step
+        if not self.evaluated(step):
+            self.evaluate(trainer, module)
+        if step not in self.steps or step in self.saved:
+            return
+        path = self.out_dir / f"step{step:08d}.ckpt"
+        tmp = path.with_name(f".{path.name}.tmp")
+        self.saved[step] = path  # before saving: the checkpoint's own state must say this step is done
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, path)
+
+    def on_train_start(self, trainer, module):
+        self.record(trainer, module)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step in self.eval_steps:
+            self.record(trainer, module)
+
+
+class LineProgress(pl.Callback):
+    """Plain progress lines for log files (about every 10% of training, with an ETA)."""
+
+    def __init__(self, total_steps: int, lines: int = 10):
+        self.total, self.every = total_steps, max(1, total_steps // lines)
+
+    def on_train_start(self, trainer, module):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if step % self.every == 0 or step == self.total:
+            el = time.perf_counter() - self.t0
+            eta = el / step * (self.total - step)
+            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
+            print(f"step {step}/{self.total} epoch {trainer.current_epoch} train_loss {loss:.4g} "
+                  f"elapsed {el:.1f}s eta {eta:.1f}s", flush=True)
+
+
+def _resume_point(out_dir: Path, signature: dict):
+    """The latest checkpoint in out_dir written by a run with this signature (same data, model, training
+    settings and schedule), or None. Checkpoints of any other run are ignored, never trusted."""
+    # newest first (names are zero-padded steps): usually only the last checkpoint is read
+    for path in sorted(out_dir.glob("step*.ckpt"), reverse=True):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a checkpoint cut short by the interruption itself
+            continue
+        mine = [v for k, v in state.get("callbacks", {}).items() if k.startswith("CheckpointAndEvaluate")]
+        if mine and mine[0].get("signature") == signature:
+            return path, int(state["global_step"])
+    return None
+
+
+def evaluation_steps(total_steps: int, eval_points: int) -> list[int]:
+    """Step 0, the last step and `eval_points` log-spaced steps in between: where train, validation and test
+    metrics are measured (and early stopping can choose)."""
+    return checkpoint_steps(total_steps, 1, eval_points)
+
+
+def _test_record(module, data, loss: str, step: int) -> dict:
+    """Per-test-point values and predictions of `module`, as the pointwise record of one predictor."""
+    res = evaluate(module, data.x_test, data.y_test, loss, outputs=True)
+    return {**{k: v.numpy() for k, v in res.items()}, "step": step}
+
+
+def saved_checkpoint_steps(ckpt_path) -> set[int]:
+    """The steps at which the run that wrote this checkpoint saved checkpoints (from its own state)."""
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    mine = [v for k, v in state.get("callbacks", {}).items() if k.startswith("CheckpointAndEvaluate")]
+    if not mine:
+        raise ValueError(f"{ckpt_path}: not a checkpoint of ntkscaling's training (no checkpoint schedule in it)")
+    return {int(s) for s in mine[0]["saved"]}
+
+
+def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch: str, width: int,
+                  depth=None, parameterization="ntk", W_std=2 ** 0.5, b_std=0.0, center=True, loss="mse",
+                  optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, batch_size=128, epochs=100,
+                  steps=None, lr_schedule="constant", warmup=0.0, eval_points=0, select_by="mse",
+                  log_points=0, checkpoint_epochs=(), dataset="", accelerator="auto", progress=None,
+                  resume=True, cache_f0=True):
+    """Train on nested subset n; returns (tidy rows, pointwise records, checkpoint paths). The pointwise
+    records are {"network": last step, "network_best": best validation evaluation}, each with per-test-point
+    `loss`, `mse`, `error`, the test predictions `pred` and its `step`.
+
+    With `steps` set, training runs exactly that many optimizer steps whatever n (epochs as many as
+    needed): the budget does not shrink with n. Otherwise `epochs` full passes over the n examples (a
+    budget that grows with n). A run restarted in the same out_dir (a requeued SLURM job, a re-run after a
+    crash) resumes from the latest checkpoint of an identical run, with the same numbers as an
+    uninterrupted run; `resume=False` starts over. `cache_f0=False` recomputes a centred network's f0 at
+    every step instead of once (the plain definition; benchmarks/bench_training.py times both).
+    """
+    if select_by not in SELECT_BY:
+        raise ValueError(f"select_by={select_by!r} is unknown; expected one of {tuple(SELECT_BY)}")
+    pl.seed_everything(int(seed) * 1_000_003 + int(n), workers=True, verbose=False)
+    dm = SubsetDataModule(prepared_path, order_path, n, batch_size, seed=int(seed) * 1_000_003 + int(n))
+    dm.setup()
+    in_shape = tuple(dm.x_train.shape[1:])
+    steps_per_epoch = math.ceil(n / batch_size)
+    total = int(steps) if steps else int(epochs) * steps_per_epoch
+    max_epochs = math.ceil(total / steps_per_epoch)
+    module = NetworkModule(arch, width, in_shape, dm.n_classes, depth=depth, parameterization=parameterization,
+                           W_std=W_std, b_std=b_std, init_seed=seed, loss=loss, optimizer=optimizer, lr=lr,
+                           momentum=momentum, weight_decay=weight_decay, center=center,
+                           lr_schedule=lr_schedule, warmup=warmup, total_steps=total)
+    schedule = checkpoint_steps(total, steps_per_epoch, log_points, checkpoint_epochs)
+    eval_steps = evaluation_steps(total, eval_points)
+    ident = {"dataset": dataset, "arch": arch, "width": width, "seed": seed, "method": "network", "n": n, "k": n}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    signature = {"n": int(n), "seed": int(seed), "batch_size": int(batch_size), "total_steps": total,
+                 "schedule": schedule, "eval_steps": eval_steps, "select_by": select_by,
+                 "hparams": dict(module.hparams), "prepared": md5sum(prepared_path), "order": md5sum(order_path)}
+    if center and cache_f0:  # f0 never changes: one pass instead of a second forward pass at every step (25% of the time)
+        with torch.no_grad():
+            dm.f0_train = module.net0(dm.x_train)
+    cb = CheckpointAndEvaluate(schedule, out_dir, dm, loss, ident, signature, eval_steps, SELECT_BY[select_by])
+    for stale in out_dir.glob(".step*.ckpt.tmp"):  # cut short by an interruption: never trusted
+        stale.unlink()
+    start = _resume_point(out_dir, signature) if resume else None
+    if start is not None and start[1] < total:
+        step = start[1]
+        dm.sampler.set_epoch(step // steps_per_epoch)
+        dm.sampler.skip_batches = step % steps_per_epoch
+        print(f"resuming from {start[0]} (step {step} of {total})", flush=True)
+    if progress is None:  # Lightning's bar on a terminal, plain lines in a log file
+        progress = sys.stderr.isatty()
+    callbacks = [cb] if progress else [cb, LineProgress(total)]
+    trainer = pl.Trainer(max_steps=total, max_epochs=max_epochs, accelerator=accelerator, devices=1,
+                         deterministic=True, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, enable_progress_bar=progress, callbacks=callbacks,
+                         default_root_dir=str(out_dir), num_sanity_val_steps=0)
+    resume_from = str(start[0]) if start is not None and start[1] < total else None
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+    cb.record(trainer, module)  # the last step, whatever the schedule rounding
+    records = {"network": _test_record(module, dm, loss, trainer.global_step)}
+    best = cb.best
+    module.load_state_dict(best["state"])
+    records["network_best"] = _test_record(module, dm, loss, best["step"])
+    rows = cb.rows + [{**r, "method": "network_best"} for r in cb.rows if r["step"] == best["step"]]
+    return rows, records, cb.saved
+
+
+def save_init_checkpoint(path, in_shape, out_dim: int, seed: int, **module_kw):
+    """A Lightning checkpoint of the untrained network of `seed` (identical to every run's step 0)."""
+    module = NetworkModule(in_shape=tuple(in_shape), out_dim=out_dim, init_seed=seed, **module_kw)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, max_epochs=0, accelerator="cpu")
+    trainer.strategy.connect(module)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp)
+    os.replace(tmp, path)
