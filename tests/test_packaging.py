@@ -59,8 +59,13 @@ def test_conda_environment_stands_alone_with_every_pin():
 
 
 def test_the_built_package_carries_its_schema_and_native_source(tmp_path):
+    import shutil
+    source = tmp_path / "source"  # a copy: building writes build/ and egg-info beside the sources
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                          "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+                          "-w", str(tmp_path), str(source)], capture_output=True, text=True)
     if res.returncode != 0 and "setuptools" in res.stderr:
         pytest.skip(f"setuptools is not installed: {res.stderr[-300:]}")
     assert res.returncode == 0, res.stderr[-2000:]

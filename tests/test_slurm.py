@@ -35,6 +35,11 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
+LOCAL_RULES = {"prepare_data", "subset_order", "collect_metrics", "fit_exponents", "collect_evolution",
+               "collect_width_distance", "summarize_exponents", "figure_data_scaling", "figure_after_kernel",
+               "figure_kernel_evolution", "figure_width_scaling", "all"}
+
+
 def on_slurm(*args, cwd, timeout=900):
     return snakemake("--profile", str(cwd / "repo" / "profiles" / "slurm"), "--configfile",
                      str(cwd / "changed.yaml"), *CLUSTER, *args, cwd=cwd, repo=cwd / "repo", timeout=timeout)
@@ -50,17 +55,23 @@ def test_tiny_config_runs_through_slurm(cluster, tmp_path):
     ids = set(re.findall(r"SLURM jobid (\d+)", out))
     jobs = planned(snakemake("--configfile", str(tmp_path / "changed.yaml"), "-n", "-F", cwd=tmp_path,
                              repo=tmp_path / "repo"))
-    assert len(ids) == sum(v for k, v in jobs.items() if k != "all") > 15
+    # the quick aggregate, fit and figure rules run on the submitting machine, everything else through SLURM
+    assert len(ids) == sum(v for k, v in jobs.items() if k not in LOCAL_RULES) > 15
     shown = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, env=cluster.env).stdout
     jobs_known = {re.search(r"JobId=(\d+)", line).group(1): line for line in shown.splitlines() if "JobId=" in line}
     assert ids <= set(jobs_known), "submitted jobs unknown to slurmctld"
     assert all("JobState=COMPLETED" in jobs_known[i] for i in ids)
+    submitted = {re.search(r"Comment=rule_(\w+?)_wildcards", jobs_known[i]).group(1) for i in ids}
+    assert not submitted & LOCAL_RULES
+    # requests are sized from the jobs: the tiny config's largest job fits a small node
+    mem = [int(re.search(r"MinMemoryNode=(\d+)M", jobs_known[i]).group(1)) for i in ids]
+    assert max(mem) <= 5000, max(mem)
     log = cluster.log()
     assert all(re.search(rf"_job_complete: JobId={i} ", log) for i in ids)
     # the GPU rules asked SLURM for a (fake) GPU as the profile says; the others did not
     gpu_jobs = {i for i in ids if re.search(r"TresPerJob=\S*gpu", jobs_known[i])}
     assert gpu_jobs and {re.search(r"Comment=rule_(\w+?)_wildcards", jobs_known[i]).group(1) for i in gpu_jobs} \
-        <= {"train_network", "entk_kernel", "infinite_kernel", "kernel_evolution"}
+        <= {"train_network", "track_network", "entk_kernel", "infinite_kernel", "kernel_evolution"}
     # outputs are right
     results = tmp_path / "results" / "tiny"
     with open(results / "scaling" / "exponents.csv") as f:

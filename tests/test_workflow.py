@@ -238,7 +238,7 @@ CODE_EDITS = {  # one library module of each kind, and every job that imports it
     "regression.py": _jobs(regress_kernel=ENTK_TAGS * 4 + 2 * 2, kernel_evolution=4, width_distance=2,
                            **ALL_AGGREGATES),
     "entk.py": _jobs(**KERNEL_JOBS, **ALL_AGGREGATES),
-    "infinite.py": _jobs(infinite_kernel=2, regress_kernel=2 * 2, width_distance=2, **ALL_AGGREGATES),
+    "infinite.py": _jobs(infinite_kernel=2, regress_kernel=2 * 2, width_distance=2, **{**FITS, **WIDTH}),
     "training.py": _jobs(train_network=12, track_network=4, init_checkpoint=4, **KERNEL_JOBS, **ALL_AGGREGATES),
 }
 
@@ -280,6 +280,41 @@ def test_dry_run_and_lint_of_default_config(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
+def _requests(res) -> list[tuple[str, dict]]:
+    """(rule, resources) of every job in a dry run's listing."""
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", res.stdout):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        found = re.search(r"resources: (.*)", block)
+        if rule and found:
+            pairs = (kv.split("=", 1) for kv in found.group(1).split(", "))
+            jobs.append((rule.group(1), dict(pairs)))
+    return jobs
+
+
+GPU_RULES = {"train_network", "track_network", "entk_kernel", "infinite_kernel", "kernel_evolution"}
+
+
+def test_slurm_profile_sizes_requests_from_the_jobs(tmp_path):
+    slurm = ("--profile", str(ROOT / "profiles" / "slurm"))
+    tiny = _requests(snakemake("-n", *slurm, "--configfile", str(TINY), cwd=tmp_path))
+    assert {rule for rule, r in tiny if r.get("gpu") == "1"} == GPU_RULES  # the profile's one GPU setting
+    sized = [int(r["mem_mb"]) for rule, r in tiny if r["mem_mb"] != "<TBD>"]  # training: from the data file
+    assert sized and max(sized) <= 5000  # the tiny config fits a small node
+    # a CPU-only, small cluster: no GPU asked for anywhere, every request within the caps
+    small = _requests(snakemake("-n", *slurm, "--configfile", str(TINY), "--config", "gpus_per_job=0",
+                                "max_job_mem_mb=1500", "max_job_runtime=7", cwd=tmp_path))
+    assert not [rule for rule, r in small if r.get("gpu") not in (None, "0")]
+    assert all(int(r["mem_mb"]) <= 1500 for _, r in small if r["mem_mb"] != "<TBD>")
+    assert all(int(r["runtime"]) <= 7 for _, r in small if "runtime" in r)
+    # the paper preset asks for what its kernels need (50 000 rows: hours and tens of GB)
+    paper = _requests(snakemake("-n", *slurm, "--configfile", str(ROOT / "config" / "presets" / "cifar10-myrtle.yaml"),
+                                cwd=tmp_path))
+    infinite = next(r for rule, r in paper if rule == "infinite_kernel")
+    assert int(infinite["mem_mb"]) > 20_000 and int(infinite["runtime"]) > 600
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  lr: -0.5\n")
@@ -296,16 +331,28 @@ def smaller(config):
     config["after_kernel"]["at_n"] = False
 
 
-def test_killed_run_resumes_without_redoing_finished_jobs_and_gives_the_same_numbers(tiny_run, tmp_path):
+def _run_sh(repo, *args, **kw):
+    """The README's main command as written (./run.sh, extra arguments to snakemake) in a copy of the
+    checkout, with the checkout's environment (envs/setup.sh finds it current and installs nothing)."""
+    env = {**os.environ, "NTKSCALING_VENV": str(ROOT / ".venv")}
+    return subprocess.Popen(["./run.sh", *args], cwd=repo, env=env, **kw)
+
+
+def test_killed_run_resumes_with_the_readme_command_and_gives_the_same_numbers(tiny_run, tmp_path):
+    import hashlib
     import signal
     import time
-    copy_repo(tmp_path / "repo")
+    stamp = ROOT / ".venv" / ".ntkscaling-installed"
+    want = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in ("envs/ntkscaling.yaml", "pyproject.toml")))
+    if not stamp.exists() or stamp.read_text().strip() != want.hexdigest():
+        pytest.skip("the checkout's .venv is not current: run the suite through ./test.sh")
+    repo = copy_repo(tmp_path / "repo")
+    for name in ("run.sh", "pyproject.toml"):
+        shutil.copy2(ROOT / name, repo / name)
     config = _tiny_with(tmp_path, smaller)
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "repo" / "Snakefile"), "--cores", "2",
-           "--configfile", str(config)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    train_logs = tmp_path / "logs" / "tiny" / "train"
+    args = ("--configfile", str(config), "--cores", "2")
+    proc = _run_sh(repo, *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    train_logs = repo / "logs" / "tiny" / "train"
     finished = []
     t0 = time.time()
     while not finished and time.time() - t0 < 300:
@@ -314,21 +361,64 @@ def test_killed_run_resumes_without_redoing_finished_jobs_and_gives_the_same_num
     time.sleep(3)  # let Snakemake record the finished job, then kill the whole run (jobs too) mid-training
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert finished and not (tmp_path / "results" / "tiny" / "scaling" / "exponents.csv").exists()
-    done = {p.stem: (tmp_path / "results" / "tiny" / "train" / p.stem.replace("_", "/") / "metrics.csv")
+    assert finished and not (repo / "results" / "tiny" / "scaling" / "exponents.csv").exists()
+    assert list((repo / ".snakemake" / "locks").iterdir())  # the killed run left its lock behind
+    done = {p.stem: (repo / "results" / "tiny" / "train" / p.stem.replace("_", "/") / "metrics.csv")
             for p in finished}
     stamps = {k: p.stat().st_mtime_ns for k, p in done.items()}
-    assert snakemake("--configfile", str(config), "--unlock", cwd=tmp_path, repo=tmp_path / "repo").returncode == 0
-    res = snakemake("--configfile", str(config), "--rerun-incomplete", cwd=tmp_path, repo=tmp_path / "repo")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    run = _run_sh(repo, *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, out[-4000:]
+    assert "lifting the lock left by an interrupted run" in out
     assert {k: p.stat().st_mtime_ns for k, p in done.items()} == stamps  # finished jobs were not redone
-    assert not list((tmp_path / "results").rglob("*.tmp"))  # no partial file left behind
+    assert not list((repo / "results").rglob("*.tmp"))  # no partial file left behind
+    ours, theirs = repo / "results" / "tiny", tiny_run / "results" / "tiny"
     # every per-seed table equals the uninterrupted run's (tiny_run, which has seed 0 too)
-    ours, theirs = tmp_path / "results" / "tiny", tiny_run / "results" / "tiny"
     tables = [p.relative_to(ours) for p in ours.rglob("*.csv") if "/s0" in str(p) and "/width/" not in str(p)]
     assert len(tables) >= 8
     for rel in tables:
         assert (ours / rel).read_text() == (theirs / rel).read_text(), rel
+
+
+CONSUMER = """configfile: "{config}"
+
+
+module ntkscaling:
+    snakefile:
+        "{repo}/Snakefile"
+    config:
+        config
+
+
+use rule * from ntkscaling as ntk_*
+
+
+rule everything:
+    input:
+        rules.ntk_all.input,
+    default_target: True
+"""
+
+
+def test_the_workflow_works_as_a_module_of_another_workflow(tiny_run, tmp_path):
+    # another project's Snakefile, elsewhere, imports every rule; paths, scripts, code inputs and the schema
+    # are found from the module itself
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+    (consumer / "Snakefile").write_text(CONSUMER.format(config=TINY, repo=ROOT))
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=consumer,
+                              capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""})
+    jobs = planned(run("-n"))
+    assert jobs.pop("everything") == 1
+    ours = planned(in_tiny("-n", "-F", cwd=tiny_run))
+    ours.pop("all")
+    assert jobs == {f"ntk_{rule}": n for rule, n in ours.items()}  # the same DAG as the workflow run alone
+    target = "results/tiny/regression/entk_init/w16/s0/mean/metrics.csv"
+    res = run(target)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (consumer / target).read_text() == (tiny_run / target).read_text()  # and the same numbers
 
 
 def test_nan_kernel_stops_its_job_naming_it(tmp_path):

@@ -14,6 +14,10 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().with_name("schema.yaml")  # package data: found installed or not
 
 
+# What the compute environment offers each job (set by profiles); they change no number the workflow writes.
+JOB_KEYS = ("gpus_per_job", "max_job_mem_mb", "max_job_runtime")
+
+
 class ConfigError(ValueError):
     """The configuration has a bad key or value."""
 
