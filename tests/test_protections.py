@@ -71,7 +71,7 @@ CASES = [
 
 def _copy(dest):
     dest.mkdir(parents=True)
-    for part in ("Snakefile", "pyproject.toml", "workflow", "config", "envs", "tests", "src"):
+    for part in ("Snakefile", "pyproject.toml", "run.sh", "workflow", "profiles", "config", "envs", "tests", "src"):
         src = ROOT / part
         if src.is_dir():
             shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

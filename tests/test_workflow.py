@@ -308,7 +308,7 @@ def test_slurm_profile_sizes_requests_from_the_jobs(tmp_path):
     assert not [rule for rule, r in small if r.get("gpu") not in (None, "0")]
     assert all(int(r["mem_mb"]) <= 1500 for _, r in small if r["mem_mb"] != "<TBD>")
     assert all(int(r["runtime"]) <= 7 for _, r in small if "runtime" in r)
-    # the paper preset asks for what its kernels need (50 000 rows: hours and tens of GB)
+    # the paper preset asks for what its kernels need (36 768 rows: hours and tens of GB)
     paper = _requests(snakemake("-n", *slurm, "--configfile", str(ROOT / "config" / "presets" / "cifar10-myrtle.yaml"),
                                 cwd=tmp_path))
     infinite = next(r for rule, r in paper if rule == "infinite_kernel")

@@ -1,5 +1,5 @@
 # Shared by every stage file - config validation, paths, wildcard constraints, target lists, named input
-# functions and the narrow params each rule receives. Kept small: logic lives in src/ntkscaling.
+# functions and the narrow params of each job. Kept small; logic lives in src/ntkscaling.
 #
 # Only what a change makes stale re-runs: every rule gets exactly the config values it uses (never a whole
 # section: Snakemake re-runs a job whose params changed), its code inputs are the library files its script
