@@ -124,4 +124,5 @@ def test_job_requests_are_sized_from_the_job_and_capped():
     assert jobsize.capped(1000.2, 1, None) == 1001 and jobsize.capped(1000, 3, None) == 3000
     assert jobsize.capped(1000, 3, 2500) == 2500
     assert jobsize.train_minutes(50_000) > 10 * jobsize.train_minutes(40)  # paper-scale runs ask for hours
-    assert jobsize.kernel_threads(100) == 1 and jobsize.kernel_threads(10_000) > 1
+    assert jobsize.kernel_threads(100) == 1 and jobsize.kernel_threads(100, small=2) == 2
+    assert jobsize.kernel_threads(10_000) == jobsize.MOST_THREADS

@@ -74,5 +74,6 @@ def train_minutes(steps: int) -> float:
     return SMALL_MINUTES + TRAIN_MINUTES * steps / PAPER_STEPS
 
 
-def kernel_threads(rows: int) -> int:
-    return 1 if rows < THREADED_ROWS else MOST_THREADS
+def kernel_threads(rows: int, small: int = 1) -> int:
+    """`small` threads below THREADED_ROWS rows (start-up dominates), MOST_THREADS above."""
+    return small if rows < THREADED_ROWS else MOST_THREADS

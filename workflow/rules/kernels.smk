@@ -72,7 +72,7 @@ rule infinite_kernel:
         f"{LOGS}/infinite_kernel/s{{seed}}.log",
     benchmark:
         f"{LOGS}/benchmarks/infinite_kernel/s{{seed}}.tsv"
-    threads: jobsize.MOST_THREADS  # many per-pair steps even for few rows; capped by --cores / --max-threads
+    threads: jobsize.kernel_threads(kernel_rows(max(NS)), small=2)  # many per-pair steps even for few rows
     resources:
         mem_mb=mem_mb(lambda wc, input: jobsize.infinite_mem_mb(kernel_rows(max(NS)))),
         runtime=runtime(lambda wc: jobsize.infinite_minutes(kernel_rows(max(NS)))),
@@ -133,7 +133,7 @@ rule kernel_evolution:
         f"{LOGS}/kernel_evolution/w{{width}}_s{{seed}}_n{{n}}_{{kind}}.log",
     benchmark:
         f"{LOGS}/benchmarks/kernel_evolution/w{{width}}_s{{seed}}_n{{n}}_{{kind}}.tsv"
-    threads: jobsize.MOST_THREADS  # one eNTK per checkpoint; capped by --cores / --max-threads
+    threads: lambda wc: jobsize.kernel_threads(kernel_rows(int(wc.n)), small=2)  # one eNTK per checkpoint
     resources:
         mem_mb=mem_mb(lambda wc, input: jobsize.evolution_mem_mb(kernel_rows(int(wc.n)) * entk_outputs(wc))),
         runtime=runtime(lambda wc: jobsize.entk_minutes(kernel_rows(int(wc.n)), entk_outputs(wc),
