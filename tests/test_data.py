@@ -92,7 +92,7 @@ def test_npz_images_and_vectors(tmp_path):
 
 def test_npz_corrupt_and_incomplete(tmp_path):
     (tmp_path / "dataset.npz").write_bytes(b"this is not a zip file")
-    with pytest.raises(data.DatasetError, match="dataset.npz: not a readable"):
+    with pytest.raises(data.DatasetError, match=r"dataset.npz: not an .npz with x_train.* \(it starts with b'this"):
         data.load_raw("npz", tmp_path)
     np.savez(tmp_path / "dataset.npz", x_train=np.zeros((3, 2)), y_train=np.zeros(3, int))
     with pytest.raises(data.DatasetError, match=r"missing array\(s\) \['x_test', 'y_test'\]"):
@@ -122,12 +122,18 @@ def _cifar_tarball(path, batches):
 
 
 def _cifar_batch(n, rng):
-    return {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": [int(v) for v in rng.integers(0, 10, n)]}
+    """n random images; labels cycle through the 10 classes from a random start (every class present once
+    the five training batches are together)."""
+    start = int(rng.integers(0, 10))
+    return {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": [(start + i) % 10 for i in range(n)]}
 
 
 def test_cifar10_tarball(tmp_path, monkeypatch):
     rng = np.random.default_rng(3)
     batches = {f"data_batch_{i}": _cifar_batch(4, rng) for i in range(1, 6)}
+    batches["data_batch_1"][b"labels"] = [0, 1, 2, 3]  # with the others' labels, every class is present
+    batches["data_batch_2"][b"labels"] = [4, 5, 6, 7]
+    batches["data_batch_3"][b"labels"] = [8, 9, 0, 1]
     batches["test_batch"] = _cifar_batch(5, rng)
     tarball = tmp_path / data.CIFAR10_TARBALL
     _cifar_tarball(tarball, batches)

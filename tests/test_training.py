@@ -83,15 +83,16 @@ class _Payload:
 
 
 def test_crafted_checkpoint_is_refused_without_running_its_code(prepared, tmp_path):
-    import pickle
+    from ntkscaling.io import FileFormatError
     _, _, saved = _train(prepared, tmp_path / "run", epochs=1)
     state = torch.load(saved[max(saved)], map_location="cpu", weights_only=True)  # ours load weights-only
     marker = tmp_path / "code-ran"
     state["hyper_parameters"]["payload"] = _Payload(marker)
     crafted = tmp_path / "run" / "step00000999.ckpt"
     torch.save(state, crafted)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(FileFormatError, match="step00000999.ckpt: refused; it holds objects") as err:
         models.load_network(crafted)  # what the eNTK and evolution jobs use
+    assert "weights_only" not in str(err.value)  # no advice to load it unsafely
     assert training._resume_point(crafted.parent, {"any": "signature"}) is None  # the resume search skips it
     assert not marker.exists()
 

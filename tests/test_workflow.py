@@ -421,6 +421,36 @@ def test_the_workflow_works_as_a_module_of_another_workflow(tiny_run, tmp_path):
     assert (consumer / target).read_text() == (tiny_run / target).read_text()  # and the same numbers
 
 
+def test_jobs_die_with_a_killed_snakemake(tmp_path):
+    # Snakemake itself is killed (not its process group, as a crashed node or the OOM killer would): its
+    # running jobs must stop too, not go on writing outputs behind a workflow that no longer exists
+    import signal
+    import time
+    config = _tiny_with(tmp_path, lambda c: (smaller(c), c["train"].update(steps=5000)))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "2",
+           "--configfile", str(config)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    logs = tmp_path / "logs" / "tiny" / "train"
+    t0 = time.time()
+    while time.time() - t0 < 120 and not (logs.exists() and any("step " in p.read_text() for p in logs.glob("*.log"))):
+        time.sleep(0.2)
+    assert logs.exists(), "no training job started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    t0 = time.time()
+    while time.time() - t0 < 10:
+        try:
+            os.killpg(proc.pid, 0)  # any process left in the run's session?
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("jobs kept running after Snakemake was killed")
+    assert not (tmp_path / "results" / "tiny" / "train" / "w16" / "s0" / "n64" / "metrics.csv").exists()
+
+
 def test_nan_kernel_stops_its_job_naming_it(tmp_path):
     # a checkpoint whose weights turned NaN (a corrupt file, a diverged run): the eNTK job fails, says which
     # checkpoint and why, and leaves no kernel (final or partial) that a later run or regression would trust

@@ -6,6 +6,7 @@ allowed, so a bad config stops the Snakefile before any job starts.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import jsonschema
@@ -22,6 +23,19 @@ class ConfigError(ValueError):
     """The configuration has a bad key or value."""
 
 
+def _is_integer(checker, value) -> bool:
+    """Integers only: JSON Schema counts 16.0 as an integer, but a float where a count or an index is meant
+    fails later inside a job (range(16.0)); true and false are not numbers either."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(checker, value) -> bool:
+    """Finite numbers only: NaN and infinity (.nan, .inf in YAML; nan, inf through --config) pass every
+    bound check, since every comparison with NaN is false."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (isinstance(value, int) or math.isfinite(value)))
+
+
 def _with_defaults(cls):
     check_properties = cls.VALIDATORS["properties"]
 
@@ -32,7 +46,8 @@ def _with_defaults(cls):
                     instance[key] = copy.deepcopy(sub["default"])
         yield from check_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+    types = cls.TYPE_CHECKER.redefine("integer", _is_integer).redefine("number", _is_number)
+    return jsonschema.validators.extend(cls, {"properties": set_defaults}, type_checker=types)
 
 
 def _schema_at(schema: dict, path) -> dict:
@@ -57,7 +72,14 @@ def _describe(err: jsonschema.ValidationError, schema: dict) -> str:
     if err.validator == "enum":
         what = f"one of {err.validator_value}"
     elif err.validator == "type":
-        what = f"a value of type {err.validator_value}"
+        wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        if isinstance(err.instance, float) and not math.isfinite(err.instance):
+            what = "a finite number"
+        elif isinstance(err.instance, float) and "integer" in wanted and "number" not in wanted:
+            what = f"a whole number written without a decimal point ({int(err.instance)})" \
+                if err.instance.is_integer() else "a whole number"
+        else:
+            what = f"a value of type {err.validator_value}"
     elif err.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         sym = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[err.validator]
         what = f"a number {sym} {err.validator_value}"
@@ -118,18 +140,64 @@ CLASS_COUNTS = {
 }
 
 
-def _npz_class_counts(ds: dict):
-    """Per-class counts of an npz dataset from its label arrays alone (the images are not read), or None
-    when the file is missing or unreadable (the data job then reports what is wrong with it)."""
-    import numpy as np
-    path = Path(ds["root"]) / ds["file"]
+# Image sizes (H, W) of the built-in datasets, for checking dataset.downsample before any job.
+IMAGE_SIZES = {"digits": (8, 8), "cifar10": (32, 32), "mnist": (28, 28)}
+
+
+def _class_counts(ds: dict):
+    """(per-class training counts, per-class test counts or None) before any job, where cheap; else None."""
+    if ds["name"] == "npz":
+        return _npz_class_counts(ds)
+    if ds["name"] == "imagefolder":
+        from .data import imagefolder_listing  # file names only: cheap even inside cluster jobs
+        listing = imagefolder_listing(Path(ds["root"]))
+        return [[len(files) for files in listing[s]] for s in ("train", "test")] if listing else None
+    return CLASS_COUNTS.get(ds["name"])
+
+
+def _class_checks(ds: dict) -> list[str]:
+    """Requested classes exist; without a selection, labels are 0..K-1 with every class in the training split."""
+    from .io import InputError
     try:
-        with np.load(path, allow_pickle=False) as z:
-            y_train, y_test = z["y_train"], z["y_test"]
-        size = int(max(y_train.max(), y_test.max())) + 1
-        return np.bincount(y_train, minlength=size).tolist(), np.bincount(y_test, minlength=size).tolist()
-    except Exception:
-        return None
+        counts = _class_counts(ds)
+    except InputError as e:
+        return [str(e)]
+    if counts is None:
+        return []  # the data job reads the data and checks it
+    train = counts[0]
+    where = f"{Path(ds['root']) / ds['file']}" if ds["name"] == "npz" else ds["name"]
+    if ds["classes"] is not None:
+        bad = [c for c in ds["classes"] if c >= len(train) or train[c] == 0]
+        if bad:
+            have = [c for c, n in enumerate(train) if n]
+            return [f"config key 'dataset.classes': classes {bad} do not occur in {where} (its classes are {have})"]
+        return []
+    empty = [c for c, n in enumerate(train) if n == 0]
+    if empty:
+        shown = empty if len(empty) <= 10 else empty[:10] + ["..."]
+        return [f"dataset {where}: labels must be 0..K-1 with every class in the training split; labels go up to "
+                f"{len(train) - 1} but classes {shown} ({len(empty)}) have no training example (renumber the "
+                f"labels, or choose classes with dataset.classes)"]
+    if len(train) < 2:
+        return [f"dataset {where}: a single class; classification needs at least two"]
+    return []
+
+
+def _npz_class_counts(ds: dict):
+    """Per-class counts of an npz dataset from its label arrays alone (the images are not read); InputError
+    naming the file when it is missing, unreadable or its labels are not non-negative integers."""
+    import numpy as np
+
+    from .io import InputError, load_npz
+    path = Path(ds["root"]) / ds["file"]
+    z = load_npz(path, hint="", keys=("y_train", "y_test"), what="an .npz with x_train, y_train, x_test, y_test")
+    y_train, y_test = z["y_train"], z["y_test"]
+    for name, y in (("y_train", y_train), ("y_test", y_test)):
+        if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or not len(y) or y.min() < 0:
+            raise InputError(f"{path}: {name} must be a non-empty 1-D array of labels 0..K-1 "
+                             f"(got {y.dtype} {y.shape}{f', minimum {y.min()}' if y.size else ''})")
+    size = int(max(y_train.max(), y_test.max())) + 1
+    return np.bincount(y_train, minlength=size).tolist(), np.bincount(y_test, minlength=size).tolist()
 
 
 def _overlap_checks(ds: dict) -> list[str]:
@@ -162,14 +230,11 @@ def _overlap_checks(ds: dict) -> list[str]:
 def _dataset_sizes(ds: dict):
     """(training pool, test split, classes) where known before any job runs (without loading images),
     else None."""
-    if ds["name"] == "npz":
-        counts = _npz_class_counts(ds)
-    elif ds["name"] == "imagefolder":
-        from .data import imagefolder_listing  # file names only: cheap even inside cluster jobs
-        listing = imagefolder_listing(Path(ds["root"]))
-        counts = [[len(files) for files in listing[s]] for s in ("train", "test")] if listing else None
-    else:
-        counts = CLASS_COUNTS.get(ds["name"])
+    from .io import InputError
+    try:
+        counts = _class_counts(ds)
+    except InputError:
+        return None  # reported by the class checks
     if counts is None:
         return None
     train, test = counts
@@ -222,6 +287,11 @@ def _cross_checks(config: dict) -> list[str]:
         if unknown:
             problems.append(f"config key '{key}': got {unknown}; expected values from sample_sizes {ns}")
     ds = config["dataset"]
+    problems += _class_checks(ds)
+    if ds["name"] in IMAGE_SIZES and any(side % ds["downsample"] for side in IMAGE_SIZES[ds["name"]]):
+        h, w = IMAGE_SIZES[ds["name"]]
+        problems.append(f"config key 'dataset.downsample': got {ds['downsample']}; it must divide the {ds['name']} "
+                        f"image size {h}x{w}")
     sizes = _dataset_sizes(ds)
     n_classes = 10
     if sizes is not None:

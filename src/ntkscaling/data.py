@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import InputError, load_npz
+
 DATASETS = ("digits", "cifar10", "mnist", "imagefolder", "npz")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -43,8 +45,9 @@ DIGITS_SPLIT_SEED = 20220610  # fixed: the digits train pool / test split never 
 VAL_SPLIT_SEED = 31337  # fixed: the validation set never depends on run seeds
 
 
-class DatasetError(ValueError):
-    """A dataset file is missing, corrupt or not of the expected shape."""
+class DatasetError(InputError):
+    """A dataset file is missing, corrupt or not of the expected shape, or the config asks for what it does
+    not hold."""
 
 
 # ----------------------------------------------------------------------------------------------- formats
@@ -223,18 +226,14 @@ def load_npz_raw(path: Path):
         raise DatasetError(f"{path}: missing; expected an .npz with x_train, y_train, x_test, y_test")
     keys = ("x_train", "y_train", "x_test", "y_test")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in keys if k not in z.files]
-            if missing:
-                raise DatasetError(f"{path}: missing array(s) {missing}; expected {list(keys)}")
-            arrs = {k: z[k] for k in keys}
-    except (ValueError, OSError, EOFError) as e:
-        raise DatasetError(f"{path}: not a readable .npz ({e})") from e
+        arrs = load_npz(path, hint="", keys=keys, what="an .npz with x_train, y_train, x_test, y_test")
+    except InputError as e:
+        raise DatasetError(str(e)) from None
     out = []
     for split in ("train", "test"):
         x, y = arrs[f"x_{split}"], arrs[f"y_{split}"]
-        if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.integer)):
-            raise DatasetError(f"{path}: x_{split} must be numeric and y_{split} integer, "
+        if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.integer)) or np.iscomplexobj(x):
+            raise DatasetError(f"{path}: x_{split} must be real numbers and y_{split} integers, "
                                f"got {x.dtype} and {y.dtype}")
         if x.ndim not in (2, 3, 4) or y.ndim != 1 or len(x) != len(y):
             raise DatasetError(f"{path}: x_{split} {x.shape} / y_{split} {y.shape}; expected (N, D), (N, H, W) "
@@ -278,6 +277,7 @@ def load_raw(name: str, root="data", test_size: int = 1000, download: bool = Fal
         if len(y) and name in KNOWN_CLASSES and y.max() >= KNOWN_CLASSES[name]:
             raise DatasetError(f"dataset {name!r} ({root}): {split} labels must be in 0..{KNOWN_CLASSES[name] - 1}, "
                                f"found {y.max()} (a corrupt or foreign file)")
+    check_labels(out[1], out[3], f"dataset {name!r} ({root / (file or 'dataset.npz') if name == 'npz' else root})")
     return out
 
 
@@ -287,10 +287,27 @@ def select_classes(x, y, classes):
     if classes is None:
         return x, y
     lut = {int(c): i for i, c in enumerate(classes)}
+    missing = sorted(set(lut) - set(np.unique(y).tolist()))
+    if missing:
+        raise DatasetError(f"config key 'dataset.classes': classes {missing} do not occur in the data (its labels "
+                           f"are {np.unique(y).tolist()})")
     keep = np.isin(y, list(lut))
-    if not keep.any():
-        raise DatasetError(f"dataset.classes={list(classes)}: none of these labels occur (found {np.unique(y)})")
     return x[keep], np.asarray([lut[int(v)] for v in y[keep]], dtype=np.int64)
+
+
+def check_labels(y_train, y_test, what: str) -> int:
+    """The number of classes K, after checking that labels are 0..K-1 with every class in the training
+    split (an empty class has no place in the one-hot targets) and at least two classes."""
+    k = int(max(y_train.max(), y_test.max())) + 1
+    empty = sorted(set(range(k)) - set(np.unique(y_train).tolist()))
+    if empty:
+        shown = empty if len(empty) <= 10 else empty[:10] + ["..."]
+        raise DatasetError(f"{what}: labels must be 0..K-1 with every class in the training split; labels go up "
+                           f"to {k - 1} but classes {shown} ({len(empty)}) have no training example (renumber the "
+                           f"labels, or choose classes with dataset.classes)")
+    if k < 2:
+        raise DatasetError(f"{what}: a single class ({k}); classification needs at least two")
+    return k
 
 
 def balanced_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -430,8 +447,7 @@ def identical_files(listing: dict) -> list[tuple[Path, Path]]:
 
 def load_prepared(path):
     """The arrays written by the data rule (see `prepare`)."""
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    return load_npz(path)
 
 
 def kernel_rows(prepared: dict, order: np.ndarray, n_max: int):

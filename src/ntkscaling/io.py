@@ -16,6 +16,63 @@ from pathlib import Path
 
 import numpy as np
 
+class InputError(ValueError):
+    """A bad input the user can fix (a file, a value, a setting). Workflow jobs report it by its message
+    alone, without a traceback (`log_to`); every message names the file or config key."""
+
+
+class FileFormatError(InputError):
+    """A file that is missing, truncated, or not the kind of file it should be."""
+
+
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+REWRITE = "delete it and re-run the job that writes it"
+
+
+def _magic(path: Path, magic: bytes, what: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(magic))
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: missing; expected {what}") from None
+    except OSError as e:
+        raise FileFormatError(f"{path}: cannot be read ({e.strerror}); expected {what}") from None
+    if head != magic:
+        raise FileFormatError(f"{path}: not {what} (it starts with {head!r})")
+
+
+def load_npy(path, mmap: bool = False, hint: str = REWRITE) -> np.ndarray:
+    """A whole .npy array (memory-mapped with `mmap`); FileFormatError naming the file when it is not one
+    (truncated by a full disk, overwritten, another format). Never unpickles."""
+    path = Path(path)
+    try:
+        _magic(path, NPY_MAGIC, "an .npy array file")
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileFormatError as e:
+        raise FileFormatError(f"{e}; {hint}") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise FileFormatError(f"{path}: truncated or corrupt .npy ({e}); {hint}") from None
+
+
+def load_npz(path, hint: str = REWRITE, keys=None, what: str = "an .npz archive (zip)") -> dict:
+    """Every array of an .npz archive (or just `keys`, when given); FileFormatError naming the file when it
+    is not a readable one. Never unpickles."""
+    import zipfile
+    path = Path(path)
+    tail = f"; {hint}" if hint else ""
+    try:
+        _magic(path, ZIP_MAGIC, what)
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys or () if k not in z.files]
+            if missing:
+                raise FileFormatError(f"{path}: missing array(s) {missing}; expected {what}")
+            return {k: z[k] for k in (keys or z.files)}
+    except FileFormatError as e:
+        raise FileFormatError(f"{e}{tail}") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise FileFormatError(f"{path}: truncated or corrupt .npz ({type(e).__name__}: {e}){tail}") from None
+
+
 # Columns of every tidy metrics table: one row per measurement.
 # `kind` (mean | sum | full) and `ridge` are empty for the network's own rows.
 TIDY_COLUMNS = ("dataset", "arch", "width", "seed", "method", "kind", "ridge", "n", "k", "epoch", "step",
@@ -88,14 +145,38 @@ def provenance(config: dict | None = None) -> dict:
     return out
 
 
+def die_with_parent() -> None:
+    """Have the kernel kill this process when the process that started it dies (Linux): a workflow job
+    must not keep writing outputs after Snakemake itself was killed. SIGKILL, because Lightning takes SIGTERM
+    over during training (and ignores it outside SLURM); outputs are written atomically, so a job killed
+    mid-write leaves nothing a later run trusts. Elsewhere a no-op."""
+    import ctypes
+    import signal
+    import sys
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    if parent == 1:  # already orphaned (Snakemake died while this job started): do not run on alone
+        os.kill(os.getpid(), signal.SIGKILL)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def log_to(path):
     """Send everything a workflow script prints (Python and C level, Lightning's loggers included) to its
-    log file, tracebacks included."""
+    log file, tracebacks included; an InputError (a bad file or value) is reported by its message alone and
+    ends the job with exit status 1. The job stops if Snakemake dies (`die_with_parent`)."""
     import logging
     import sys
     import traceback
 
+    die_with_parent()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
@@ -107,9 +188,14 @@ def log_to(path):
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
         try:
             yield f
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed = e
         except BaseException:
             traceback.print_exc()
             raise
+        else:
+            failed = None
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -117,6 +203,9 @@ def log_to(path):
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+    if failed is not None:
+        print(f"error: {failed}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 PROGRESS_SECONDS = 10.0  # at most one progress line per this many seconds (and always the last)

@@ -13,11 +13,14 @@ Inputs are NCHW images or (N, D) vectors; an MLP flattens images in NHWC order, 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from .io import FileFormatError
 
 ARCHS = ("mlp", "myrtle5", "myrtle7", "myrtle10")
 PARAMETERIZATIONS = ("ntk", "standard")
@@ -183,10 +186,31 @@ def load_nt_params(model: Network, path) -> Network:
     return model
 
 
+def load_checkpoint(ckpt_path, map_location="cpu") -> dict:
+    """The contents of a training checkpoint, read weights-only: tensors and plain values, never objects, so
+    no code from the file runs. FileFormatError naming the file when it is not such a checkpoint."""
+    import pickle
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileFormatError(f"{path}: missing checkpoint; re-run the job that writes it")
+    try:
+        state = torch.load(ckpt_path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise FileFormatError(f"{path}: refused; it holds objects other than tensors and plain values, which "
+                              f"are never unpickled (a crafted or foreign file); delete it and re-run the job "
+                              f"that writes it") from None
+    except Exception as e:  # truncated zip, random bytes, an old format: all the same to the user
+        raise FileFormatError(f"{path}: not a readable checkpoint ({type(e).__name__}); delete it and re-run "
+                              f"the job that writes it") from None
+    if not (isinstance(state, dict) and {"hyper_parameters", "state_dict"} <= set(state)):
+        raise FileFormatError(f"{path}: not an ntkscaling training checkpoint (no hyper_parameters/state_dict)")
+    return state
+
+
 def load_network(ckpt_path, map_location="cpu") -> Network:
     """The plain network stored in a training checkpoint (weights only, no code from the file; no
     Lightning needed to read it)."""
-    state = torch.load(ckpt_path, map_location=map_location, weights_only=True)
+    state = load_checkpoint(ckpt_path, map_location)
     h = state["hyper_parameters"]
     net = build(h["arch"], h["width"], tuple(h["in_shape"]), h["out_dim"], depth=h["depth"],
                 parameterization=h["parameterization"], W_std=h["W_std"], b_std=h["b_std"])

@@ -17,6 +17,7 @@ import math
 import numpy as np
 from scipy.optimize import least_squares
 
+from .io import load_npz
 from .methods import K_EQUALS_N, NETWORK_METHODS, ridge_label
 
 
@@ -133,9 +134,9 @@ def curve_id(meta: dict) -> tuple:
 def read_pointwise(path):
     """Records of a per-point results file: meta fields are scalars or 1-D arrays (one entry per record),
     per-point arrays are (points,) or (records, points)."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {m: np.atleast_2d(z[key]) for m, key in POINTWISE_KEY.items()}
-        meta = {f: np.atleast_1d(z[f]) for f in META_FIELDS if f in z.files}
+    z = load_npz(path)
+    arrays = {m: np.atleast_2d(z[key]) for m, key in POINTWISE_KEY.items()}
+    meta = {f: np.atleast_1d(z[f]) for f in META_FIELDS if f in z}
     R = len(next(iter(arrays.values())))
     for r in range(R):
         rec = {f: (v[r] if len(v) == R else v[0]).item() for f, v in meta.items()}

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from . import models
 from .data import DatasetError, load_prepared, md5sum
+from .io import FileFormatError, InputError, load_npy
 from .metrics import LOSSES, evaluate, per_point_error, per_point_loss
 
 OPTIMIZERS = ("sgd", "adam")
@@ -36,8 +37,8 @@ SELECT_BY = {"mse": "val_mse", "error": "val_error"}  # validation metric of ear
 BLOWUP = 1e4  # a loss this many times its value at initialization means training diverged
 
 
-class DivergenceError(RuntimeError):
-    """Training produced a NaN or infinite loss."""
+class DivergenceError(InputError, RuntimeError):
+    """Training produced a NaN or infinite loss (a setting to change: reported without a traceback)."""
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -73,7 +74,7 @@ class SubsetDataModule(pl.LightningDataModule):
 
     def setup(self, stage=None):
         d = load_prepared(self.prepared_path)
-        order = np.load(self.order_path, allow_pickle=False)
+        order = load_npy(self.order_path)
         if self.n > len(order):
             raise DatasetError(f"n={self.n} is larger than the training pool ({len(order)} examples)")
         idx = order[: self.n]
@@ -274,10 +275,11 @@ def _test_record(module, data, loss: str, step: int) -> dict:
 
 def saved_checkpoint_steps(ckpt_path) -> set[int]:
     """The steps at which the run that wrote this checkpoint saved checkpoints (from its own state)."""
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    state = models.load_checkpoint(ckpt_path)
     mine = [v for k, v in state.get("callbacks", {}).items() if k.startswith("CheckpointAndEvaluate")]
     if not mine:
-        raise ValueError(f"{ckpt_path}: not a checkpoint of ntkscaling's training (no checkpoint schedule in it)")
+        raise FileFormatError(f"{ckpt_path}: not a checkpoint of ntkscaling's training (no checkpoint schedule "
+                              f"in it)")
     return {int(s) for s in mine[0]["saved"]}
 
 

@@ -13,7 +13,7 @@ with io.log_to(snakemake.log[0]):
     w = snakemake.wildcards
     tag = methods.parse_tag(w.method)
     d = data.load_prepared(snakemake.input.data)
-    order = np.load(snakemake.input.order, allow_pickle=False)
+    order = io.load_npy(snakemake.input.order)
     n_max = snakemake.params.n_max
     x = torch.from_numpy(data.kernel_rows(d, order, n_max)[0])
     device = "cuda" if torch.cuda.is_available() else "cpu"

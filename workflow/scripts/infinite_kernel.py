@@ -10,7 +10,7 @@ with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     m = snakemake.params.arch
     d = data.load_prepared(snakemake.input.data)
-    order = np.load(snakemake.input.order, allow_pickle=False)
+    order = io.load_npy(snakemake.input.order)
     n_max = snakemake.params.n_max
     device = "cuda" if torch.cuda.is_available() else "cpu"
     x = torch.from_numpy(data.kernel_rows(d, order, n_max)[0]).to(device)

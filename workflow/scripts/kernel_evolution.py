@@ -12,7 +12,7 @@ with io.log_to(snakemake.log[0]):
     w = snakemake.wildcards
     n = int(w.n)
     d = data.load_prepared(snakemake.input.data)
-    order = np.load(snakemake.input.order, allow_pickle=False)
+    order = io.load_npy(snakemake.input.order)
     x, y = data.kernel_rows(d, order, n)
     x = torch.from_numpy(x)
     with open(snakemake.input.metrics, newline="") as f:

@@ -8,12 +8,12 @@ from ntkscaling import data, io, methods, regression
 with io.log_to(snakemake.log[0]):
     w, p = snakemake.wildcards, snakemake.params
     d = data.load_prepared(snakemake.input.data)
-    order = np.load(snakemake.input.order, allow_pickle=False)
-    K = np.load(snakemake.input.kernel, mmap_mode="r")
+    order = io.load_npy(snakemake.input.order)
+    K = io.load_npy(snakemake.input.kernel, mmap=True)
     n_max = max(p.ns)
     y_all = data.kernel_rows(d, order, n_max)[1]
     blocks = data.row_blocks(n_max, d)
-    prior = np.load(snakemake.input.prior[0], allow_pickle=False) if snakemake.input.prior else None
+    prior = io.load_npy(snakemake.input.prior[0]) if snakemake.input.prior else None
     tag = methods.parse_tag(w.method)
     ident = {"dataset": p.dataset, "arch": p.arch, "width": float("inf") if w.width == "inf" else int(w.width),
              "seed": int(w.seed), "method": tag["method"], "kind": w.kind, "k": tag["k"] or 0}

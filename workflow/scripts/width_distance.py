@@ -11,7 +11,7 @@ with io.log_to(snakemake.log[0]):
     p = snakemake.params
     n_max, n = p.n_max, p.n
     d = data.load_prepared(snakemake.input.data)
-    order = np.load(snakemake.input.order, allow_pickle=False)
+    order = io.load_npy(snakemake.input.order)
     y = data.kernel_rows(d, order, n_max)[1]
     blocks = data.row_blocks(n_max, d)
     n_classes = int(d["n_classes"])
@@ -28,16 +28,16 @@ with io.log_to(snakemake.log[0]):
                                            prior_test=None if prior is None else prior[test])[0]
         return res["pred"]
 
-    K_inf = np.load(snakemake.input.infinite[0], mmap_mode="r") if snakemake.input.infinite else None
+    K_inf = io.load_npy(snakemake.input.infinite[0], mmap=True) if snakemake.input.infinite else None
     ref = np.asarray(K_inf[np.ix_(probe, probe)], dtype=np.float64) if K_inf is not None else None
     pred_inf = kernel_predictions(K_inf) if K_inf is not None else None
     priors = list(snakemake.input.prior) or [None] * len(p.widths)
     out = []
     for width, path, net_path, prior_path in zip(p.widths, snakemake.input.entk, snakemake.input.network, priors):
-        K = np.load(path, mmap_mode="r")
-        prior = None if prior_path is None else np.load(prior_path, allow_pickle=False)
-        with np.load(net_path, allow_pickle=False) as z:
-            net_pred = z["pred"][list(z["method"]).index("network")]
+        K = io.load_npy(path, mmap=True)
+        prior = None if prior_path is None else io.load_npy(prior_path)
+        z = io.load_npz(net_path, keys=("pred", "method"))
+        net_pred = z["pred"][list(z["method"]).index("network")]
         pred = kernel_predictions(K, prior)
         values = {"prediction_distance_entk_init": float(np.linalg.norm(net_pred - pred) / np.linalg.norm(pred))}
         if K_inf is not None:
