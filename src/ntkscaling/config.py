@@ -36,6 +36,14 @@ def _is_number(checker, value) -> bool:
             and (isinstance(value, int) or math.isfinite(value)))
 
 
+def _numeric_text(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _with_defaults(cls):
     check_properties = cls.VALIDATORS["properties"]
 
@@ -78,6 +86,9 @@ def _describe(err: jsonschema.ValidationError, schema: dict) -> str:
         elif isinstance(err.instance, float) and "integer" in wanted and "number" not in wanted:
             what = f"a whole number written without a decimal point ({int(err.instance)})" \
                 if err.instance.is_integer() else "a whole number"
+        elif isinstance(err.instance, str) and {"integer", "number"} & set(wanted) and _numeric_text(err.instance):
+            what = (f"a value of type {err.validator_value}, not text (--config passes values inside lists and "
+                    f"mappings as text: put them in a --configfile)")
         else:
             what = f"a value of type {err.validator_value}"
     elif err.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
@@ -150,8 +161,12 @@ def _class_counts(ds: dict):
         return _npz_class_counts(ds)
     if ds["name"] == "imagefolder":
         from .data import imagefolder_listing  # file names only: cheap even inside cluster jobs
+        from .io import InputError
         listing = imagefolder_listing(Path(ds["root"]))
-        return [[len(files) for files in listing[s]] for s in ("train", "test")] if listing else None
+        if not listing:
+            raise InputError(f"config key 'dataset.root': {Path(ds['root']) / 'train'} has no class folders; "
+                             f"expected train/<class>/ and test/<class>/ folders of images")
+        return [[len(files) for files in listing[s]] for s in ("train", "test")]
     return CLASS_COUNTS.get(ds["name"])
 
 

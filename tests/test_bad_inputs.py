@@ -1,0 +1,355 @@
+"""Bad inputs, table by table: config values, dataset files (npz, image folders), kernel files and
+checkpoints. Each is refused with a message naming the key or the file (before any job where that is
+possible), expected faults end a job without a traceback, and nothing is written outside
+results/<run_name>/ and logs/<run_name>/."""
+import copy
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, write_imagefolder
+from ntkscaling import io, models, training
+from ntkscaling.config import ConfigError, validate
+from ntkscaling.data import DatasetError, load_raw
+
+TINY = yaml.safe_load((ROOT / "tests" / "configs" / "tiny.yaml").read_text())
+NAN, INF = math.nan, math.inf
+
+
+def _set(path, value):
+    """An edit of the tiny config: `path` 'a.b' set to `value`."""
+    def edit(cfg):
+        *parents, key = path.split(".")
+        node = cfg
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[key] = value
+    return edit
+
+
+# (case, edit of the tiny config, text the error must contain: the key, the value, what is expected)
+CONFIG_CASES = [
+    ("lr NaN", _set("train.lr", NAN), "'train.lr': got nan; expected a finite number"),
+    ("lr infinite", _set("train.lr", INF), "'train.lr': got inf; expected a finite number"),
+    ("momentum NaN", _set("train.momentum", NAN), "'train.momentum': got nan; expected a finite number"),
+    ("weight decay infinite", _set("train.weight_decay", INF), "'train.weight_decay': got inf"),
+    ("W_std NaN", _set("model.W_std", NAN), "'model.W_std': got nan; expected a finite number"),
+    ("b_std -inf", _set("model.b_std", -INF), "'model.b_std': got -inf; expected a finite number"),
+    ("a NaN ridge", _set("kernel.ridges", [NAN]), "'kernel.ridges.0': got nan; expected a finite number"),
+    ("an infinite grid ridge", _set("kernel.ridge_grid", [0.0, INF]), "'kernel.ridge_grid.1': got inf"),
+    ("confidence NaN", _set("fit.confidence", NAN), "'fit.confidence': got nan; expected a finite number"),
+    ("evolution ridge NaN", _set("evolution.ridge", NAN), "'evolution.ridge': got nan"),
+    ("kernel size guard NaN", _set("kernel.max_gb", NAN), "'kernel.max_gb': got nan; expected a finite number"),
+    ("warmup NaN", _set("train.warmup", NAN), "'train.warmup': got nan"),
+    ("float sample size", _set("sample_sizes", [16.0, 32, 64]),
+     "'sample_sizes.0': got 16.0; expected a whole number written without a decimal point (16)"),
+    ("float test size", _set("dataset.test_size", 100.0), "'dataset.test_size': got 100.0; expected a whole number"),
+    ("float depth", _set("model.depth", 1.0), "'model.depth': got 1.0; expected a whole number"),
+    ("fractional steps", _set("train.steps", 40.5), "'train.steps': got 40.5; expected a whole number"),
+    ("float width", _set("model.widths", [16, 32.0]), "'model.widths.1': got 32.0; expected a whole number"),
+    ("seed 2^64", _set("seeds", [2 ** 64]), "'seeds.0': got 18446744073709551616; expected a number <= 4000"),
+    ("negative seed", _set("seeds", [-1]), "'seeds.0': got -1; expected a number >= 0"),
+    ("float seed", _set("seeds", [0.0]), "'seeds.0': got 0.0; expected a whole number"),
+    ("zero batch", _set("train.batch_size", 0), "'train.batch_size': got 0; expected a number >= 1"),
+    ("no widths", _set("model.widths", []), "'model.widths': got []; expected a list with at least 1 item"),
+    ("repeated widths", _set("model.widths", [16, 16]), "'model.widths': got [16, 16]; expected a list without"),
+    ("negative lr", _set("train.lr", -1.0), "'train.lr': got -1.0; expected a number > 0"),
+    ("boolean lr", _set("train.lr", True), "'train.lr': got True; expected a value of type number"),
+    ("text lr", _set("train.lr", "1.0"), "'train.lr': got '1.0'; expected a value of type number"),
+    ("unknown architecture", _set("model.arch", "resnet"), "'model.arch': got 'resnet'; expected one of"),
+    ("unknown dataset", _set("dataset.name", "imagenet"), "'dataset.name': got 'imagenet'; expected one of"),
+    ("unknown kernel kind", _set("kernel.kinds", ["diag"]), "'kernel.kinds.0': got 'diag'; expected one of"),
+    ("unknown validation metric", _set("select_by", "accuracy"), "'select_by': got 'accuracy'; expected one of"),
+    ("misspelt top-level key", _set("sample_size", [16]), "config (top level): unknown key(s) ['sample_size']"),
+    ("misspelt nested key", _set("train.learning_rate", 1.0),
+     "config section 'train': unknown key(s) ['learning_rate']"),
+    ("fit range holding one n", _set("fit.n_min", 64), "'fit.n_min'/'fit.n_max': range [64, 64] holds 1"),
+    ("figure width not run", _set("fit.figure_width", 99), "'fit.figure_width': got 99; expected one of"),
+    ("figure ridge not run", _set("fit.figure_ridge", 0.5), "'fit.figure_ridge': got 0.5; expected 'tuned'"),
+    ("after-kernel k above every n", _set("after_kernel.ks", [1000]), "'after_kernel.ks': got [1000]"),
+    ("tracked n not run", _set("evolution.sample_sizes", [17]), "'evolution.sample_sizes': got [17]"),
+    ("width-scaling n not run", _set("width_scaling.n", 17), "'width_scaling.n': got [17]"),
+    ("a class that does not exist", _set("dataset.classes", [0, 99]),
+     "'dataset.classes': classes [99] do not occur in digits"),
+    ("downsample not dividing the images", _set("dataset.downsample", 3),
+     "'dataset.downsample': got 3; it must divide the digits image size 8x8"),
+    ("validation set larger than the pool", _set("dataset.val_size", 5000), "'dataset.val_size': got 5000"),
+    ("n larger than the pool", _set("sample_sizes", [16, 2000]), "'sample_sizes': largest n=2000 exceeds"),
+    ("test set larger than digits", _set("dataset.test_size", 5000), "'dataset.test_size': got 5000"),
+    ("negative GPUs", _set("gpus_per_job", -1), "'gpus_per_job': got -1; expected a number >= 0"),
+    ("memory cap NaN", _set("max_job_mem_mb", NAN), "'max_job_mem_mb': got nan; expected a finite number"),
+    ("float runtime cap", _set("max_job_runtime", 60.0), "'max_job_runtime': got 60.0; expected a whole number"),
+    ("run name '..'", _set("run_name", ".."), "'run_name': got '..'; expected a string matching"),
+    ("run name '.'", _set("run_name", "."), "'run_name': got '.'"),
+    ("run name with a slash", _set("run_name", "../elsewhere"), "'run_name': got '../elsewhere'"),
+    ("run name in a sub-folder", _set("run_name", "a/b"), "'run_name': got 'a/b'"),
+    ("hidden run name", _set("run_name", ".hidden"), "'run_name': got '.hidden'"),
+    ("empty run name", _set("run_name", ""), "'run_name': got ''"),
+]
+
+
+@pytest.mark.parametrize("case,edit,expected", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_bad_config_value_is_named(case, edit, expected):
+    cfg = copy.deepcopy(TINY)
+    edit(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert expected in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------ dataset files
+def _npz(path, **overrides):
+    """A valid small npz dataset (3 classes, 8-dim inputs), with some arrays replaced."""
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.normal(size=(90, 8)).astype(np.float32), "y_train": np.arange(90) % 3,
+              "x_test": rng.normal(size=(30, 8)).astype(np.float32), "y_test": np.arange(30) % 3}
+    arrays.update(overrides)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+NPZ_CASES = [  # (case, how the file is made, text the error must contain besides the file's name)
+    ("truncated", lambda p: (_npz(p), _truncate(p)), "truncated or corrupt .npz"),
+    ("random bytes", lambda p: p.write_bytes(os.urandom(300)), "not an .npz with x_train"),
+    ("text file", lambda p: p.write_text("x,y\n1,2\n"), "not an .npz with x_train"),
+    ("missing", lambda p: None, "missing; expected an .npz with x_train"),
+    ("missing arrays", lambda p: _npz(p, x_test=None, y_test=None), "missing array(s) ['y_test']"),
+    ("object arrays (pickles)", lambda p: _npz(p, y_train=np.array([0, "a"] * 45, dtype=object)),
+     "truncated or corrupt .npz (ValueError: Object arrays cannot be loaded"),
+    ("float labels", lambda p: _npz(p, y_train=(np.arange(90) % 3).astype(float)),
+     "y_train must be a non-empty 1-D array of labels"),
+    ("negative labels", lambda p: _npz(p, y_train=np.arange(90) % 3 - 1), "minimum -1"),
+    ("gapped labels", lambda p: _npz(p, y_train=(np.arange(90) % 3) * 2, y_test=(np.arange(30) % 3) * 2),
+     "classes [1, 3] (2) have no training example"),
+    ("one stray label 1000", lambda p: _npz(p, y_test=np.r_[np.arange(29) % 3, 1000]),
+     "labels go up to 1000 but classes [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, '...'] (998) have no training"),
+    ("a single class", lambda p: _npz(p, y_train=np.zeros(90, int), y_test=np.zeros(30, int)), "a single class"),
+    ("complex inputs", lambda p: _npz(p, x_train=np.ones((90, 8), np.complex64)), "must be real numbers"),
+    ("NaN inputs", lambda p: _npz(p, x_test=np.full((30, 8), np.nan, np.float32)), "inputs contain NaN or inf"),
+    ("inputs and labels of different lengths", lambda p: _npz(p, y_train=np.arange(80) % 3),
+     "x_train (90, 8) / y_train (80,)"),
+    ("train and test of different shapes", lambda p: _npz(p, x_test=np.zeros((30, 9), np.float32)),
+     "x_train (8,) and x_test (9,) differ"),
+]
+
+
+def _npz_config(tmp_path, **dataset):
+    cfg = copy.deepcopy(TINY)
+    cfg["dataset"] = {"name": "npz", "root": str(tmp_path), "file": "data.npz", "test_size": 20, "val_size": 10,
+                      **dataset}
+    cfg["sample_sizes"] = [16, 32, 64]
+    return cfg
+
+
+@pytest.mark.parametrize("case,make,expected", NPZ_CASES, ids=[c[0] for c in NPZ_CASES])
+def test_bad_npz_dataset_is_refused_before_any_job_naming_the_file(tmp_path, case, make, expected):
+    make(tmp_path / "data.npz")
+    with pytest.raises(ConfigError) as err:
+        validate(_npz_config(tmp_path))
+    assert str(tmp_path) in str(err.value) and expected in str(err.value), str(err.value)
+    if (tmp_path / "data.npz").exists():  # the data job, which reads the whole file, refuses it too
+        with pytest.raises(DatasetError) as err:
+            load_raw("npz", tmp_path, file="data.npz")
+        assert str(tmp_path) in str(err.value)
+
+
+def test_requested_npz_class_that_does_not_occur_is_named(tmp_path):
+    _npz(tmp_path / "data.npz")
+    with pytest.raises(ConfigError, match=r"'dataset.classes': classes \[5\] do not occur in .*data.npz"):
+        validate(_npz_config(tmp_path, classes=[0, 5]))
+    with pytest.raises(DatasetError, match=r"'dataset.classes': classes \[5\] do not occur"):
+        load_raw("npz", tmp_path, file="data.npz", classes=[0, 5])
+
+
+def _folder_without_train(root):
+    (root / "test" / "cat").mkdir(parents=True)
+
+
+def _empty_class(root):
+    write_imagefolder(root, {"train": 3, "test": 2}, classes=("cat", "dog"))
+    (root / "train" / "emu").mkdir()
+    (root / "test" / "emu").mkdir()
+
+
+def _broken_image(root):
+    write_imagefolder(root, {"train": 3, "test": 2})
+    (root / "train" / "cat" / "9.png").write_bytes(b"\x89PNG not really")
+
+
+def _missing_test_class(root):
+    write_imagefolder(root, {"train": 3, "test": 2})
+    for f in (root / "test" / "dog").iterdir():
+        f.unlink()
+    (root / "test" / "dog").rmdir()
+
+
+def _mixed_sizes(root):
+    from PIL import Image
+    write_imagefolder(root, {"train": 3, "test": 2})
+    Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(root / "train" / "dog" / "big.png")
+
+
+FOLDER_CASES = [  # (case, how the folder is made, text of the error, refused at start-up?)
+    ("no train folder", _folder_without_train, "train has no class folders", True),
+    ("a class without images", _empty_class, "classes [2] (1) have no training example", True),
+    ("a broken image", _broken_image, "9.png: not a readable image", False),
+    ("test lacks a class", _missing_test_class, "test/dog: missing; test/ must have the same class folders", False),
+    ("images of different sizes", _mixed_sizes, "big.png: image of shape", False),
+]
+
+
+@pytest.mark.parametrize("case,make,expected,at_start", FOLDER_CASES, ids=[c[0] for c in FOLDER_CASES])
+def test_bad_image_folder_is_refused_naming_the_folder_or_file(tmp_path, case, make, expected, at_start):
+    make(tmp_path)
+    if at_start:
+        cfg = copy.deepcopy(TINY)
+        cfg["dataset"] = {"name": "imagefolder", "root": str(tmp_path), "test_size": 2, "val_size": 1}
+        cfg["sample_sizes"] = [1, 2]
+        cfg["after_kernel"]["ks"] = [1]
+        with pytest.raises(ConfigError) as err:
+            validate(cfg)
+        assert expected in str(err.value), str(err.value)
+    else:
+        with pytest.raises(DatasetError) as err:
+            load_raw("imagefolder", tmp_path)
+        assert expected in str(err.value) and str(tmp_path) in str(err.value), str(err.value)
+
+
+# ------------------------------------------------------------------------- kernel files and checkpoints
+def _kernel(path):
+    np.save(path, np.eye(20, dtype=np.float32))
+
+
+NPY_CASES = [
+    ("truncated kernel", lambda p: (_kernel(p), _truncate(p)), "truncated or corrupt .npy"),
+    ("random bytes", lambda p: p.write_bytes(os.urandom(200)), "not an .npy array file"),
+    ("an npz in its place", lambda p: np.savez(open(p, "wb"), K=np.eye(3)), "not an .npy array file (it starts with b'PK"),
+    ("a pickled object array", lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+     "corrupt .npy"),
+    ("missing", lambda p: None, "missing; expected an .npy array file"),
+    ("empty file", lambda p: p.write_bytes(b""), "not an .npy array file"),
+]
+
+
+@pytest.mark.parametrize("case,make,expected", NPY_CASES, ids=[c[0] for c in NPY_CASES])
+@pytest.mark.parametrize("mmap", [False, True], ids=["read", "mapped"])
+def test_bad_kernel_file_is_named(tmp_path, case, make, expected, mmap):
+    path = tmp_path / "mean.npy"
+    make(path)
+    with pytest.raises(io.FileFormatError) as err:
+        io.load_npy(path, mmap=mmap)
+    assert str(path) in str(err.value) and expected in str(err.value), str(err.value)
+
+
+@pytest.fixture(scope="module")
+def init_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "init.ckpt"
+    training.save_init_checkpoint(path, (4,), 3, seed=0, arch="mlp", width=8, depth=1)
+    return path
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/ntkscaling-bad-input-ran",))
+
+
+CHECKPOINT_CASES = [
+    ("truncated", lambda p, good: (p.write_bytes(good.read_bytes()), _truncate(p)), "not a readable checkpoint"),
+    ("random bytes", lambda p, good: p.write_bytes(os.urandom(500)), "not a readable checkpoint"),
+    ("code inside", lambda p, good: torch.save({"hyper_parameters": _Payload(), "state_dict": {}}, p),
+     "refused; it holds objects other than tensors"),
+    ("another program's checkpoint", lambda p, good: torch.save({"model": {"w": torch.ones(2)}}, p),
+     "not an ntkscaling training checkpoint"),
+    ("missing", lambda p, good: None, "missing checkpoint"),
+]
+
+
+@pytest.mark.parametrize("case,make,expected", CHECKPOINT_CASES, ids=[c[0] for c in CHECKPOINT_CASES])
+def test_bad_checkpoint_is_named_and_never_runs_code(tmp_path, init_checkpoint, case, make, expected):
+    path = tmp_path / "step00000010.ckpt"
+    make(path, init_checkpoint)
+    with pytest.raises(io.FileFormatError) as err:
+        models.load_network(path)
+    assert str(path) in str(err.value) and expected in str(err.value), str(err.value)
+    assert "weights_only" not in str(err.value)
+    assert not os.path.exists("/tmp/ntkscaling-bad-input-ran")
+
+
+def test_checkpoint_without_a_training_schedule_is_named(init_checkpoint):
+    # the initialization is a network checkpoint but no training run's: kernel evolution cannot follow it
+    with pytest.raises(io.FileFormatError, match=f"{init_checkpoint}: not a checkpoint of ntkscaling's training"):
+        training.saved_checkpoint_steps(init_checkpoint)
+
+
+# ------------------------------------------------------------------------- through the workflow itself
+def _snakemake(*args, cwd):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "2", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+
+
+def _files(root):
+    return {p.relative_to(root) for p in root.rglob("*") if p.is_file() and ".snakemake" not in p.parts}
+
+
+CLI_CASES = [  # refused while the workflow is parsed: no job, no file anywhere
+    ("run name escaping its folder", ("--config", "run_name=.."), "'run_name': got '..'"),
+    ("NaN through --config", ("--config", "gpus_per_job=nan"), "'gpus_per_job': got nan"),
+    ("float through --config", ("--config", "max_job_mem_mb=4000.0"), "'max_job_mem_mb': got 4000.0"),
+    ("list through --config", ("--config", "seeds=[0,1]"), "'seeds.0': got '0'; expected a value of type integer, not text"),
+]
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("case,args,expected", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_bad_value_on_the_command_line_stops_before_any_job(tmp_path, case, args, expected):
+    res = _snakemake("--configfile", str(ROOT / "tests" / "configs" / "tiny.yaml"), *args, cwd=tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and expected in out, out[-2000:]
+    assert "Traceback" not in out
+    assert _files(tmp_path) == set() and not (ROOT / "data" / "prepared.npz").exists()
+
+
+def _small_config(tmp_path):
+    cfg = copy.deepcopy(TINY)
+    cfg.update(seeds=[0])
+    cfg["model"]["widths"] = [16]
+    cfg["after_kernel"]["at_n"] = False
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.workflow
+def test_bad_files_inside_jobs_end_them_with_the_file_named_and_no_traceback(tmp_path):
+    config = _small_config(tmp_path)
+    kernel = "results/tiny/kernels/entk_init/w16/s0/mean.npy"
+    res = _snakemake(kernel, "--configfile", str(config), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    before = _files(tmp_path)
+    cases = [  # (file to spoil, how, target that reads it, the job's log)
+        (kernel, _truncate, "results/tiny/regression/entk_init/w16/s0/mean/metrics.csv",
+         "logs/tiny/regress_kernel/entk_init_w16_s0_mean.log", "truncated or corrupt .npy"),
+        ("results/tiny/init/w16/s0.ckpt", lambda p: p.write_bytes(os.urandom(400)), kernel,
+         "logs/tiny/entk_kernel/entk_init_w16_s0_mean.log", "not a readable checkpoint"),
+        ("results/tiny/data/order_s0.npy", lambda p: p.write_text("not an array"),
+         "results/tiny/train/w16/s0/n16/metrics.csv", "logs/tiny/train/w16_s0_n16.log", "not an .npy array file"),
+    ]
+    for spoilt, spoil, target, log, expected in cases:
+        spoil(tmp_path / spoilt)
+        res = _snakemake(target, "--configfile", str(config), cwd=tmp_path)
+        out = res.stdout + res.stderr
+        text = (tmp_path / log).read_text()
+        assert res.returncode != 0 and f"error: {spoilt}: " in text and expected in text, text[-2000:]
+        assert "Traceback" not in text and "Traceback" not in out, out[-3000:]
+    written = _files(tmp_path) - before
+    assert all(p.parts[:2] in (("results", "tiny"), ("logs", "tiny")) for p in written), written
