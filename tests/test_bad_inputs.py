@@ -162,6 +162,19 @@ def test_bad_npz_dataset_is_refused_before_any_job_naming_the_file(tmp_path, cas
         assert str(tmp_path) in str(err.value)
 
 
+LABEL_CASES = ["float labels", "negative labels", "gapped labels", "one stray label 1000", "a single class"]
+
+
+@pytest.mark.parametrize("case", LABEL_CASES)
+def test_label_problems_are_found_from_the_label_arrays_alone(tmp_path, case):
+    # with test_overlap: warn nothing reads the images before the data job; the labels are still checked
+    make, expected = next((m, e) for c, m, e in NPZ_CASES if c == case)
+    make(tmp_path / "data.npz")
+    with pytest.raises(ConfigError) as err:
+        validate(_npz_config(tmp_path, test_overlap="warn"))
+    assert str(tmp_path) in str(err.value) and expected in str(err.value), str(err.value)
+
+
 def test_requested_npz_class_that_does_not_occur_is_named(tmp_path):
     _npz(tmp_path / "data.npz")
     with pytest.raises(ConfigError, match=r"'dataset.classes': classes \[5\] do not occur in .*data.npz"):
