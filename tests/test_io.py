@@ -20,3 +20,44 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path):
             raise RuntimeError("killed mid-write")
     assert target.read_bytes() == before and list(tmp_path.iterdir()) == [target]
     np.testing.assert_array_equal(np.load(target), np.arange(4.0))
+
+
+def _run_python(code, cwd):
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+
+
+def test_expected_fault_ends_a_job_with_its_message_and_no_traceback(tmp_path):
+    code = ("from ntkscaling import io\n"
+            "with io.log_to('job.log'):\n"
+            "    print('working')\n"
+            "    raise io.FileFormatError('results/x/mean.npy: truncated or corrupt .npy')\n")
+    res = _run_python(code, tmp_path)
+    log = (tmp_path / "job.log").read_text()
+    assert res.returncode == 1
+    assert "working" in log and "error: results/x/mean.npy: truncated or corrupt .npy" in log
+    assert "error: results/x/mean.npy" in res.stderr  # also where Snakemake shows it
+    assert "Traceback" not in log + res.stderr
+    # an unexpected fault keeps its traceback (a bug must be findable)
+    res = _run_python(code.replace("io.FileFormatError", "KeyError"), tmp_path)
+    assert res.returncode == 1 and "Traceback" in (tmp_path / "job.log").read_text()
+
+
+def test_a_job_dies_with_the_process_that_started_it(tmp_path):
+    # the parent (Snakemake) starts a job (a workflow script, inside io.log_to), then is killed: the job
+    # must not run on
+    import time
+    job = ("import time\nfrom ntkscaling import io\nwith io.log_to('job.log'):\n"
+           "    open('started', 'w').close()\n    time.sleep(2)\n    open('finished', 'w').close()\n")
+    parent = ("import os, signal, subprocess, sys, time\n"
+              f"subprocess.Popen([sys.executable, '-c', {job!r}])\n"
+              "while not os.path.exists('started'):\n    time.sleep(0.05)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    _run_python(parent, tmp_path)
+    assert (tmp_path / "started").exists()
+    time.sleep(3)
+    assert not (tmp_path / "finished").exists()

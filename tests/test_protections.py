@@ -98,9 +98,9 @@ CASES = [
      "tests/test_bad_inputs.py::test_bad_checkpoint_is_named_and_never_runs_code[random bytes]"),
     ("expected faults end a job without a traceback", "src/ntkscaling/io.py",
      "        except InputError as e:", "        except ZeroDivisionError as e:",
-     "tests/test_bad_inputs.py::test_bad_files_inside_jobs_end_them_with_the_file_named_and_no_traceback"),
+     "tests/test_io.py::test_expected_fault_ends_a_job_with_its_message_and_no_traceback"),
     ("jobs die with a killed Snakemake", "src/ntkscaling/io.py", "    die_with_parent()\n", "",
-     "tests/test_workflow.py::test_jobs_die_with_a_killed_snakemake"),
+     "tests/test_io.py::test_a_job_dies_with_the_process_that_started_it"),
 ]
 
 
