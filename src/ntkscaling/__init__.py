@@ -6,10 +6,21 @@ architecture description), training (Lightning), metrics (shared losses), entk (
 predictors), evolution (kernel distances during training), scaling (power-law fits), plotting (figures),
 plus config (validation) and io (atomic outputs, tidy tables). Importing the package is cheap: torch and
 Lightning load only with the modules that need them, so light workflow jobs start fast.
+
+Public API (`from ntkscaling import ...`): build, load_network, empirical_ntk, empirical_ntk_from_checkpoint,
+infinite_kernels, kernel_regression, select_ridge, nested_regression, fit_power_law, bootstrap_exponents,
+paired_deficit, train_network; each has an Args/Returns docstring with an example.
 """
 __version__ = "0.1.0"
 
-_LAZY = {"build": "models", "load_nt_params": "models"}
+# The public API, importable from the package itself (each loads its module on first use).
+_LAZY = {"build": "models", "load_network": "models", "load_nt_params": "models",
+         "empirical_ntk": "entk", "empirical_ntk_from_checkpoint": "entk",
+         "infinite_kernels": "infinite",
+         "kernel_regression": "regression", "select_ridge": "regression", "nested_regression": "regression",
+         "fit_power_law": "scaling", "bootstrap_exponents": "scaling", "paired_deficit": "scaling",
+         "train_network": "training"}
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name):

@@ -461,9 +461,25 @@ def ieee_float32():
 
 def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, implementation: str = "auto",
                   max_memory_gb: float | None = None, progress=None) -> torch.Tensor:
-    """Empirical NTK of `model` between x1 and x2 (x2=None: x1 with itself, symmetric).
+    """Empirical NTK of `model` between x1 and x2: Theta(x, x') = J(x) J(x')^T over all parameters.
 
-    Returns (n1, n2) for kind 'mean' or 'sum', (n1, n2, C, C) for 'full', in `dtype`, on the model's device.
+    Args:
+        model: a network from `build` (the fast layerwise form) or any torch module (the Jacobian form).
+        x1, x2: inputs (n1, ...) and (n2, ...); x2=None computes x1 with itself (symmetric, half the work).
+        kind: 'mean' (mean over the C logits of J_c J_c^T, neural-tangents' convention), 'sum' (NTK of the
+            summed logits) or 'full' (every logit pair).
+        dtype: float32 (default) or float64; the model is never changed (a copy is cast if needed).
+        implementation: 'auto', 'layerwise' (never forms a Jacobian) or 'jacobian' (torch.func reference).
+        max_memory_gb: budget of the per-sample features (default 4 GB); more is computed out of core.
+        progress: a callable receiving progress lines, or None.
+
+    Returns:
+        torch.Tensor (n1, n2) for 'mean' and 'sum', (n1, n2, C, C) for 'full', in `dtype`, on the model's device.
+
+    Example:
+        >>> net = build("mlp", 64, (8,), 3, depth=2, seed=0)
+        >>> empirical_ntk(net, torch.randn(5, 8)).shape
+        torch.Size([5, 5])
     """
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is unknown; expected one of {KINDS}")
@@ -506,7 +522,15 @@ def memory_budget_gb(mem_mb: float | None, device) -> float:
 
 def empirical_ntk_from_checkpoint(path, x1, x2=None, kind: str = "mean", dtype=torch.float32,
                                   implementation: str = "auto", max_memory_gb=None, device=None, progress=None):
-    """eNTK of the network stored in a training checkpoint (loaded weights-only)."""
+    """eNTK of the network stored in a training checkpoint (read weights-only: no code from the file runs).
+
+    Args:
+        path: a checkpoint written by `train_network` or the workflow (init/, train/, evolution/).
+        device: where to compute (default: CUDA when visible, else the CPU); other arguments as `empirical_ntk`.
+
+    Returns:
+        torch.Tensor as `empirical_ntk`.
+    """
     from .models import load_network
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = load_network(path, map_location=device).to(device)

@@ -294,7 +294,21 @@ def _input_kernel(xa, xb):
 def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float = 2 ** 0.5, b_std: float = 0.0,
                      dtype=torch.float64, batch_size=None, max_memory_gb: float = 2.0, progress=None,
                      compile=None, native=None):
-    """Infinite-width (NTK, NNGP), each (n1, n2), of `arch` (as in models.build) between x1 and x2.
+    """Infinite-width NTK and NNGP of `arch` (the architecture `build` makes) between x1 and x2.
+
+    Args:
+        arch: 'mlp', 'myrtle5', 'myrtle7' or 'myrtle10'; in_shape: one input's shape, e.g. (3, 32, 32).
+        x1, x2: inputs (n1, ...) and (n2, ...); x2=None computes x1 with itself.
+        depth, W_std, b_std: as in `build` (the same layer description builds the network).
+        dtype: float64 by default (the recursions lose digits in float32).
+
+    Returns:
+        (ntk, nngp): two torch.Tensor, each (n1, n2), in that order.
+
+    Example:
+        >>> ntk, nngp = infinite_kernels("mlp", (8,), torch.randn(5, 8, dtype=torch.float64), depth=2)
+        >>> ntk.shape, nngp.shape
+        (torch.Size([5, 5]), torch.Size([5, 5]))
 
     batch_size: images per block side (default: blocks of about BLOCK_ELEMENTS entries, within
     `max_memory_gb`). native: compute the image pairs' conv-ReLU-pool steps with the fused C kernel of

@@ -159,7 +159,21 @@ def init_params(model: Network, seed: int) -> Network:
 def build(arch: str, width: int, in_shape, out_dim: int, depth: int | None = None,
           parameterization: str = "ntk", W_std: float = 2 ** 0.5, b_std: float = 0.0,
           seed: int = 0) -> Network:
-    """Build the network `arch` (mlp | myrtle5 | myrtle7 | myrtle10), initialized from `seed`."""
+    """The network `arch`, initialized from `seed`, in neural-tangents' parameterization.
+
+    Args:
+        arch: 'mlp' (depth hidden ReLU layers) or 'myrtle5' | 'myrtle7' | 'myrtle10' (conv nets).
+        width: hidden units or channels; in_shape: one input's shape; out_dim: outputs (classes).
+        parameterization: 'ntk' (N(0,1) parameters, W_std/sqrt(fan_in) in the forward pass) or 'standard'.
+        W_std, b_std: weight and bias scales; seed: the initialization.
+
+    Returns:
+        A `Network` (a torch module) that `empirical_ntk` handles layer by layer.
+
+    Example:
+        >>> build("mlp", 64, (8,), 3, depth=2, seed=0)(torch.zeros(2, 8)).shape
+        torch.Size([2, 3])
+    """
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(f"parameterization={parameterization!r} is unknown; expected one of {PARAMETERIZATIONS}")
     specs = layer_specs(arch, width, in_shape, out_dim, depth=depth, W_std=W_std, b_std=b_std)

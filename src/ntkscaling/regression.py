@@ -70,9 +70,26 @@ def _scores(pred: np.ndarray, y: np.ndarray, n_classes: int) -> dict:
 
 def kernel_regression(K_train, K_test_train, y_train, y_test, n_classes: int, ridges, center: bool = False,
                       prior_train=None, prior_test=None):
-    """Ridge regression for each relative ridge; returns a list of dicts with per-point `error` and `mse`,
-    `ridge`, `jitter`, and `pred` (m, C). With priors (the f0 of the linearized predictor, (n, C) and
-    (m, C)) the kernel fits the residual Y - f0_train and f0_test is added to its predictions."""
+    """Kernel ridge regression on one-hot targets, for each ridge.
+
+    Args:
+        K_train: (n, n) kernel of the training points; K_test_train: (m, n) between test and training points
+            (for the full kind, (n*C, n*C) and (m*C, n*C)).
+        y_train, y_test: integer labels; n_classes: C.
+        ridges: each relative to mean(diag K_train); a singular kernel gets the smallest jitter that
+            factorizes (recorded as `jitter`).
+        center: regress on targets minus their mean. prior_train, prior_test: the f0 of the linearized
+            predictor ((n, C), (m, C)): the kernel fits Y - f0_train and f0_test is added back.
+
+    Returns:
+        A list, one dict per ridge: `ridge`, `jitter`, `pred` (m, C), and per test point `error` (0/1) and
+        `mse` (mean over the C outputs).
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(size=(40, 3)); y = (x[:, 0] > 0).astype(int); K = x @ x.T + 1
+        >>> bool(kernel_regression(K[:30, :30], K[30:, :30], y[:30], y[30:], 2, [1e-3])[0]["error"].mean() < 0.5)
+        True
+    """
     K_train, K_test_train, target, offset = _problem(K_train, K_test_train, y_train, n_classes, center,
                                                      prior_train)
     base = offset + (0.0 if prior_test is None else np.asarray(prior_test, dtype=np.float64))
@@ -87,8 +104,16 @@ def kernel_regression(K_train, K_test_train, y_train, y_test, n_classes: int, ri
 
 def select_ridge(K_train, K_val_train, y_train, y_val, n_classes: int, grid, metric: str = "mse",
                  center: bool = False, prior_train=None, prior_val=None):
-    """The ridge of `grid` with the lowest mean validation `metric` (ties: the larger ridge), and every
-    ridge's validation score. One eigendecomposition K_train = V diag(e) V^T serves the whole grid:
+    """The ridge of `grid` with the lowest mean validation `metric` (ties: the larger ridge).
+
+    Args:
+        K_train (n, n), K_val_train (v, n), y_train, y_val, n_classes, center and the priors as in
+        `kernel_regression`; grid: the candidate ridges; metric: 'mse' or 'error'.
+
+    Returns:
+        (best ridge, [(ridge, mean validation metric), ...] for every ridge of the grid).
+
+    One eigendecomposition K_train = V diag(e) V^T serves the whole grid:
     predictions are K_val V diag(1 / (e + ridge * mean(diag))) V^T Y. Eigenvalues are clipped at 0 and a ridge
     of 0 is evaluated with the smallest jitter, as the Cholesky path would add to a singular kernel."""
     if metric not in SELECTION_METRICS:
@@ -111,11 +136,19 @@ def select_ridge(K_train, K_val_train, y_train, y_val, n_classes: int, grid, met
 
 def nested_regression(K, y_all, blocks: dict, ns, n_classes: int, ridges, grid=(), metric: str = "mse",
                       center: bool = False, prior=None):
-    """K over the kernel rows (blocks 'train', 'val', 'test': see data.row_blocks); regress on every nested n.
+    """Kernel regression for every nested training-set size n from one kernel on all rows.
 
-    Yields (n, result) for each n in `ns` and each ridge of `ridges`, each result with its per-point
-    validation scores under 'val'. With a non-empty `grid`, also the validation-selected ridge: a result
-    with `tuned` True (the others False). prior: f0 on every row (the linearized predictor), or None."""
+    Args:
+        K: the kernel on the rows [first n_max training points | validation | test] (`data.kernel_rows`).
+        y_all: the labels of those rows; blocks: their slices 'train', 'val', 'test' (`data.row_blocks`).
+        ns: training-set sizes (each n uses the first n training rows: nested subsets).
+        ridges: fixed ridges; grid: candidates for the ridge chosen on the validation rows (empty: none).
+        metric: the validation metric of the choice; prior: f0 on every row (linearized predictor) or None.
+
+    Yields:
+        (n, result) per n and ridge: `kernel_regression`'s dict for the test rows, the same for the
+        validation rows under 'val', and `tuned` (True for the validation-selected ridge).
+    """
     tr, va, te = blocks["train"], blocks["val"], blocks["test"]
     n_train_max = tr.stop
     if va.stop != te.start:

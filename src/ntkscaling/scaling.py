@@ -22,7 +22,19 @@ from .methods import K_EQUALS_N, NETWORK_METHODS, ridge_label
 
 
 def fit_power_law(n, y, floor: bool = False) -> dict:
-    """Fit y = a * n^-alpha (+ c). Points with y <= 0 cannot be on a log scale and are dropped."""
+    """Least-squares fit of y = a * n^-alpha (+ c with `floor`) in log space.
+
+    Args:
+        n, y: sizes and the metric at each; points with y <= 0 cannot be on a log scale and are dropped.
+        floor: also fit an irreducible floor c >= 0 (needs 3 points).
+
+    Returns:
+        {'a', 'alpha', 'c', 'n_points'} (NaN where too few points remain).
+
+    Example:
+        >>> round(fit_power_law([10, 100, 1000], [1.0, 0.5, 0.25])["alpha"], 3)
+        0.301
+    """
     n, y = np.asarray(n, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = (y > 0) & np.isfinite(y) & (n > 0)
     n, y = n[ok], y[ok]
@@ -63,10 +75,18 @@ def bootstrap_exponents(ns, curves: dict, floor: bool = False, n_boot: int = 100
                         seed: int = 0, n_min=None, n_max=None) -> dict:
     """Exponents of several curves with percentile bootstrap intervals from shared draws.
 
-    curves: {key: array (len(ns), n_seeds, n_points)} of per-point metric values (0/1 errors, squared errors),
-    all over the same seeds and test points. Each replicate draws one weighting of seeds and of test points
-    and refits every curve with it, so differences of exponents are paired. Returns {key: result dict with
-    `boot` (the n_boot refitted exponents)}."""
+    Args:
+        ns: the training-set sizes.
+        curves: {key: array (len(ns), n_seeds, n_points)} of per-point metric values (0/1 errors, squared
+            errors), all over the same seeds and test points.
+        floor, n_boot, confidence, seed: the fit, the replicates, the interval's coverage, their seed.
+        n_min, n_max: the fitted range of n (None: all).
+
+    Returns:
+        {key: {'alpha', 'alpha_lo', 'alpha_hi', 'a', 'c', ..., 'boot'}} with `boot` the n_boot refitted
+        exponents. Each replicate draws one weighting of seeds and of test points and refits every curve
+        with it, so differences of exponents are paired (`paired_deficit`).
+    """
     ns = np.asarray(ns, dtype=np.float64)
     values = {key: np.asarray(v, dtype=np.float64) for key, v in curves.items()}
     shapes = {v.shape for v in values.values()}
@@ -105,8 +125,15 @@ def bootstrap_exponent(ns, values, floor: bool = False, n_boot: int = 1000, conf
 
 
 def paired_deficit(reference: dict, other: dict, confidence: float = 0.95) -> dict:
-    """alpha_reference - alpha_other and its percentile interval from the paired bootstrap replicates of
-    `bootstrap_exponents` (positive: the other curve scales worse than the reference)."""
+    """The difference of two exponents with its interval from the paired replicates.
+
+    Args:
+        reference, other: two results of one `bootstrap_exponents` call (the same draws).
+
+    Returns:
+        {'alpha_deficit': alpha_reference - alpha_other, 'deficit_lo', 'deficit_hi'}: positive when the other
+        curve scales worse than the reference.
+    """
     lo, hi = _interval(reference["boot"] - other["boot"], confidence)
     return {"alpha_deficit": reference["alpha"] - other["alpha"], "deficit_lo": lo, "deficit_hi": hi}
 
