@@ -28,3 +28,11 @@ def test_entk_tags():
     assert methods.entk_tags() == ["entk_init"]
     assert methods.entk_tags([16, 64], True, [8, 32]) == ["entk_init", "entk_after_k16", "entk_after_k64",
                                                           "entk_after_n8", "entk_after_n32"]
+
+
+def test_every_method_is_declared_once_and_labelled_and_coloured():
+    from ntkscaling import methods, plotting, scaling
+    assert scaling.METHOD_ORDER is methods.METHODS
+    assert set(plotting.METHOD_LABELS) == set(methods.METHODS) == set(plotting.METHOD_COLORS)
+    tags = {methods.parse_tag(t)["method"] for t in ("entk_init", "entk_after_k8", "entk_after_n8", *methods.INFINITE_TAGS)}
+    assert tags | set(methods.NETWORK_METHODS) == set(methods.METHODS)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import re
 
+# Every method, in the order of tables and legends: the one list (labels and colours, in plotting, key on it).
+METHODS = ("network", "network_best", "entk_init", "entk_after", "entk_after_n", "infinite_ntk", "infinite_nngp")
 # Curves whose k moves with n: one curve over n, whatever k is.
 K_EQUALS_N = ("network", "network_best", "entk_after_n")
 NETWORK_METHODS = ("network", "network_best")

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from .io import load_npz
-from .methods import K_EQUALS_N, NETWORK_METHODS, ridge_label
+from .methods import K_EQUALS_N, METHODS, NETWORK_METHODS, ridge_label
 
 
 def fit_power_law(n, y, floor: bool = False) -> dict:
@@ -234,8 +234,7 @@ SUMMARY_COLUMNS = ("dataset", "arch", "width", "method", "kind", "k", "ridge", "
                    "alpha_hi", "n_min", "n_max", "n_seeds", "n_test", "network_method", "network_width",
                    "network_alpha", "network_alpha_lo", "network_alpha_hi", "alpha_deficit", "deficit_lo",
                    "deficit_hi")
-METHOD_ORDER = ("network", "network_best", "entk_init", "entk_after", "entk_after_n", "infinite_ntk",
-                "infinite_nngp")
+METHOD_ORDER = METHODS
 
 
 def read_exponents(path):

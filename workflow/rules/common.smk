@@ -15,7 +15,7 @@ REPO = Path(workflow.current_basedir).parents[1]
 SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
-from ntkscaling import code_inputs, jobsize  # noqa: E402
+from ntkscaling import code_inputs, jobsize, methods  # noqa: E402
 from ntkscaling.config import ConfigError, validate as validate_config  # noqa: E402
 from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 
@@ -35,7 +35,7 @@ AFTER = config["after_kernel"]
 EVOLUTION = config["evolution"]
 EVOLUTION_NS = EVOLUTION["sample_sizes"] or [max(NS)]
 ENTK_TAGS = entk_tags(AFTER["ks"], AFTER["at_n"], NS)  # kernel tags: see ntkscaling.methods
-INFINITE_TAGS = ["infinite_ntk", "infinite_nngp"] if config["kernel"]["infinite"] else []
+INFINITE_TAGS = list(methods.INFINITE_TAGS) if config["kernel"]["infinite"] else []
 KINDS = config["kernel"]["kinds"]
 FIGURE_WIDTH = config["fit"]["figure_width"] or max(WIDTHS)
 WIDTH_N = config["width_scaling"]["n"] or max(NS)
