@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -42,12 +43,20 @@ BLOCK_ELEMENTS = {"eager": 2 ** 18, "compiled": 2 ** 20, "native": 2 ** 20}
 COMPILE_MIN_ENTRIES = 2 ** 29  # pixel-pair entries of a job above which compile=None compiles (eager: ~15 s)
 
 
-def _propagate(specs, S, T, q_pairs, self_mode, float32):
-    """Run the recursion for vector kernels S (N,) (and T) through dense/ReLU `specs` (an MLP, or the
-    dense head after a global average pool). In self mode (each entry pairs an input with itself, angle
-    exactly 0, so a ReLU halves both kernels) the variances are recorded; otherwise q_pairs gives (qa, qb)
-    per ReLU. Returns (S, T, recorded variances).
+class Kernel(NamedTuple):
+    """The two kernels the recursion carries, by name (never by position): `nngp` (Sigma, the covariance
+    of the layer's outputs) and `ntk` (Theta; None before the first layer with parameters)."""
+    nngp: torch.Tensor
+    ntk: torch.Tensor | None
+
+
+def _propagate(specs, kernel: Kernel, q_pairs, self_mode, float32):
+    """Run the recursion for vector kernels (N,) through dense/ReLU `specs` (an MLP, or the dense head after
+    a global average pool). In self mode (each entry pairs an input with itself, angle exactly 0, so a ReLU
+    halves both kernels) the variances are recorded; otherwise q_pairs gives (qa, qb) per ReLU.
+    Returns (Kernel, recorded variances).
     """
+    S, T = kernel.nngp, kernel.ntk
     recorded = []
     relu_i, i = 0, 0
     while i < len(specs):
@@ -71,7 +80,7 @@ def _propagate(specs, S, T, q_pairs, self_mode, float32):
         elif spec["kind"] != "flatten":  # flatten: handled when forming the input kernel
             raise ValueError(f"no vector-kernel rule for layer kind {spec['kind']!r} here")
         i += 1
-    return S, T, recorded
+    return Kernel(nngp=S, ntk=T), recorded
 
 
 def _affine_relu(Sc, Tc, qa, qb, out_S, out_T, w2: float, b2: float, float32: bool):
@@ -163,18 +172,18 @@ class _PairBlocks:
             K = torch.add(K[tuple(even)], K[tuple(odd)], out=self._buf(f"pool{dim}", shape))
         return K.div_(16.0)
 
-    def __call__(self, xa, xb, qa_list, qb_list):
+    def __call__(self, xa, xb, qa_list, qb_list) -> Kernel:
         """Every pair of xa (a, C, H, W) with xb (b, C, H, W); q*_list: the images' variances (n, h, w)
-        before every ReLU (from `selves`). Returns (ntk, nngp), each (a, b)."""
-        return self._run(xa, xb, qa_list, qb_list)[:2]
+        before every ReLU (from `selves`). Returns the Kernel, each field (a, b)."""
+        return self._run(xa, xb, qa_list, qb_list)[0]
 
     def selves(self, x):
-        """Each image of x with itself: (variances before every ReLU, each (n, h, w); ntk (n,); nngp (n,)).
+        """Each image of x with itself: (variances before every ReLU, each (n, h, w); the Kernel, each (n,)).
 
         The ReLU angle of an image with itself at one position is exactly 0; the fused step computes it
         from rounded numbers, so those entries are then set to their exact values (Sigma/2, Theta/2)."""
-        ntk, nngp, q = self._run(x, x, None, None)
-        return q, ntk, nngp
+        kernel, q = self._run(x, x, None, None)
+        return q, kernel
 
     def _run(self, xa, xb, qa_list, qb_list):
         paired = qa_list is None  # pairs (x_i, x_i), recording the variances
@@ -226,11 +235,11 @@ class _PairBlocks:
             if kind == "avgpool":
                 ST = self._pool(ST)
             elif kind == "global_avg_pool":
-                S, T = ST.mean(dim=(2, 3, 4, 5)).unbind(0)
-                S, T, _ = _propagate(specs[i + 1:], S, T, [], False, self.float32)
+                S, T = ST.mean(dim=(2, 3, 4, 5)).unbind(0)  # ST stacks (Sigma, Theta)
+                kernel, _ = _propagate(specs[i + 1:], Kernel(nngp=S, ntk=T), [], False, self.float32)
                 if paired:
-                    return T, S, recorded
-                return T.reshape(a, b), S.reshape(a, b), recorded
+                    return kernel, recorded
+                return Kernel(nngp=kernel.nngp.reshape(a, b), ntk=kernel.ntk.reshape(a, b)), recorded
             else:
                 raise ValueError(f"no pair-block rule for layer kind {kind!r}")
             i += 1
@@ -347,19 +356,20 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
         block = batch_size or max(n1, n2)
 
     def self_kernels(x):
-        """Each input with itself: the variances before every ReLU, and its final (NTK, NNGP) value."""
+        """Each input with itself: the variances before every ReLU, and its final Kernel value."""
         step = block * block if spatial else len(x)
-        qs, diag_ntk, diag_nngp = [], [], []
+        qs, kernels = [], []
         for lo in range(0, len(x), step):
             xb = x[lo:lo + step]
             if spatial:
-                q, T, S = blocks.selves(xb)
+                q, kernel = blocks.selves(xb)
             else:
-                S, T, q = _propagate(specs, (xb.reshape(len(xb), -1) ** 2).mean(1), None, None, True, float32)
+                kernel, q = _propagate(specs, Kernel(nngp=(xb.reshape(len(xb), -1) ** 2).mean(1), ntk=None), None,
+                                       True, float32)
             qs.append(q)
-            diag_nngp.append(S)
-            diag_ntk.append(T)
-        return [torch.cat(q) for q in zip(*qs)], torch.cat(diag_ntk), torch.cat(diag_nngp)
+            kernels.append(kernel)
+        return ([torch.cat(q) for q in zip(*qs)],
+                Kernel(nngp=torch.cat([k.nngp for k in kernels]), ntk=torch.cat([k.ntk for k in kernels])))
 
     if spatial:
         blocks = _PairBlocks(specs, x1.shape[1:], dtype, device, bool(compile), use_native)
@@ -368,7 +378,7 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
             why = f" (native kernel: {native_kernel.unavailable_reason()})" if unbuilt else ""
             progress(f"image pairs by the {path} path{why}, blocks of {block} images a side")
 
-    q1, self_ntk, self_nngp = self_kernels(x1)
+    q1, self_kernel = self_kernels(x1)
     q2 = q1 if sym else self_kernels(x2)[0]
     ntk = torch.empty((n1, n2), dtype=dtype, device=device)
     nngp = torch.empty((n1, n2), dtype=dtype, device=device)
@@ -379,18 +389,19 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     for done, ((i0, i1), (j0, j1)) in enumerate(pairs, 1):
         a, b = i1 - i0, j1 - j0
         if spatial:
-            T, S = blocks(x1[i0:i1], x2[j0:j1], [q[i0:i1] for q in q1], [q[j0:j1] for q in q2])
+            kernel = blocks(x1[i0:i1], x2[j0:j1], [q[i0:i1] for q in q1], [q[j0:j1] for q in q2])
         else:
             qp = [(qa[i0:i1, None].expand(a, b).reshape(-1), qb[None, j0:j1].expand(a, b).reshape(-1))
                   for qa, qb in zip(q1, q2)]
-            S, T, _ = _propagate(specs, _input_kernel(x1[i0:i1], x2[j0:j1]).reshape(-1), None, qp, False, float32)
-        nngp[i0:i1, j0:j1] = S.reshape(a, b)
-        ntk[i0:i1, j0:j1] = T.reshape(a, b)
+            kernel, _ = _propagate(specs, Kernel(nngp=_input_kernel(x1[i0:i1], x2[j0:j1]).reshape(-1), ntk=None), qp,
+                                   False, float32)
+        nngp[i0:i1, j0:j1] = kernel.nngp.reshape(a, b)
+        ntk[i0:i1, j0:j1] = kernel.ntk.reshape(a, b)
         if sym and i0 == j0:
             # an input with itself: the self recursion has exact zero angles where the cross one has the
             # rounding of two separately computed covariances (about 1e-8 in the angle)
             idx = torch.arange(i0, i1, device=device)
-            nngp[idx, idx], ntk[idx, idx] = self_nngp[i0:i1], self_ntk[i0:i1]
+            nngp[idx, idx], ntk[idx, idx] = self_kernel.nngp[i0:i1], self_kernel.ntk[i0:i1]
         if sym and i0 != j0:
             nngp[j0:j1, i0:i1] = nngp[i0:i1, j0:j1].T
             ntk[j0:j1, i0:i1] = ntk[i0:i1, j0:j1].T
