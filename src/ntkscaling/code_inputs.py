@@ -10,6 +10,7 @@ provenance instead).
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = "ntkscaling"
@@ -17,7 +18,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 READS = {"native": ["pairstep.c"]}  # module -> files beside it that it reads (compiles) at run time
 
 
-def _imported_modules(path: Path, in_package: bool, package_dir: Path) -> set[str]:
+@functools.lru_cache(maxsize=None)  # every rule asks about the same few modules while the Snakefile is read
+def _imported_modules(path: Path, in_package: bool, package_dir: Path) -> frozenset[str]:
     """Names of ntkscaling modules imported by the Python file at `path`."""
     tree = ast.parse(Path(path).read_text(), filename=str(path))
     found = set()
@@ -37,7 +39,7 @@ def _imported_modules(path: Path, in_package: bool, package_dir: Path) -> set[st
                 parts = alias.name.split(".")
                 if parts[0] == PACKAGE and len(parts) > 1:
                     found.add(parts[1])
-    return {m for m in found if (package_dir / f"{m}.py").is_file()}
+    return frozenset(m for m in found if (package_dir / f"{m}.py").is_file())
 
 
 def library_files(script, package_dir: Path = PACKAGE_DIR) -> list[str]:

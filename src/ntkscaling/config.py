@@ -170,13 +170,9 @@ def _class_counts(ds: dict):
     return CLASS_COUNTS.get(ds["name"])
 
 
-def _class_checks(ds: dict) -> list[str]:
-    """Requested classes exist; without a selection, labels are 0..K-1 with every class in the training split."""
-    from .io import InputError
-    try:
-        counts = _class_counts(ds)
-    except InputError as e:
-        return [str(e)]
+def _class_checks(ds: dict, counts) -> list[str]:
+    """Requested classes exist; without a selection, labels are 0..K-1 with every class in the training split.
+    counts: `_class_counts(ds)`."""
     if counts is None:
         return []  # the data job reads the data and checks it
     train = counts[0]
@@ -242,14 +238,9 @@ def _overlap_checks(ds: dict) -> list[str]:
     return []
 
 
-def _dataset_sizes(ds: dict):
+def _dataset_sizes(ds: dict, counts):
     """(training pool, test split, classes) where known before any job runs (without loading images),
-    else None."""
-    from .io import InputError
-    try:
-        counts = _class_counts(ds)
-    except InputError:
-        return None  # reported by the class checks
+    else None. counts: `_class_counts(ds)`."""
     if counts is None:
         return None
     train, test = counts
@@ -262,9 +253,14 @@ def _dataset_sizes(ds: dict):
     return pool, sum(test[c] for c in keep), len(keep)
 
 
+def kernel_row_count(config: dict, n_max: int) -> int:
+    """Rows of a kernel whose training block has n_max rows: training, then validation, then test."""
+    return n_max + config["dataset"]["val_size"] + config["dataset"]["test_size"]
+
+
 def kernel_sizes(config: dict, n_classes: int) -> list[tuple[str, float]]:
     """(what, GB) of every kernel file the run writes (the largest of each kind)."""
-    rows = max(config["sample_sizes"]) + config["dataset"]["val_size"] + config["dataset"]["test_size"]
+    rows = kernel_row_count(config, max(config["sample_sizes"]))
     out = [(f"eNTK ({kind} kind)", rows ** 2 * 4 * (n_classes ** 2 if kind == "full" else 1) / 1e9)
            for kind in sorted(set(config["kernel"]["kinds"]) | {config["evolution"]["kind"]})]
     if config["kernel"]["infinite"]:
@@ -302,12 +298,18 @@ def _cross_checks(config: dict) -> list[str]:
         if unknown:
             problems.append(f"config key '{key}': got {unknown}; expected values from sample_sizes {ns}")
     ds = config["dataset"]
-    problems += _class_checks(ds)
+    from .io import InputError
+    try:
+        counts = _class_counts(ds)  # read once: npz label arrays, an image folder's listing
+    except InputError as e:
+        counts = None
+        problems.append(str(e))
+    problems += _class_checks(ds, counts)
     if ds["name"] in IMAGE_SIZES and any(side % ds["downsample"] for side in IMAGE_SIZES[ds["name"]]):
         h, w = IMAGE_SIZES[ds["name"]]
         problems.append(f"config key 'dataset.downsample': got {ds['downsample']}; it must divide the {ds['name']} "
                         f"image size {h}x{w}")
-    sizes = _dataset_sizes(ds)
+    sizes = _dataset_sizes(ds, counts)
     n_classes = 10
     if sizes is not None:
         pool, test, n_classes = sizes

@@ -29,7 +29,7 @@ NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 REWRITE = "delete it and re-run the job that writes it"
 
 
-def _magic(path: Path, magic: bytes, what: str) -> None:
+def require_magic(path: Path, magic: bytes, what: str) -> None:
     try:
         with open(path, "rb") as f:
             head = f.read(len(magic))
@@ -46,7 +46,7 @@ def load_npy(path, mmap: bool = False, hint: str = REWRITE) -> np.ndarray:
     (truncated by a full disk, overwritten, another format). Never unpickles."""
     path = Path(path)
     try:
-        _magic(path, NPY_MAGIC, "an .npy array file")
+        require_magic(path, NPY_MAGIC, "an .npy array file")
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileFormatError as e:
         raise FileFormatError(f"{e}; {hint}") from None
@@ -61,7 +61,7 @@ def load_npz(path, hint: str = REWRITE, keys=None, what: str = "an .npz archive 
     path = Path(path)
     tail = f"; {hint}" if hint else ""
     try:
-        _magic(path, ZIP_MAGIC, what)
+        require_magic(path, ZIP_MAGIC, what)
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in keys or () if k not in z.files]
             if missing:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .io import ZIP_MAGIC, FileFormatError
+from .io import ZIP_MAGIC, FileFormatError, require_magic
 
 ARCHS = ("mlp", "myrtle5", "myrtle7", "myrtle10")
 PARAMETERIZATIONS = ("ntk", "standard")
@@ -207,10 +207,10 @@ def load_checkpoint(ckpt_path, map_location="cpu") -> dict:
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileFormatError(f"{path}: missing checkpoint; re-run the job that writes it")
-    with open(path, "rb") as f:
-        if f.read(4) != ZIP_MAGIC:  # torch.save writes zip archives
-            raise FileFormatError(f"{path}: not a readable checkpoint (not a torch zip archive); delete it and "
-                                  f"re-run the job that writes it")
+    try:
+        require_magic(path, ZIP_MAGIC, "a readable checkpoint (torch.save writes zip archives)")
+    except FileFormatError as e:
+        raise FileFormatError(f"{e}; delete it and re-run the job that writes it") from None
     try:
         state = torch.load(ckpt_path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import models
-from .data import DatasetError, load_prepared, md5sum
+from .data import DatasetError, load_prepared, md5sum, step_budget
 from .io import FileFormatError, InputError, load_npy
 from .metrics import LOSSES, evaluate, per_point_error, per_point_loss
 
@@ -307,7 +307,7 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch
     dm.setup()
     in_shape = tuple(dm.x_train.shape[1:])
     steps_per_epoch = math.ceil(n / batch_size)
-    total = int(steps) if steps else int(epochs) * steps_per_epoch
+    total = step_budget(n, batch_size, steps, epochs)
     max_epochs = math.ceil(total / steps_per_epoch)
     module = NetworkModule(arch, width, in_shape, dm.n_classes, depth=depth, parameterization=parameterization,
                            W_std=W_std, b_std=b_std, init_seed=seed, loss=loss, optimizer=optimizer, lr=lr,

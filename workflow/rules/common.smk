@@ -15,8 +15,8 @@ REPO = Path(workflow.current_basedir).parents[1]
 SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
-from ntkscaling import code_inputs, jobsize, methods  # noqa: E402
-from ntkscaling.config import ConfigError, validate as validate_config  # noqa: E402
+from ntkscaling import code_inputs, data, jobsize, methods  # noqa: E402
+from ntkscaling.config import ConfigError, kernel_row_count, validate as validate_config  # noqa: E402
 from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 
 try:
@@ -175,13 +175,13 @@ N_OUTPUTS = len(config["dataset"]["classes"] or range(10))  # an upper bound bef
 
 
 def kernel_rows(n_max):
-    """Rows of a kernel whose training block has n_max rows: training, validation, test."""
-    return n_max + config["dataset"]["val_size"] + config["dataset"]["test_size"]
+    """Rows of a kernel whose training block has n_max rows (see ntkscaling.config.kernel_row_count)."""
+    return kernel_row_count(config, n_max)
 
 
 def train_steps(n):
     t = config["train"]
-    return t["steps"] or t["epochs"] * -(-int(n) // min(t["batch_size"], int(n)))
+    return data.step_budget(int(n), min(t["batch_size"], int(n)), t["steps"], t["epochs"])
 
 
 def mem_mb(size):
