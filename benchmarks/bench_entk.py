@@ -16,7 +16,7 @@ import time
 import psutil
 import torch
 
-from ntkscaling import entk, models
+from ntkscaling import entk, entk_fast, layers, models
 
 
 class PeakRSS:
@@ -98,12 +98,12 @@ def layerwise_flops(net, x_shape, n, C, kind="mean"):
     convs, h = [], torch.zeros((1,) + tuple(x_shape))
     with torch.no_grad():
         for m in net:
-            if isinstance(m, models.Conv):
+            if isinstance(m, layers.Conv):
                 convs.append(2 * m.c_out * m.c_in * 9 * h.shape[2] * h.shape[3])
             h = m(h)
-    diag = entk._readout_diagonal(net, kind)
+    diag = entk_fast.readout_diagonal(net, kind)
     per_image = sum(convs) + sum((1 if j == diag else C) * f for j, f in enumerate(convs)) + C * sum(convs[1:])
-    retained, _ = entk._bytes_per_sample(net, x_shape, C, 1, diag)
+    retained, _ = entk_fast.bytes_per_sample(net, x_shape, C, 1, diag)
     return n * per_image + n * (n + 1) * retained
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import entk, io, models, training
+from ntkscaling import entk, entk_fast, io, models, training
 
 from conftest import reference_network
 
@@ -44,8 +44,8 @@ def test_blocks_give_the_same_kernel(monkeypatch):
     x = torch.randn(11, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     whole = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, implementation="jacobian")
     # features held for all rows but computed in chunks, Gram in blocks
-    monkeypatch.setattr(entk, "FEATURE_CHUNK", 4)
-    monkeypatch.setattr(entk, "CONTRACT_BLOCK", 3)
+    monkeypatch.setattr(entk_fast, "FEATURE_CHUNK", 4)
+    monkeypatch.setattr(entk_fast, "CONTRACT_BLOCK", 3)
     for kind in ("full", "mean"):
         ref = whole if kind == "full" else torch.diagonal(whole, dim1=2, dim2=3).mean(-1)
         np.testing.assert_allclose(entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64), ref,
@@ -54,10 +54,10 @@ def test_blocks_give_the_same_kernel(monkeypatch):
     # and streams blocks of columns (the panel path, symmetric and not)
     tiny_budget = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, max_memory_gb=1e-6)
     np.testing.assert_allclose(tiny_budget, whole, rtol=1e-12, atol=1e-12)
-    retained, transient = entk._bytes_per_sample(net.double(), (1, 8, 8), 3, 8)
+    retained, transient = entk_fast.bytes_per_sample(net.double(), (1, 8, 8), 3, 8)
     net.float()
     some = (6 * retained + 4 * transient + 11 * 11 * 9 * 8) / 1e9  # chunk 4, panels of 4 rows, stream 2
-    monkeypatch.setattr(entk, "CONTRACT_BLOCK", 2)
+    monkeypatch.setattr(entk_fast, "CONTRACT_BLOCK", 2)
     np.testing.assert_allclose(entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, max_memory_gb=some),
                                whole, rtol=1e-12, atol=1e-12)
     x2 = torch.randn(5, 1, 8, 8)
@@ -112,32 +112,32 @@ def test_job_memory_budget_follows_the_memory_request():
 def test_readout_diagonal_layer_is_found_only_where_it_is_exact():
     myrtle = models.build("myrtle5", 4, (1, 8, 8), 3)
     mlp = models.build("mlp", 4, (5,), 3, depth=2)
-    assert entk._readout_diagonal(myrtle, "mean") == 3      # conv4 -> relu -> global pool -> readout
-    assert entk._readout_diagonal(mlp, "mean") == 1         # last hidden dense -> relu -> readout
-    assert entk._readout_diagonal(myrtle, "full") is None   # logit pairs need every logit's features
-    assert entk._readout_diagonal(mlp, "sum") is None
+    assert entk_fast.readout_diagonal(myrtle, "mean") == 3      # conv4 -> relu -> global pool -> readout
+    assert entk_fast.readout_diagonal(mlp, "mean") == 1         # last hidden dense -> relu -> readout
+    assert entk_fast.readout_diagonal(myrtle, "full") is None   # logit pairs need every logit's features
+    assert entk_fast.readout_diagonal(mlp, "sum") is None
     # a module that may mix channels between the last hidden layer and the readout rules it out
     mixed = models.Network(myrtle.specs[:-2] + [{"kind": "flatten"}] + myrtle.specs[-1:], "ntk")
-    assert entk._readout_diagonal(mixed, "mean") is None
+    assert entk_fast.readout_diagonal(mixed, "mean") is None
     mixed = models.Network(mlp.specs, "ntk")
     mixed[-2] = torch.nn.Identity()
-    assert entk._readout_diagonal(mixed, "mean") is None    # an unknown module is not trusted
+    assert entk_fast.readout_diagonal(mixed, "mean") is None    # an unknown module is not trusted
 
 
 def test_unfold_matches_torch_unfold():
     h = torch.randn(3, 5, 6, 4, generator=torch.Generator().manual_seed(0))
     ref = torch.nn.functional.unfold(h, 3, padding=1)
-    assert torch.equal(entk._unfold3x3(h), ref)
+    assert torch.equal(entk_fast.unfold3x3(h), ref)
     buf = torch.full((3 * 5 * 9 * 24 + 7,), float("nan"))
-    assert torch.equal(entk._unfold3x3(h, buf), ref)
-    assert torch.equal(entk._unfold3x3(h[:2], buf), ref[:2])  # a smaller last chunk reuses the buffer
+    assert torch.equal(entk_fast.unfold3x3(h, buf), ref)
+    assert torch.equal(entk_fast.unfold3x3(h[:2], buf), ref[:2])  # a smaller last chunk reuses the buffer
 
 
 def test_progress_reports_features_and_gram_blocks(monkeypatch):
     net = models.build("myrtle5", 4, (1, 8, 8), 3, seed=2)
     x = torch.randn(10, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    monkeypatch.setattr(entk, "FEATURE_CHUNK", 4)
-    monkeypatch.setattr(entk, "CONTRACT_BLOCK", 4)
+    monkeypatch.setattr(entk_fast, "FEATURE_CHUNK", 4)
+    monkeypatch.setattr(entk_fast, "CONTRACT_BLOCK", 4)
     msgs = []
     entk.empirical_ntk(net, x, progress=msgs.append)  # fast: only the end of each phase
     assert [m.split()[:3] for m in msgs] == [["eNTK", "feature", "rows"], ["eNTK", "Gram", "blocks"]]
@@ -171,7 +171,7 @@ def test_kernels_are_computed_without_tf32(monkeypatch):
     def spy(*args):
         seen.append((b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision))
         raise RuntimeError("stop")
-    monkeypatch.setattr(entk, "_layerwise_ntk", spy)
+    monkeypatch.setattr(entk_fast, "layerwise_ntk", spy)
     monkeypatch.setattr(entk, "_jacobian_ntk", spy)
     net = models.build("mlp", 4, (3,), 2, depth=1)
     for impl in ("layerwise", "jacobian"):

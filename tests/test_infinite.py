@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import entk, infinite, io, models, native
+from ntkscaling import entk, infinite, infinite_blocks, io, models, native
 
 
 def _load(reference_dir, folder, x_name):
@@ -89,7 +89,7 @@ def test_compiled_pair_steps_match_eager_and_reference(reference_dir):
                                       compile=False, native=False)
     fused = infinite.infinite_kernels("myrtle5", x.shape[1:], x, W_std=meta["W_std"], b_std=meta["b_std"],
                                       compile=True, batch_size=3, native=False)
-    assert not infinite._FUSED.get("failed"), "torch.compile fell back to eager on this machine"
+    assert not infinite_blocks._FUSED.get("failed"), "torch.compile fell back to eager on this machine"
     for e, f, ref in zip(eager, fused, (ref_ntk, ref_nngp)):
         np.testing.assert_allclose(f, e, rtol=1e-13)
         off = ~np.eye(len(x), dtype=bool)
@@ -110,7 +110,7 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
             raise RuntimeError("no C++ compiler found")
         return run
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(infinite, "_FUSED", {})
+    monkeypatch.setattr(infinite_blocks, "_FUSED", {})
     g = torch.Generator().manual_seed(3)
     x = torch.randn((3, 1, 8, 8), generator=g, dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="torch.compile of the infinite-kernel ReLU step failed.*no C"):

@@ -2,8 +2,9 @@
 later, its infinite-width kernel (infinite.py).
 
 An architecture is a list of layer specs (plain dicts, see `layer_specs`): ``dense``, ``conv`` (3x3 SAME,
-stride 1), ``relu``, ``avgpool`` (2x2/2), ``global_avg_pool`` and ``flatten``. `build` turns the specs into
-an ``nn.Module``.
+stride 1), ``relu``, ``avgpool`` (2x2/2), ``global_avg_pool`` and ``flatten``, each naming a class of
+layers.py, where each layer's forward pass, eNTK rule and infinite-width step are defined. `build` turns
+the specs into a `Network` of those layers.
 
 NTK parameterization (the default) follows neural-tangents exactly: parameters are raw N(0, 1) draws and
 the scale sits in the forward pass (Dense: W_std/sqrt(fan_in); Conv: W_std/sqrt(C_in*9); bias times b_std).
@@ -12,14 +13,13 @@ Inputs are NCHW images or (N, D) vectors; an MLP flattens images in NHWC order, 
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-import torch.nn.functional as F
 
+from . import layers
 from .io import ZIP_MAGIC, FileFormatError, require_magic
 
 ARCHS = ("mlp", "myrtle5", "myrtle7", "myrtle10")
@@ -69,80 +69,16 @@ def layer_specs(arch: str, width: int, in_shape, out_dim: int, depth: int | None
     return specs
 
 
-class Dense(nn.Module):
-    """z = W_scale * h @ W^T + b_scale * b, with weight stored (out, in) as in nn.Linear."""
-
-    def __init__(self, fan_in: int, fan_out: int, W_std: float, b_std: float, parameterization: str):
-        super().__init__()
-        self.fan_in, self.fan_out = fan_in, fan_out
-        self.W_std, self.b_std, self.parameterization = W_std, b_std, parameterization
-        self.weight = nn.Parameter(torch.empty(fan_out, fan_in))
-        self.bias = nn.Parameter(torch.empty(fan_out))
-        ntk = parameterization == "ntk"
-        self.W_scale = W_std / math.sqrt(fan_in) if ntk else 1.0
-        self.b_scale = b_std if ntk else 1.0
-        self.init_std = (1.0, 1.0) if ntk else (W_std / math.sqrt(fan_in), b_std)
-
-    def forward(self, h):
-        return F.linear(h, self.weight * self.W_scale, self.bias * self.b_scale)
-
-
-class Conv(nn.Module):
-    """3x3 SAME, stride 1 cross-correlation; weight (C_out, C_in, 3, 3)."""
-
-    def __init__(self, c_in: int, c_out: int, W_std: float, b_std: float, parameterization: str):
-        super().__init__()
-        self.c_in, self.c_out = c_in, c_out
-        self.W_std, self.b_std, self.parameterization = W_std, b_std, parameterization
-        self.weight = nn.Parameter(torch.empty(c_out, c_in, 3, 3))
-        self.bias = nn.Parameter(torch.empty(c_out))
-        ntk = parameterization == "ntk"
-        fan_in = c_in * 9
-        self.W_scale = W_std / math.sqrt(fan_in) if ntk else 1.0
-        self.b_scale = b_std if ntk else 1.0
-        self.init_std = (1.0, 1.0) if ntk else (W_std / math.sqrt(fan_in), b_std)
-
-    def forward(self, h):
-        return F.conv2d(h, self.weight * self.W_scale, self.bias * self.b_scale, padding=1)
-
-
-class FlattenNHWC(nn.Module):
-    def forward(self, h):
-        return h.permute(0, 2, 3, 1).reshape(h.shape[0], -1) if h.dim() == 4 else h
-
-
-class GlobalAvgPool(nn.Module):
-    def forward(self, h):
-        return h.mean(dim=(2, 3))
-
-
 class Network(nn.Sequential):
-    """A sequential network that keeps the description it was built from."""
+    """A sequential network of `layers` classes that keeps the description it was built from."""
 
     def __init__(self, specs: list[dict], parameterization: str):
-        layers = []
-        for s in specs:
-            kind = s["kind"]
-            if kind == "dense":
-                layers.append(Dense(s["fan_in"], s["fan_out"], s["W_std"], s["b_std"], parameterization))
-            elif kind == "conv":
-                layers.append(Conv(s["c_in"], s["c_out"], s["W_std"], s["b_std"], parameterization))
-            elif kind == "relu":
-                layers.append(nn.ReLU())
-            elif kind == "avgpool":
-                layers.append(nn.AvgPool2d(2, 2))
-            elif kind == "global_avg_pool":
-                layers.append(GlobalAvgPool())
-            elif kind == "flatten":
-                layers.append(FlattenNHWC())
-            else:
-                raise ValueError(f"unknown layer kind {kind!r} in architecture description")
-        super().__init__(*layers)
+        super().__init__(*(layers.from_spec(s, parameterization) for s in specs))
         self.specs = specs
         self.parameterization = parameterization
 
-    def param_layers(self) -> list[nn.Module]:
-        return [m for m in self if isinstance(m, (Dense, Conv))]
+    def param_layers(self) -> list[layers.ParamLayer]:
+        return [m for m in self if isinstance(m, layers.ParamLayer)]
 
 
 def init_params(model: Network, seed: int) -> Network:
@@ -191,7 +127,7 @@ def load_nt_params(model: Network, path) -> Network:
             for key, layer in zip(keys, layers):
                 W = np.asarray(z[f"{key}_W"], dtype=np.float64)
                 b = np.asarray(z[f"{key}_b"], dtype=np.float64).reshape(-1)
-                W = W.T if isinstance(layer, Dense) else W.transpose(3, 2, 0, 1)
+                W = layer.weight_from_nt(W)
                 if tuple(W.shape) != tuple(layer.weight.shape):
                     raise ValueError(f"{path}: {key}_W has shape {W.shape} after transposition, "
                                      f"the model expects {tuple(layer.weight.shape)}")

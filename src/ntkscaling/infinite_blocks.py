@@ -1,0 +1,395 @@
+"""The production infinite-kernel engine (``implementation='blocks'``): the recursion of infinite.py and
+layers.py, computed for blocks of input pairs sized to a memory budget and fused for speed. It gives the
+plain walk's numbers (tests/test_infinite.py holds it to that walk and to neural-tangents).
+
+Image kernels are (H, W, H, W) per image pair, computed by `_PairBlocks` for blocks of pairs (a symmetric
+kernel computes only the upper triangle of blocks). Each image's own kernel is computed first, once, for
+the variances q that its pairs' ReLUs need. On the CPU in float64 each conv-ReLU(-pool) step of a block
+runs in the fused C kernel of native.py (pairstep.c), which works slab by slab in the cache; otherwise
+(CUDA, float32, no C compiler, native=False) the torch path computes the same numbers: the first conv's
+kernel is one matmul of 3x3 patches; the later 3x3 averages are separable (rows, then columns); every step
+writes into buffers reused from block to block (fresh multi-MB tensors cost page faults that dominated);
+and each conv's affine map with the ReLU after it runs as one fused loop compiled by torch.compile when
+asked (the ReLU's sqrt and arctan2 per pixel pair are most of the time: fused, about 3x faster than one
+eager pass per operation). Without a compiler the same function runs eagerly and gives the same numbers
+to rounding. Vector networks (the MLP, and the dense head after the global pool) use `_propagate`.
+
+Architectures it handles: Dense/ReLU stacks (images flattened first), and 3x3 conv + ReLU blocks with 2x2
+average pools, a global average pool and a Dense/ReLU head; `supports` says whether a layer list is one.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from . import native as native_kernel
+from .io import Progress
+from .layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Kernel, ReLU
+
+# image-pair kernel entries per block tensor (2 MB / 8 MB in float64) by path: measured fastest for the eager
+# ops, for the compiled ReLU step (which keeps fewer temporaries in the cache; on 8x8 images 8 or 16 images
+# a side) and for the native step (16 images a side on 8x8: a block's covariances stay in the cache)
+BLOCK_ELEMENTS = {"eager": 2 ** 18, "compiled": 2 ** 20, "native": 2 ** 20}
+COMPILE_MIN_ENTRIES = 2 ** 29  # pixel-pair entries of a job above which compile=None compiles (eager: ~15 s)
+
+
+def _propagate(layers, kernel: Kernel, q_pairs, self_mode, float32):
+    """Run the recursion for vector kernels (N,) through Dense/ReLU `layers` (an MLP, or the dense head after
+    a global average pool). In self mode (each entry pairs an input with itself, angle exactly 0, so a ReLU
+    halves both kernels) the variances are recorded; otherwise q_pairs gives (qa, qb) per ReLU.
+    Returns (Kernel, recorded variances).
+    """
+    S, T = kernel.nngp, kernel.ntk
+    recorded = []
+    relu_i, i = 0, 0
+    while i < len(layers):
+        layer = layers[i]
+        if isinstance(layer, Dense):
+            w2, b2 = layer.W_std ** 2, layer.b_std ** 2
+            if i + 1 < len(layers) and isinstance(layers[i + 1], ReLU):
+                if self_mode:
+                    q = S * w2 + b2
+                    T = q if T is None else T * w2 + q
+                    recorded.append(q)
+                    S, T = q / 2, T / 2
+                else:
+                    out_S, out_T = torch.empty_like(S), torch.empty_like(S)
+                    _affine_relu(S, T, *q_pairs[relu_i], out_S, out_T, w2, b2, float32)
+                    S, T = out_S, out_T
+                relu_i, i = relu_i + 1, i + 2
+                continue
+            S = S * w2 + b2
+            T = S if T is None else T * w2 + S
+        elif not isinstance(layer, Flatten):  # flatten: handled when forming the input kernel
+            raise ValueError(f"no vector-kernel rule for layer kind {layer.kind!r} here")
+        i += 1
+    return Kernel(nngp=S, ntk=T), recorded
+
+
+def _affine_relu(Sc, Tc, qa, qb, out_S, out_T, w2: float, b2: float, float32: bool):
+    """Sigma = w2 Sc + b2, Theta = w2 Tc + Sigma (Theta = Sigma when Tc is None), then the ReLU step, written
+    into out_S and out_T. One fused loop when compiled. The exact zero angles of an image with itself are
+    restored by the caller (`_PairBlocks.selves`)."""
+    S = Sc * w2 + b2
+    T = S if Tc is None else Tc * w2 + S
+    qq = qa * qb
+    if float32:
+        root = torch.sqrt(qq)
+        S = torch.maximum(torch.minimum(S, root), -root)
+    s = torch.sqrt(torch.clamp(qq - S * S, min=0))
+    pi_minus = math.pi - torch.atan2(s, S)
+    out_S.copy_((s + pi_minus * S) * (1 / (2 * math.pi)))
+    out_T.copy_(T * pi_minus * (1 / (2 * math.pi)))
+
+
+_FUSED = {}
+
+
+def _fused_affine_relu(use_compile: bool):
+    """`_affine_relu`, compiled by torch.compile when asked and possible, else eager (one compiled function
+    per process; dynamic shapes, so blocks of every size share it)."""
+    if not use_compile:
+        return _affine_relu
+    if "fn" not in _FUSED:
+        compiled = torch.compile(_affine_relu, dynamic=True)
+
+        def fn(*args):
+            if _FUSED.get("failed"):
+                return _affine_relu(*args)
+            try:
+                return compiled(*args)
+            except Exception as err:  # no C++ compiler, unsupported device, ...: same numbers, slower
+                _FUSED["failed"] = True
+                warnings.warn(f"torch.compile of the infinite-kernel ReLU step failed ({type(err).__name__}: "
+                              f"{err}); continuing eagerly", RuntimeWarning)
+                return _affine_relu(*args)
+        _FUSED["fn"] = fn
+    return _FUSED["fn"]
+
+
+class _PairBlocks:
+    """The Kernel of blocks of image pairs through the spatial layers, then the dense head.
+
+    Buffers are allocated once per shape and reused by every block of the same size."""
+
+    def __init__(self, layers, in_shape, dtype, device, use_compile, use_native=False):
+        self.layers, self.dtype, self.device = layers, dtype, device
+        self.C = in_shape[0]
+        self.float32 = dtype != torch.float64
+        self.fused = _fused_affine_relu(use_compile)
+        self.native = use_native
+        self.buffers = {}
+
+    def _buf(self, name, shape):
+        b = self.buffers.get(name)
+        if b is None or tuple(b.shape) != tuple(shape):
+            b = self.buffers[name] = torch.empty(shape, dtype=self.dtype, device=self.device)
+        return b
+
+    def _conv_sum(self, K):
+        """(2, N, H, W, H, W) (Sigma and Theta stacked): the sum of K(p + d, p' + d) over d in {-1, 0, 1}^2,
+        zero outside the image, into reused buffers. Separable: shift (h, h') together, then (w, w'); each
+        pass is one out-of-place add plus one in-place add, the first row (column) copied."""
+        tmp, out = self._buf("conv_tmp", K.shape), self._buf("conv_out", K.shape)
+        for src, dst, (d1, d2) in ((K, tmp, (2, 4)), (tmp, out, (3, 5))):
+            def sl(lo, hi, dims=(d1, d2)):
+                index = [slice(None)] * src.dim()
+                for d in dims:
+                    index[d] = slice(lo, hi)
+                return tuple(index)
+            torch.add(src[sl(1, None)], src[sl(None, -1)], out=dst[sl(1, None)])
+            for d in (d1, d2):  # first row (column) of either image: no neighbour before it
+                dst[sl(0, 1, (d,))].copy_(src[sl(0, 1, (d,))])
+            dst[sl(None, -1)] += src[sl(1, None)]
+        return out
+
+    def _pool(self, K):
+        """(2, N, H, W, H, W) -> (2, N, H/2, W/2, H/2, W/2): the mean over both 2x2 windows, one axis at a
+        time (strided pair sums are much faster than one reduction over a 9-D view), into reused buffers."""
+        for dim in (2, 3, 4, 5):
+            even = [slice(None)] * K.dim()
+            odd = list(even)
+            even[dim], odd[dim] = slice(0, None, 2), slice(1, None, 2)
+            shape = list(K.shape)
+            shape[dim] //= 2
+            K = torch.add(K[tuple(even)], K[tuple(odd)], out=self._buf(f"pool{dim}", shape))
+        return K.div_(16.0)
+
+    def __call__(self, xa, xb, qa_list, qb_list) -> Kernel:
+        """Every pair of xa (a, C, H, W) with xb (b, C, H, W); q*_list: the images' variances (n, h, w)
+        before every ReLU (from `selves`). Returns the Kernel, each field (a, b)."""
+        return self._run(xa, xb, qa_list, qb_list)[0]
+
+    def selves(self, x):
+        """Each image of x with itself: (variances before every ReLU, each (n, h, w); the Kernel, each (n,)).
+
+        The ReLU angle of an image with itself at one position is exactly 0; the fused step computes it
+        from rounded numbers, so those entries are then set to their exact values (Sigma/2, Theta/2)."""
+        kernel, q = self._run(x, x, None, None)
+        return q, kernel
+
+    def _run(self, xa, xb, qa_list, qb_list):
+        paired = qa_list is None  # pairs (x_i, x_i), recording the variances
+        a, b = len(xa), (1 if paired else len(xb))
+        layers, relu_i, ST, i, recorded = self.layers, 0, None, 0, []
+        while i < len(layers):
+            layer = layers[i]
+            if isinstance(layer, Conv):
+                if i + 1 >= len(layers) or not isinstance(layers[i + 1], ReLU):
+                    raise ValueError("the pair-block path expects every conv to be followed by a ReLU")
+                q = None if paired else (qa_list[relu_i], qb_list[relu_i])
+                step = self._native_conv_relu if self.native else self._torch_conv_relu
+                ST, i = step(i, ST, xa, xb, q, relu_i, recorded)
+                relu_i += 1
+                continue
+            if isinstance(layer, AvgPool):
+                ST = self._pool(ST)
+            elif isinstance(layer, GlobalAvgPool):
+                S, T = ST.mean(dim=(2, 3, 4, 5)).unbind(0)  # ST stacks (Sigma, Theta)
+                kernel, _ = _propagate(layers[i + 1:], Kernel(nngp=S, ntk=T), [], False, self.float32)
+                if paired:
+                    return kernel, recorded
+                return Kernel(nngp=kernel.nngp.reshape(a, b), ntk=kernel.ntk.reshape(a, b)), recorded
+            else:
+                raise ValueError(f"no pair-block rule for layer kind {layer.kind!r}")
+            i += 1
+        raise ValueError("image architectures end with a global average pool")
+
+    def _first_conv(self, xa, xb, paired):
+        """Sigma summed over the first conv's 3x3 window, from the images: <patch(x, p), patch(x', p')>,
+        (a b, H, W, H, W)."""
+        a, b = len(xa), (1 if paired else len(xb))
+        H, W = xa.shape[2:]
+        pa = F.unfold(xa, 3, padding=1).transpose(1, 2)  # (a, H W, C 9)
+        pb = F.unfold(xb, 3, padding=1)                   # (b, C 9, H W)
+        out = self._buf("input", (a, b, H * W, H * W))
+        if paired:
+            torch.bmm(pa, pb, out=out.view(a, H * W, H * W))
+        else:
+            torch.matmul(pa[:, None], pb[None], out=out)
+        return out.view(a * b, H, W, H, W)
+
+    def _torch_conv_relu(self, i, ST, xa, xb, q, relu_i, recorded):
+        """layers[i] (a conv) and the ReLU after it by torch operations, for all pairs of xa and xb whose
+        variances are q = (qa, qb); q None: each image of xa with itself, its variances computed here and
+        appended to `recorded`, the exact diagonal restored. Returns (Sigma and Theta stacked, i + 2)."""
+        conv, paired = self.layers[i], q is None
+        w2, b2 = conv.W_std ** 2, conv.b_std ** 2
+        if ST is None:
+            Sc, Tc, w2 = self._first_conv(xa, xb, paired), None, w2 / (9 * self.C)
+        else:
+            STc = self._conv_sum(ST)
+            Sc, Tc, w2 = STc[0], STc[1], w2 / 9
+        if paired:
+            diag_S = _pixel_diagonal(Sc) * w2 + b2   # each image's variances q at every pixel
+            diag_T = diag_S if Tc is None else _pixel_diagonal(Tc) * w2 + diag_S
+            recorded.append(diag_S)
+            qa, qb = diag_S[:, :, :, None, None], diag_S[:, None, None]
+        else:
+            a, b = len(xa), len(xb)
+            qa, qb = q
+            h, w = qa.shape[1:]
+            qa = qa[:, None, :, :, None, None].expand(a, b, h, w, 1, 1).reshape(a * b, h, w, 1, 1)
+            qb = qb[None, :, None, None].expand(a, b, 1, 1, h, w).reshape(a * b, 1, 1, h, w)
+        ST = self._buf(f"relu{relu_i}", (2,) + tuple(Sc.shape))
+        self.fused(Sc, Tc, qa, qb, ST[0], ST[1], w2, b2, self.float32)
+        if paired:
+            _pixel_diagonal(ST[0]).copy_(diag_S / 2)
+            _pixel_diagonal(ST[1]).copy_(diag_T / 2)
+        return ST, i + 2
+
+    def _native_conv_relu(self, i, ST, xa, xb, q, relu_i, recorded):
+        """layers[i] (a conv), the ReLU after it and an AvgPool after that if there is one, by the fused C
+        kernel (native.py) for all pairs of xa and xb, whose variances are q = (qa, qb); q None: each image of
+        xa with itself, its variances computed here and appended to `recorded`, the pooling left to the
+        caller (the exact diagonal is restored first). Returns (Sigma and Theta stacked, next layer index)."""
+        conv, layers = self.layers[i], self.layers
+        w2, b2 = conv.W_std ** 2 / 9, conv.b_std ** 2
+        selves = q is None
+        a = len(xa)
+        b = 1 if selves else len(xb)
+        first = ST is None  # the kernel forms Sigma = sum over channels of x x' per pixel pair itself
+        if first:
+            H, W = xa.shape[2:]
+            xa, xb, w2 = xa.contiguous(), (xa if selves else xb).contiguous(), w2 / self.C
+            S_T = {"xa": xa, "xb": xb}
+        else:
+            H, W = ST.shape[2:4]
+            S_T = {"S": ST[0], "T": ST[1]}
+        pool = not selves and i + 2 < len(layers) and isinstance(layers[i + 2], AvgPool)
+        h, w = (H // 2, W // 2) if pool else (H, W)
+        out = self._buf(f"relu{relu_i}", (2, a * b, h, w, h, w))
+        if selves:  # the conv output's diagonal: the 3x3 sums of the input's diagonal
+            diag_in = (xa * xa).sum(1) if first else _pixel_diagonal(ST[0])
+            qa = qb = _box3(diag_in) * w2 + b2
+            diag_T = qa if first else _box3(_pixel_diagonal(ST[1])) * w2 + qa
+            recorded.append(qa)
+        else:
+            qa, qb = q
+        native_kernel.pair_step(qa.contiguous(), qb.contiguous(), w2, b2, pool, out[0], out[1], selves=selves,
+                                **S_T)
+        if selves:  # exact zero angles, as in the torch path
+            _pixel_diagonal(out[0]).copy_(qa / 2)
+            _pixel_diagonal(out[1]).copy_(diag_T / 2)
+        return out, i + (3 if pool else 2)
+
+
+def _box3(d):
+    """(n, H, W) -> the sum over each 3x3 neighbourhood, zero outside."""
+    ones = torch.ones((1, 1, 3, 3), dtype=d.dtype, device=d.device)
+    return F.conv2d(d[:, None], ones, padding=1)[:, 0]
+
+
+def _pixel_diagonal(K):
+    """(N, H, W, H, W) -> (N, H, W) view of K(p, p): diagonal over (h, h'), then over (w, w')."""
+    return torch.diagonal(torch.diagonal(K, dim1=1, dim2=3), dim1=1, dim2=2)
+
+
+def _input_kernel(xa, xb):
+    """Sigma at the input of a vector network: (Na, Nb) = <x, x'> / D."""
+    xa, xb = xa.reshape(len(xa), -1), xb.reshape(len(xb), -1)
+    return xa @ xb.T / xa.shape[1]
+
+
+def supports(layers) -> bool:
+    """Whether this engine has rules for every layer of the list (else infinite.py walks the plain path)."""
+    known = (Dense, Conv, ReLU, AvgPool, GlobalAvgPool, Flatten)
+    return all(type(layer) in known for layer in layers)
+
+
+def _block_size(x1, n1, n2, spatial, batch_size, max_memory_gb, path) -> int:
+    """Images per block side: blocks of about BLOCK_ELEMENTS entries for the path (blocks of a few MB per
+    buffer stay in the cache; measured: 32x32 images, 1 pair per block fastest), within the budget."""
+    if not spatial:
+        return batch_size or max(n1, n2)
+    P = x1.shape[2] * x1.shape[3]
+    per_pair = 16 * P * P * x1.element_size()  # the reused buffers plus an eager step's temporaries
+    fits = max(1, int(math.sqrt(max_memory_gb * 1e9 / per_pair)))
+    return batch_size or max(1, min(fits, int(math.sqrt(BLOCK_ELEMENTS[path] / (P * P)))))
+
+
+def _choose_path(x1, n1, n2, dtype, compile, native):
+    """(use_native, compile, path name) for image inputs: the C kernel on the CPU in float64 when it builds
+    (native=None) or when asked (True: an error where it cannot run); compile=None compiles the torch
+    path's ReLU steps when the job has at least COMPILE_MIN_ENTRIES pixel-pair entries."""
+    device = x1.device
+    native_ok = device.type == "cpu" and dtype == torch.float64
+    if native and not native_ok:
+        raise RuntimeError(f"native=True: the fused C kernel runs on the CPU in float64 only, not on "
+                           f"{device.type} in {dtype}")
+    if native and not native_kernel.available():
+        raise RuntimeError(f"native=True: the fused C kernel does not build here "
+                           f"({native_kernel.unavailable_reason()})")
+    use_native = native_ok and native is not False and native_kernel.available()
+    P = x1.shape[2] * x1.shape[3]
+    if compile is None:  # the native kernel leaves only each image's own kernel to the torch path
+        compile = not use_native and n1 * n2 * P * P >= COMPILE_MIN_ENTRIES
+    return use_native, bool(compile), "native" if use_native else "compiled" if compile else "eager"
+
+
+def _self_kernels(layers, blocks, x, block, float32):
+    """Each input with itself: the variances before every ReLU, and its final Kernel value."""
+    step = block * block if blocks is not None else len(x)
+    qs, kernels = [], []
+    for lo in range(0, len(x), step):
+        xb = x[lo:lo + step]
+        if blocks is not None:
+            q, kernel = blocks.selves(xb)
+        else:
+            kernel, q = _propagate(layers, Kernel(nngp=(xb.reshape(len(xb), -1) ** 2).mean(1), ntk=None), None,
+                                   True, float32)
+        qs.append(q)
+        kernels.append(kernel)
+    return ([torch.cat(q) for q in zip(*qs)],
+            Kernel(nngp=torch.cat([k.nngp for k in kernels]), ntk=torch.cat([k.ntk for k in kernels])))
+
+
+def block_kernels(layers, x1, x2, sym, batch_size=None, max_memory_gb=2.0, progress=None, compile=None,
+                  native=None) -> Kernel:
+    """The Kernel (n1, n2) of x1 with x2 (x2 is x1 when `sym`), block by block (see the module's docstring)."""
+    dtype, device = x1.dtype, x1.device
+    spatial = isinstance(layers[0], Conv)
+    float32 = dtype != torch.float64
+    n1, n2 = len(x1), len(x2)
+    blocks = None
+    path = "vector"
+    if spatial:
+        use_native, use_compile, path = _choose_path(x1, n1, n2, dtype, compile, native)
+        blocks = _PairBlocks(layers, x1.shape[1:], dtype, device, use_compile, use_native)
+    block = _block_size(x1, n1, n2, spatial, batch_size, max_memory_gb, path)
+    if spatial and progress:
+        unbuilt = device.type == "cpu" and dtype == torch.float64 and native is None and not use_native
+        why = f" (native kernel: {native_kernel.unavailable_reason()})" if unbuilt else ""
+        progress(f"image pairs by the {path} path{why}, blocks of {block} images a side")
+    q1, self_kernel = _self_kernels(layers, blocks, x1, block, float32)
+    q2 = q1 if sym else _self_kernels(layers, blocks, x2, block, float32)[0]
+    ntk = torch.empty((n1, n2), dtype=dtype, device=device)
+    nngp = torch.empty((n1, n2), dtype=dtype, device=device)
+    rows = [(i, min(i + block, n1)) for i in range(0, n1, block)]
+    cols = rows if sym else [(j, min(j + block, n2)) for j in range(0, n2, block)]
+    pairs = [(r, c) for ri, r in enumerate(rows) for ci, c in enumerate(cols) if not sym or ci >= ri]
+    tick = Progress(progress, "infinite kernel blocks", len(pairs))
+    for done, ((i0, i1), (j0, j1)) in enumerate(pairs, 1):
+        a, b = i1 - i0, j1 - j0
+        if spatial:
+            kernel = blocks(x1[i0:i1], x2[j0:j1], [q[i0:i1] for q in q1], [q[j0:j1] for q in q2])
+        else:
+            qp = [(qa[i0:i1, None].expand(a, b).reshape(-1), qb[None, j0:j1].expand(a, b).reshape(-1))
+                  for qa, qb in zip(q1, q2)]
+            kernel, _ = _propagate(layers, Kernel(nngp=_input_kernel(x1[i0:i1], x2[j0:j1]).reshape(-1), ntk=None),
+                                   qp, False, float32)
+        nngp[i0:i1, j0:j1] = kernel.nngp.reshape(a, b)
+        ntk[i0:i1, j0:j1] = kernel.ntk.reshape(a, b)
+        if sym and i0 == j0:
+            # an input with itself: the self recursion has exact zero angles where the cross one has the
+            # rounding of two separately computed covariances (about 1e-8 in the angle)
+            idx = torch.arange(i0, i1, device=device)
+            nngp[idx, idx], ntk[idx, idx] = self_kernel.nngp[i0:i1], self_kernel.ntk[i0:i1]
+        if sym and i0 != j0:
+            nngp[j0:j1, i0:i1] = nngp[i0:i1, j0:j1].T
+            ntk[j0:j1, i0:i1] = ntk[i0:i1, j0:j1].T
+        tick(done)
+    return Kernel(nngp=nngp, ntk=ntk)
