@@ -35,8 +35,10 @@ def main():
                 t0 = time.perf_counter()
                 _, records, _ = training.train_network(
                     tmp / "prepared.npz", tmp / "order.npy", n=args.n, seed=0, out_dir=tmp / f"run{cache}",
-                    arch="mlp", width=args.width, depth=2, lr=3.0, batch_size=64, steps=args.steps,
-                    lr_schedule="cosine", warmup=0.05, progress=False, resume=False, cache_f0=cache)
+                    network=training.NetworkSettings("mlp", args.width, depth=2),
+                    train=training.TrainSettings(lr=3.0, batch_size=64, steps=args.steps, lr_schedule="cosine",
+                                                 warmup=0.05),
+                    progress=False, resume=False, cache_f0=cache)
                 times[cache].append(time.perf_counter() - t0)
                 preds[cache] = records["network"]["pred"]
     cached, plain = np.mean(times[True]), np.mean(times[False])

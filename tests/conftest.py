@@ -52,3 +52,14 @@ def write_imagefolder(root, counts, seed=0, classes=("cat", "dog")):
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(2)
+
+
+def run_settings(**kw):
+    """train_network's keyword arguments from flat settings: the network's and the training's fields
+    gathered into their records, the rest (log_points, progress, ...) passed as they are."""
+    from dataclasses import fields
+
+    from ntkscaling import training
+    network = {f.name: kw.pop(f.name) for f in fields(training.NetworkSettings) if f.name in kw}
+    train = {f.name: kw.pop(f.name) for f in fields(training.TrainSettings) if f.name in kw}
+    return {"network": training.NetworkSettings(**network), "train": training.TrainSettings(**train), **kw}

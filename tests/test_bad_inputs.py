@@ -267,7 +267,7 @@ def test_bad_kernel_file_is_named(tmp_path, case, make, expected, mmap):
 @pytest.fixture(scope="module")
 def init_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "init.ckpt"
-    training.save_init_checkpoint(path, (4,), 3, seed=0, arch="mlp", width=8, depth=1)
+    training.save_init_checkpoint(path, (4,), 3, seed=0, network=training.NetworkSettings("mlp", 8, depth=1))
     return path
 
 

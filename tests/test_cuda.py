@@ -6,7 +6,7 @@ import torch
 
 from ntkscaling import data, entk, infinite, io, models, training
 
-from conftest import reference_network
+from conftest import reference_network, run_settings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 
@@ -45,7 +45,7 @@ def test_float32_entk_on_cuda_is_full_float32_under_default_settings(impl):
 def test_entk_from_checkpoint_on_cuda(tmp_path):
     net = models.build("myrtle5", 8, (1, 8, 8), 3, seed=4)
     path = tmp_path / "init.ckpt"
-    training.save_init_checkpoint(path, (1, 8, 8), 3, 4, arch="myrtle5", width=8)
+    training.save_init_checkpoint(path, (1, 8, 8), 3, 4, training.NetworkSettings("myrtle5", 8))
     x = torch.randn(5, 1, 8, 8)
     K = entk.empirical_ntk_from_checkpoint(path, x, device="cuda")
     assert K.is_cuda
@@ -67,8 +67,9 @@ def test_training_on_cuda_is_deterministic(tmp_path):
     io.save_npz(tmp_path / "prepared.npz", **d)
     io.save_npy(tmp_path / "order.npy", data.nested_order(d["y_train"], 0))
     runs = [training.train_network(tmp_path / "prepared.npz", tmp_path / "order.npy", n=48, seed=1,
-                                   out_dir=tmp_path / name, arch="myrtle5", width=8, lr=0.5, batch_size=16,
-                                   epochs=3, log_points=2, progress=False, accelerator="gpu")
+                                   out_dir=tmp_path / name, **run_settings(
+                                       arch="myrtle5", width=8, lr=0.5, batch_size=16, epochs=3, log_points=2,
+                                       progress=False, accelerator="gpu"))
             for name in ("a", "b")]
     values = [[r["value"] for r in rows] for rows, _, _ in runs]
     assert values[0] == values[1] and all(np.isfinite(values[0]))

@@ -92,7 +92,7 @@ def test_does_not_change_callers_model_and_rejects_bad_arguments():
 
 
 def test_from_checkpoint(tmp_path):
-    module = training.NetworkModule("mlp", 8, (3,), 2, depth=1, init_seed=5)
+    module = training.NetworkModule(training.NetworkSettings("mlp", 8, depth=1), in_shape=(3,), out_dim=2, init_seed=5)
     import pytorch_lightning as pl
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
     trainer.strategy.connect(module)

@@ -10,6 +10,8 @@ import torch
 
 from ntkscaling import data, entk, infinite, io, models, training
 
+from conftest import run_settings
+
 WIDTHS = (128, 512, 2048)
 N, STEPS, LR = 64, 200, 2.0
 
@@ -41,9 +43,9 @@ def lazy_runs(tmp_path_factory):
     runs = {}
     for width in WIDTHS:
         _, records, saved = training.train_network(
-            root / "prepared.npz", root / "order.npy", n=N, seed=0, out_dir=root / f"w{width}", arch="mlp",
-            width=width, depth=2, center=True, optimizer="sgd", momentum=0.0, lr=LR, batch_size=N, steps=STEPS,
-            lr_schedule="constant", warmup=0.0, progress=False)
+            root / "prepared.npz", root / "order.npy", n=N, seed=0, out_dir=root / f"w{width}", **run_settings(
+                arch="mlp", width=width, depth=2, center=True, optimizer="sgd", momentum=0.0, lr=LR, batch_size=N,
+                steps=STEPS, lr_schedule="constant", warmup=0.0, progress=False))
         K = entk.empirical_ntk(models.load_network(saved[0]).double(), xt, kind="mean", dtype=torch.float64).numpy()
         runs[width] = {"net": records["network"]["pred"],
                        "gd": _gd_predictions(K[tr, tr], K[te, tr], Y, LR, STEPS, N, 10),

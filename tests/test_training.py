@@ -1,9 +1,13 @@
 """Training: determinism, the checkpoint schedule, divergence errors, weights-only checkpoint loading."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from ntkscaling import data, io, models, training
+
+from conftest import run_settings
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +22,7 @@ def prepared(tmp_path_factory):
 def _train(prepared, out, **kw):
     args = dict(arch="mlp", width=32, depth=1, lr=0.5, batch_size=16, epochs=5, log_points=4, progress=False)
     args.update(kw)
-    return training.train_network(*prepared, n=48, seed=1, out_dir=out, **args)
+    return training.train_network(*prepared, n=48, seed=1, out_dir=out, **run_settings(**args))
 
 
 def test_same_seed_same_numbers(prepared, tmp_path):
@@ -148,8 +152,9 @@ def test_resume_point_is_the_latest_checkpoint_of_this_run(prepared, tmp_path):
 
 
 def test_centred_network_is_exactly_zero_at_init_and_has_the_plain_networks_gradients():
-    module = training.NetworkModule("mlp", 32, (1, 8, 8), 10, depth=1, init_seed=3, center=True)
-    plain = training.NetworkModule("mlp", 32, (1, 8, 8), 10, depth=1, init_seed=3, center=False)
+    net = training.NetworkSettings("mlp", 32, depth=1, center=True)
+    module = training.NetworkModule(net, in_shape=(1, 8, 8), out_dim=10, init_seed=3)
+    plain = training.NetworkModule(replace(net, center=False), in_shape=(1, 8, 8), out_dim=10, init_seed=3)
     x = torch.randn(5, 1, 8, 8)
     assert torch.count_nonzero(module(x)) == 0
     assert torch.count_nonzero(plain(x)) > 0
@@ -163,9 +168,8 @@ def test_centred_network_is_exactly_zero_at_init_and_has_the_plain_networks_grad
 def test_step_budget_does_not_depend_on_n(prepared, tmp_path):
     budgets = {}
     for n in (16, 48):
-        _, records, saved = training.train_network(*prepared, n=n, seed=1, out_dir=tmp_path / f"n{n}", arch="mlp",
-                                                   width=16, depth=1, lr=0.5, batch_size=16, steps=30,
-                                                   progress=False)
+        _, records, saved = training.train_network(*prepared, n=n, seed=1, out_dir=tmp_path / f"n{n}", **run_settings(
+            arch="mlp", width=16, depth=1, lr=0.5, batch_size=16, steps=30, progress=False))
         budgets[n] = (max(saved), records["network"]["step"])
     assert budgets == {16: (30, 30), 48: (30, 30)}
 
@@ -195,8 +199,9 @@ def test_learning_rate_follows_the_schedule_in_training(prepared, tmp_path):
 
     import unittest.mock
     with unittest.mock.patch.object(training.pl, "Trainer", trainer):
-        training.train_network(*prepared, n=48, seed=1, out_dir=tmp_path, arch="mlp", width=16, depth=1, lr=0.4,
-                               batch_size=16, steps=20, lr_schedule="linear", warmup=0.1, progress=False)
+        training.train_network(*prepared, n=48, seed=1, out_dir=tmp_path, **run_settings(
+            arch="mlp", width=16, depth=1, lr=0.4, batch_size=16, steps=20, lr_schedule="linear", warmup=0.1,
+            progress=False))
     expected = [0.4 * training.lr_factor(s, 20, "linear", 0.1) for s in range(20)]
     np.testing.assert_allclose(seen, expected, rtol=1e-12)
 

@@ -166,8 +166,9 @@ def load_network(ckpt_path, map_location="cpu") -> Network:
     Lightning needed to read it)."""
     state = load_checkpoint(ckpt_path, map_location)
     h = state["hyper_parameters"]
-    net = build(h["arch"], h["width"], tuple(h["in_shape"]), h["out_dim"], depth=h["depth"],
-                parameterization=h["parameterization"], W_std=h["W_std"], b_std=h["b_std"])
+    m = h.get("network", h)  # training.NetworkSettings as a dict (flat in checkpoints of earlier versions)
+    net = build(m["arch"], m["width"], tuple(h["in_shape"]), h["out_dim"], depth=m["depth"],
+                parameterization=m["parameterization"], W_std=m["W_std"], b_std=m["b_std"])
     net.load_state_dict({k[len("net."):]: v for k, v in state["state_dict"].items() if k.startswith("net.")})
     return net
 

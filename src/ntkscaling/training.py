@@ -14,10 +14,12 @@ every n of a seed starts from the same network and shares one eNTK at init.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,53 @@ OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 SELECT_BY = {"mse": "val_mse", "error": "val_error"}  # validation metric of early stopping
 BLOWUP = 1e4  # a loss this many times its value at initialization means training diverged
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The network a run trains: the config's `model` section with one width (see models.build)."""
+    arch: str
+    width: int
+    depth: int | None = None
+    parameterization: str = "ntk"
+    W_std: float = 2 ** 0.5
+    b_std: float = 0.0
+    center: bool = True   # train f(x) - f0(x): the function starts at zero (the matched kernel predictor)
+
+    @classmethod
+    def from_config(cls, model: dict, width: int) -> "NetworkSettings":
+        return cls(width=int(width), **{f.name: model[f.name] for f in dataclasses.fields(cls)
+                                        if f.name != "width" and f.name in model})
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a network is trained: the config's `train` section and `select_by`. With `steps` set, exactly
+    that many optimizer steps whatever n; otherwise `epochs` passes over the n examples."""
+    loss: str = "mse"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int | None = 100
+    steps: int | None = None
+    lr_schedule: str = "constant"
+    warmup: float = 0.0
+    eval_points: int = 0       # log-spaced evaluations of train/validation/test metrics
+    select_by: str = "mse"     # early stopping's validation metric: mse or error
+
+    def __post_init__(self):
+        for name, known in (("loss", LOSSES), ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
+                            ("select_by", tuple(SELECT_BY))):
+            if getattr(self, name) not in known:
+                key = name if name == "select_by" else f"train.{name}"  # select_by is a top-level config key
+                raise ValueError(f"{key}={getattr(self, name)!r} is unknown; expected one of {known}")
+
+    @classmethod
+    def from_config(cls, train: dict, select_by: str = "mse") -> "TrainSettings":
+        return cls(select_by=select_by, **{f.name: train[f.name] for f in dataclasses.fields(cls)
+                                           if f.name != "select_by" and f.name in train})
 
 
 class DivergenceError(InputError, RuntimeError):
@@ -106,21 +155,24 @@ def lr_factor(step: int, total_steps: int, schedule: str = "constant", warmup: f
 
 
 class NetworkModule(pl.LightningModule):
-    def __init__(self, arch: str, width: int, in_shape, out_dim: int, depth=None, parameterization="ntk",
-                 W_std=2 ** 0.5, b_std=0.0, init_seed: int = 0, loss: str = "mse", optimizer: str = "sgd",
-                 lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, center: bool = True,
-                 lr_schedule: str = "constant", warmup: float = 0.0, total_steps: int = 1):
+    """A network of models.py under training. Its checkpoint's hyper_parameters hold the settings as plain
+    dicts ({"network": ..., "train": ..., "in_shape", "out_dim", "init_seed", "total_steps"}), read back by
+    `settings` and models.load_network."""
+
+    def __init__(self, network: NetworkSettings | dict, train: TrainSettings | dict = TrainSettings(),
+                 in_shape=(1,), out_dim: int = 1, init_seed: int = 0, total_steps: int = 1):
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"train.loss={loss!r} is unknown; expected one of {LOSSES}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"train.optimizer={optimizer!r} is unknown; expected one of {OPTIMIZERS}")
-        lr_factor(0, total_steps, lr_schedule, warmup)  # checks the schedule's name
-        self.save_hyperparameters()
-        self.net = models.build(arch, width, tuple(in_shape), out_dim, depth=depth,
-                                parameterization=parameterization, W_std=W_std, b_std=b_std, seed=init_seed)
+        network = network if isinstance(network, NetworkSettings) else NetworkSettings(**network)
+        train = train if isinstance(train, TrainSettings) else TrainSettings(**train)
+        self.save_hyperparameters({"network": dataclasses.asdict(network), "train": dataclasses.asdict(train),
+                                   "in_shape": list(in_shape), "out_dim": int(out_dim), "init_seed": int(init_seed),
+                                   "total_steps": int(total_steps)})
+        self.network, self.train_settings = network, train
+        self.net = models.build(network.arch, network.width, tuple(in_shape), out_dim, depth=network.depth,
+                                parameterization=network.parameterization, W_std=network.W_std,
+                                b_std=network.b_std, seed=init_seed)
         # f0: the frozen initial function, subtracted from the output (kept in checkpoints, never trained)
-        self.net0 = copy.deepcopy(self.net).requires_grad_(False) if center else None
+        self.net0 = copy.deepcopy(self.net).requires_grad_(False) if network.center else None
 
     def forward(self, x):
         out = self.net(x)
@@ -129,24 +181,25 @@ class NetworkModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y, *f0 = batch  # f0: the frozen initial outputs, precomputed once (a centred network's f - f0)
         out = self.net(x) - f0[0] if f0 else self(x)
-        loss = per_point_loss(out, y, self.hparams.loss).mean()
+        t = self.train_settings
+        loss = per_point_loss(out, y, t.loss).mean()
         if not torch.isfinite(loss):
             raise DivergenceError(
                 f"training diverged: loss={loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
-                f"(lr={self.hparams.lr}, optimizer={self.hparams.optimizer}); lower train.lr")
+                f"(lr={t.lr}, optimizer={t.optimizer}); lower train.lr")
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log("train_err", per_point_error(out, y).mean(), prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
     def configure_optimizers(self):
-        h = self.hparams
+        t, total = self.train_settings, self.hparams.total_steps
         params = self.net.parameters()
-        if h.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+        if t.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         else:
-            opt = torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
+            opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(step, h.total_steps, h.lr_schedule, h.warmup))
+            opt, lambda step: lr_factor(step, total, t.lr_schedule, t.warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -283,48 +336,50 @@ def saved_checkpoint_steps(ckpt_path) -> set[int]:
     return {int(s) for s in mine[0]["saved"]}
 
 
-def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch: str, width: int,
-                  depth=None, parameterization="ntk", W_std=2 ** 0.5, b_std=0.0, center=True, loss="mse",
-                  optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, batch_size=128, epochs=100,
-                  steps=None, lr_schedule="constant", warmup=0.0, eval_points=0, select_by="mse",
-                  log_points=0, checkpoint_epochs=(), dataset="", accelerator="auto", progress=None,
-                  resume=True, cache_f0=True):
-    """Train on nested subset n; returns (tidy rows, pointwise records, checkpoint paths). The pointwise
-    records are {"network": last step, "network_best": best validation evaluation}, each with per-test-point
-    `loss`, `mse`, `error`, the test predictions `pred` and its `step`.
+def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network: NetworkSettings,
+                  train: TrainSettings = TrainSettings(), *, log_points=0, checkpoint_epochs=(), dataset="",
+                  accelerator="auto", progress=None, resume=True, cache_f0=True):
+    """Train `network` on nested subset n of a prepared dataset as `train` says.
 
-    With `steps` set, training runs exactly that many optimizer steps whatever n (epochs as many as
-    needed): the budget does not shrink with n. Otherwise `epochs` full passes over the n examples (a
-    budget that grows with n). A run restarted in the same out_dir (a requeued SLURM job, a re-run after a
-    crash) resumes from the latest checkpoint of an identical run, with the same numbers as an
-    uninterrupted run; `resume=False` starts over. `cache_f0=False` recomputes a centred network's f0 at
-    every step instead of once (the plain definition; benchmarks/bench_training.py times both).
+    Args:
+        prepared_path, order_path: the prepared dataset (data.prepare) and its nested order (data.nested_order).
+        n, seed: the subset size and the seed (the initialization depends on seed and width only).
+        out_dir: where checkpoints go; a run restarted there (a requeued SLURM job, a re-run after a crash)
+            resumes from the latest checkpoint of an identical run with the same numbers as an
+            uninterrupted run; `resume=False` starts over.
+        network, train: the settings (train.batch_size is capped at n).
+        log_points, checkpoint_epochs: checkpoints at log-spaced steps and at these epochs (plus step 0 and
+            the last step).
+        cache_f0: False recomputes a centred network's f0 at every step instead of once (the plain
+            definition; benchmarks/bench_training.py times both).
+
+    Returns:
+        (tidy rows, pointwise records, checkpoint paths by step). The pointwise records are
+        {"network": last step, "network_best": best validation evaluation}, each with per-test-point `loss`,
+        `mse`, `error`, the test predictions `pred` and its `step`.
     """
-    if select_by not in SELECT_BY:
-        raise ValueError(f"select_by={select_by!r} is unknown; expected one of {tuple(SELECT_BY)}")
+    train = dataclasses.replace(train, batch_size=min(int(train.batch_size), int(n)))
     pl.seed_everything(int(seed) * 1_000_003 + int(n), workers=True, verbose=False)
-    dm = SubsetDataModule(prepared_path, order_path, n, batch_size, seed=int(seed) * 1_000_003 + int(n))
+    dm = SubsetDataModule(prepared_path, order_path, n, train.batch_size, seed=int(seed) * 1_000_003 + int(n))
     dm.setup()
     in_shape = tuple(dm.x_train.shape[1:])
-    steps_per_epoch = math.ceil(n / batch_size)
-    total = step_budget(n, batch_size, steps, epochs)
+    steps_per_epoch = math.ceil(n / train.batch_size)
+    total = step_budget(n, train.batch_size, train.steps, train.epochs)
     max_epochs = math.ceil(total / steps_per_epoch)
-    module = NetworkModule(arch, width, in_shape, dm.n_classes, depth=depth, parameterization=parameterization,
-                           W_std=W_std, b_std=b_std, init_seed=seed, loss=loss, optimizer=optimizer, lr=lr,
-                           momentum=momentum, weight_decay=weight_decay, center=center,
-                           lr_schedule=lr_schedule, warmup=warmup, total_steps=total)
+    module = NetworkModule(network, train, in_shape, dm.n_classes, init_seed=seed, total_steps=total)
     schedule = checkpoint_steps(total, steps_per_epoch, log_points, checkpoint_epochs)
-    eval_steps = evaluation_steps(total, eval_points)
-    ident = {"dataset": dataset, "arch": arch, "width": width, "seed": seed, "method": "network", "n": n, "k": n}
+    eval_steps = evaluation_steps(total, train.eval_points)
+    ident = {"dataset": dataset, "arch": network.arch, "width": network.width, "seed": seed, "method": "network",
+             "n": n, "k": n}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    signature = {"n": int(n), "seed": int(seed), "batch_size": int(batch_size), "total_steps": total,
-                 "schedule": schedule, "eval_steps": eval_steps, "select_by": select_by,
-                 "hparams": dict(module.hparams), "prepared": md5sum(prepared_path), "order": md5sum(order_path)}
-    if center and cache_f0:  # f0 never changes: one pass instead of a second forward pass at every step (25% of the time)
+    signature = {"n": int(n), "seed": int(seed), "total_steps": total, "schedule": schedule,
+                 "eval_steps": eval_steps, "hparams": dict(module.hparams), "prepared": md5sum(prepared_path), "order": md5sum(order_path)}
+    if network.center and cache_f0:  # f0 never changes: one pass instead of a second forward pass at every step (25% of the time)
         with torch.no_grad():
             dm.f0_train = module.net0(dm.x_train)
-    cb = CheckpointAndEvaluate(schedule, out_dir, dm, loss, ident, signature, eval_steps, SELECT_BY[select_by])
+    cb = CheckpointAndEvaluate(schedule, out_dir, dm, train.loss, ident, signature, eval_steps,
+                               SELECT_BY[train.select_by])
     for stale in out_dir.glob(".step*.ckpt.tmp"):  # cut short by an interruption: never trusted
         stale.unlink()
     start = _resume_point(out_dir, signature) if resume else None
@@ -343,17 +398,17 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, *, arch
     resume_from = str(start[0]) if start is not None and start[1] < total else None
     trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
     cb.record(trainer, module)  # the last step, whatever the schedule rounding
-    records = {"network": _test_record(module, dm, loss, trainer.global_step)}
+    records = {"network": _test_record(module, dm, train.loss, trainer.global_step)}
     best = cb.best
     module.load_state_dict(best["state"])
-    records["network_best"] = _test_record(module, dm, loss, best["step"])
+    records["network_best"] = _test_record(module, dm, train.loss, best["step"])
     rows = cb.rows + [{**r, "method": "network_best"} for r in cb.rows if r["step"] == best["step"]]
     return rows, records, cb.saved
 
 
-def save_init_checkpoint(path, in_shape, out_dim: int, seed: int, **module_kw):
-    """A Lightning checkpoint of the untrained network of `seed` (identical to every run's step 0)."""
-    module = NetworkModule(in_shape=tuple(in_shape), out_dim=out_dim, init_seed=seed, **module_kw)
+def save_init_checkpoint(path, in_shape, out_dim: int, seed: int, network: NetworkSettings):
+    """A Lightning checkpoint of the untrained network of `seed` (the same network as every run's step 0)."""
+    module = NetworkModule(network, in_shape=tuple(in_shape), out_dim=out_dim, init_seed=seed)
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, max_epochs=0, accelerator="cpu")
     trainer.strategy.connect(module)

@@ -10,20 +10,16 @@ from ntkscaling import io, training
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     w, p = snakemake.wildcards, snakemake.params
-    m, t = p.network, p.train
     n = int(w.n)
+    network = training.NetworkSettings.from_config(p.network, w.width)
     rows, records, saved = training.train_network(
-        snakemake.input.data, snakemake.input.order, n, int(w.seed), p.checkpoints,
-        arch=m["arch"], width=int(w.width), depth=m["depth"], parameterization=m["parameterization"],
-        W_std=m["W_std"], b_std=m["b_std"], center=m["center"], loss=t["loss"], optimizer=t["optimizer"],
-        lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"], batch_size=min(t["batch_size"], n),
-        epochs=t.get("epochs"), steps=t.get("steps"), lr_schedule=t["lr_schedule"], warmup=t["warmup"],
-        eval_points=t["eval_points"], select_by=p.select_by, log_points=p.schedule["log_checkpoints"],
+        snakemake.input.data, snakemake.input.order, n, int(w.seed), p.checkpoints, network,
+        training.TrainSettings.from_config(p.train, p.select_by), log_points=p.schedule["log_checkpoints"],
         checkpoint_epochs=p.schedule["checkpoint_epochs"], dataset=p.dataset)
     with io.atomic_path(snakemake.output.final) as tmp:
         shutil.copyfile(saved[max(saved)], tmp)
     methods = list(records)  # network (last step), network_best (best validation evaluation)
-    meta = {"dataset": p.dataset, "arch": m["arch"], "width": int(w.width), "seed": int(w.seed), "n": n, "k": n}
+    meta = {"dataset": p.dataset, "arch": network.arch, "width": network.width, "seed": int(w.seed), "n": n, "k": n}
     io.save_npz(snakemake.output.pointwise, **meta, method=np.array(methods),
                 **{key: np.stack([records[mt][key] for mt in methods]) for key in ("loss", "mse", "error", "pred",
                                                                                  "step")})
