@@ -269,6 +269,11 @@ def kernel_sizes(config: dict, n_classes: int) -> list[tuple[str, float]]:
 
 
 def _cross_checks(config: dict) -> list[str]:
+    """Checks between keys: the run's design (fits, figures, k, tracked n), then the dataset against it."""
+    return _design_checks(config) + _dataset_checks(config)
+
+
+def _design_checks(config: dict) -> list[str]:
     problems = []
     ns = sorted(config["sample_sizes"])
     fit = config["fit"]
@@ -297,7 +302,12 @@ def _cross_checks(config: dict) -> list[str]:
         unknown = [n for n in values if n not in ns]
         if unknown:
             problems.append(f"config key '{key}': got {unknown}; expected values from sample_sizes {ns}")
-    ds = config["dataset"]
+    return problems
+
+
+def _dataset_checks(config: dict) -> list[str]:
+    """The dataset's classes, image size and split sizes against the config, and the kernels' size."""
+    problems, ns, ds = [], sorted(config["sample_sizes"]), config["dataset"]
     from .io import InputError
     try:
         counts = _class_counts(ds)  # read once: npz label arrays, an image folder's listing

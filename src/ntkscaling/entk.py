@@ -67,8 +67,8 @@ def _plain_features(model: Network, x: torch.Tensor, kind: str) -> list[dict]:
     for layer in model:
         inputs.append(h)
         h = layer(h)
-    seeds = [torch.ones_like(h)] if kind == "sum" else [torch.eye(h.shape[1], dtype=h.dtype, device=h.device)[c].expand_as(h)
-                                                      for c in range(h.shape[1])]
+    eye = torch.eye(h.shape[1], dtype=h.dtype, device=h.device)
+    seeds = [torch.ones_like(h)] if kind == "sum" else [eye[c].expand_as(h) for c in range(h.shape[1])]
     grads = {i: [] for i, m in enumerate(model) if isinstance(m, ParamLayer)}
     for g in seeds:
         for i in reversed(range(len(model))):

@@ -324,8 +324,8 @@ def layerwise_ntk(model: Network, x1, x2, kind, max_memory_gb, progress) -> torc
     diag = readout_diagonal(model, kind)
     retained, transient = bytes_per_sample(model, x1.shape[1:], 1 if kind == "sum" else C, x1.element_size(), diag)
     sym = x2 is None
-    xs2 = x1 if sym else x2
-    n1, n2 = len(x1), len(xs2)
+    x_cols = x1 if sym else x2
+    n1, n2 = len(x1), len(x_cols)
     out_bytes = n1 * n2 * x1.element_size() * (C * C if kind == "full" else 1)
     avail = max((max_memory_gb or DEFAULT_MEMORY_GB) * 1e9 - out_bytes, 0)
     K = torch.empty((n1, n2, C, C) if kind == "full" else (n1, n2), dtype=x1.dtype, device=x1.device)
@@ -335,19 +335,19 @@ def layerwise_ntk(model: Network, x1, x2, kind, max_memory_gb, progress) -> torc
         # everything fits: features once per row, then large Gram blocks (upper triangle when symmetric)
         rows = Progress(progress, "eNTK feature rows", n1 + (0 if sym else n2))
         f1 = _all_features(model, x1, kind, diag, chunk, rows)
-        f2 = f1 if sym else _all_features(model, xs2, kind, diag, chunk, lambda done: rows(n1 + done))
+        f2 = f1 if sym else _all_features(model, x_cols, kind, diag, chunk, lambda done: rows(n1 + done))
         fill.grid(f1, 0, f2, 0, sym, tick=Progress(progress, "eNTK Gram blocks", _n_blocks(n1, n2, sym)))
         return K
-    _out_of_core(model, x1, xs2, kind, diag, chunk, fill, max(avail - chunk * transient, retained), retained,
+    _out_of_core(model, x1, x_cols, kind, diag, chunk, fill, max(avail - chunk * transient, retained), retained,
                  progress)
     return K
 
 
-def _out_of_core(model, x1, xs2, kind, diag, chunk, fill, free, retained, progress):
+def _out_of_core(model, x1, x_cols, kind, diag, chunk, fill, free, retained, progress):
     """Hold the features of a panel of rows, stream the columns after it (all columns when x2 is given) in
     blocks whose features are computed on the fly. Panels as large as the `free` bytes allow: with k panels
     each row's features are computed about 1 + (k - 1)/2 times (symmetric case)."""
-    sym, n1, n2 = fill.symmetric, len(x1), len(xs2)
+    sym, n1, n2 = fill.symmetric, len(x1), len(x_cols)
     stream = max(1, min(CONTRACT_BLOCK, int(free // (2 * retained))))
     panel = max(1, int(free // retained) - stream)
     panels = range(0, n1, panel)
@@ -362,7 +362,7 @@ def _out_of_core(model, x1, xs2, kind, diag, chunk, fill, free, retained, progre
             done += 1
             tick(done)
         for j in columns(a):
-            fill.grid(fi, a, _all_features(model, xs2[j:j + stream], kind, diag, chunk), j, False)
+            fill.grid(fi, a, _all_features(model, x_cols[j:j + stream], kind, diag, chunk), j, False)
             done += 1
             tick(done)
         del fi

@@ -104,6 +104,6 @@ def infinite_kernels_of(layers, x1, x2=None, dtype=torch.float64, implementation
     if implementation == "plain":
         return _plain_kernels(layers, x1, x2)
     if not infinite_blocks.supports(layers):
-        raise ValueError(f"implementation='blocks' has no rule for layer kinds "
-                         f"{sorted({layer.kind for layer in layers if not infinite_blocks.supports([layer])})}; use 'plain'")
+        unknown = sorted({layer.kind for layer in layers if not infinite_blocks.supports([layer])})
+        raise ValueError(f"implementation='blocks' has no rule for layer kinds {unknown}; use 'plain'")
     return infinite_blocks.block_kernels(layers, x1, x1 if x2 is None else x2, x2 is None, **block_options)

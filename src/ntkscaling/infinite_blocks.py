@@ -174,7 +174,7 @@ class _PairBlocks:
     def _run(self, xa, xb, qa_list, qb_list):
         paired = qa_list is None  # pairs (x_i, x_i), recording the variances
         a, b = len(xa), (1 if paired else len(xb))
-        layers, relu_i, ST, i, recorded = self.layers, 0, None, 0, []
+        layers, relu_i, sigma_theta, i, recorded = self.layers, 0, None, 0, []
         while i < len(layers):
             layer = layers[i]
             if isinstance(layer, Conv):
@@ -182,13 +182,13 @@ class _PairBlocks:
                     raise ValueError("the pair-block path expects every conv to be followed by a ReLU")
                 q = None if paired else (qa_list[relu_i], qb_list[relu_i])
                 step = self._native_conv_relu if self.native else self._torch_conv_relu
-                ST, i = step(i, ST, xa, xb, q, relu_i, recorded)
+                sigma_theta, i = step(i, sigma_theta, xa, xb, q, relu_i, recorded)
                 relu_i += 1
                 continue
             if isinstance(layer, AvgPool):
-                ST = self._pool(ST)
+                sigma_theta = self._pool(sigma_theta)
             elif isinstance(layer, GlobalAvgPool):
-                S, T = ST.mean(dim=(2, 3, 4, 5)).unbind(0)  # ST stacks (Sigma, Theta)
+                S, T = sigma_theta.mean(dim=(2, 3, 4, 5)).unbind(0)  # sigma_theta stacks (Sigma, Theta)
                 kernel, _ = _propagate(layers[i + 1:], Kernel(nngp=S, ntk=T), [], False, self.float32)
                 if paired:
                     return kernel, recorded
@@ -212,17 +212,17 @@ class _PairBlocks:
             torch.matmul(pa[:, None], pb[None], out=out)
         return out.view(a * b, H, W, H, W)
 
-    def _torch_conv_relu(self, i, ST, xa, xb, q, relu_i, recorded):
+    def _torch_conv_relu(self, i, sigma_theta, xa, xb, q, relu_i, recorded):
         """layers[i] (a conv) and the ReLU after it by torch operations, for all pairs of xa and xb whose
         variances are q = (qa, qb); q None: each image of xa with itself, its variances computed here and
         appended to `recorded`, the exact diagonal restored. Returns (Sigma and Theta stacked, i + 2)."""
         conv, paired = self.layers[i], q is None
         w2, b2 = conv.W_std ** 2, conv.b_std ** 2
-        if ST is None:
+        if sigma_theta is None:
             Sc, Tc, w2 = self._first_conv(xa, xb, paired), None, w2 / (9 * self.C)
         else:
-            STc = self._conv_sum(ST)
-            Sc, Tc, w2 = STc[0], STc[1], w2 / 9
+            conv_sums = self._conv_sum(sigma_theta)
+            Sc, Tc, w2 = conv_sums[0], conv_sums[1], w2 / 9
         if paired:
             diag_S = _pixel_diagonal(Sc) * w2 + b2   # each image's variances q at every pixel
             diag_T = diag_S if Tc is None else _pixel_diagonal(Tc) * w2 + diag_S
@@ -234,14 +234,14 @@ class _PairBlocks:
             h, w = qa.shape[1:]
             qa = qa[:, None, :, :, None, None].expand(a, b, h, w, 1, 1).reshape(a * b, h, w, 1, 1)
             qb = qb[None, :, None, None].expand(a, b, 1, 1, h, w).reshape(a * b, 1, 1, h, w)
-        ST = self._buf(f"relu{relu_i}", (2,) + tuple(Sc.shape))
-        self.fused(Sc, Tc, qa, qb, ST[0], ST[1], w2, b2, self.float32)
+        sigma_theta = self._buf(f"relu{relu_i}", (2,) + tuple(Sc.shape))
+        self.fused(Sc, Tc, qa, qb, sigma_theta[0], sigma_theta[1], w2, b2, self.float32)
         if paired:
-            _pixel_diagonal(ST[0]).copy_(diag_S / 2)
-            _pixel_diagonal(ST[1]).copy_(diag_T / 2)
-        return ST, i + 2
+            _pixel_diagonal(sigma_theta[0]).copy_(diag_S / 2)
+            _pixel_diagonal(sigma_theta[1]).copy_(diag_T / 2)
+        return sigma_theta, i + 2
 
-    def _native_conv_relu(self, i, ST, xa, xb, q, relu_i, recorded):
+    def _native_conv_relu(self, i, sigma_theta, xa, xb, q, relu_i, recorded):
         """layers[i] (a conv), the ReLU after it and an AvgPool after that if there is one, by the fused C
         kernel (native.py) for all pairs of xa and xb, whose variances are q = (qa, qb); q None: each image of
         xa with itself, its variances computed here and appended to `recorded`, the pooling left to the
@@ -251,21 +251,21 @@ class _PairBlocks:
         selves = q is None
         a = len(xa)
         b = 1 if selves else len(xb)
-        first = ST is None  # the kernel forms Sigma = sum over channels of x x' per pixel pair itself
+        first = sigma_theta is None  # the kernel forms Sigma = sum over channels of x x' per pixel pair itself
         if first:
             H, W = xa.shape[2:]
             xa, xb, w2 = xa.contiguous(), (xa if selves else xb).contiguous(), w2 / self.C
             S_T = {"xa": xa, "xb": xb}
         else:
-            H, W = ST.shape[2:4]
-            S_T = {"S": ST[0], "T": ST[1]}
+            H, W = sigma_theta.shape[2:4]
+            S_T = {"S": sigma_theta[0], "T": sigma_theta[1]}
         pool = not selves and i + 2 < len(layers) and isinstance(layers[i + 2], AvgPool)
         h, w = (H // 2, W // 2) if pool else (H, W)
         out = self._buf(f"relu{relu_i}", (2, a * b, h, w, h, w))
         if selves:  # the conv output's diagonal: the 3x3 sums of the input's diagonal
-            diag_in = (xa * xa).sum(1) if first else _pixel_diagonal(ST[0])
+            diag_in = (xa * xa).sum(1) if first else _pixel_diagonal(sigma_theta[0])
             qa = qb = _box3(diag_in) * w2 + b2
-            diag_T = qa if first else _box3(_pixel_diagonal(ST[1])) * w2 + qa
+            diag_T = qa if first else _box3(_pixel_diagonal(sigma_theta[1])) * w2 + qa
             recorded.append(qa)
         else:
             qa, qb = q
