@@ -25,7 +25,7 @@ step() {  # step NAME COMMAND...: run, log to $out/NAME.log, remember the first 
     echo "== $name: exit $rc"
 }
 step device python3 -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"
-step tests python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_entk.py
+step tests python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_entk.py tests/test_layers.py
 step bench_entk python3 benchmarks/bench_entk.py --device cuda --n 1024 --tutorial-n 1024
 step bench_infinite python3 benchmarks/bench_infinite.py --device cuda
 exit $status

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import entk, entk_fast, io, models, training
+from ntkscaling import entk, entk_blocks, entk_fast, io, models, training
 
 from conftest import reference_network
 
@@ -44,8 +44,8 @@ def test_blocks_give_the_same_kernel(monkeypatch):
     x = torch.randn(11, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     whole = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, implementation="jacobian")
     # features held for all rows but computed in chunks, Gram in blocks
-    monkeypatch.setattr(entk_fast, "FEATURE_CHUNK", 4)
-    monkeypatch.setattr(entk_fast, "CONTRACT_BLOCK", 3)
+    monkeypatch.setattr(entk_blocks, "FEATURE_CHUNK", 4)
+    monkeypatch.setattr(entk_blocks, "CONTRACT_BLOCK", 3)
     for kind in ("full", "mean"):
         ref = whole if kind == "full" else torch.diagonal(whole, dim1=2, dim2=3).mean(-1)
         np.testing.assert_allclose(entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64), ref,
@@ -57,7 +57,7 @@ def test_blocks_give_the_same_kernel(monkeypatch):
     retained, transient = entk_fast.bytes_per_sample(net.double(), (1, 8, 8), 3, 8)
     net.float()
     some = (6 * retained + 4 * transient + 11 * 11 * 9 * 8) / 1e9  # chunk 4, panels of 4 rows, stream 2
-    monkeypatch.setattr(entk_fast, "CONTRACT_BLOCK", 2)
+    monkeypatch.setattr(entk_blocks, "CONTRACT_BLOCK", 2)
     np.testing.assert_allclose(entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, max_memory_gb=some),
                                whole, rtol=1e-12, atol=1e-12)
     x2 = torch.randn(5, 1, 8, 8)
@@ -136,8 +136,8 @@ def test_unfold_matches_torch_unfold():
 def test_progress_reports_features_and_gram_blocks(monkeypatch):
     net = models.build("myrtle5", 4, (1, 8, 8), 3, seed=2)
     x = torch.randn(10, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    monkeypatch.setattr(entk_fast, "FEATURE_CHUNK", 4)
-    monkeypatch.setattr(entk_fast, "CONTRACT_BLOCK", 4)
+    monkeypatch.setattr(entk_blocks, "FEATURE_CHUNK", 4)
+    monkeypatch.setattr(entk_blocks, "CONTRACT_BLOCK", 4)
     msgs = []
     entk.empirical_ntk(net, x, progress=msgs.append)  # fast: only the end of each phase
     assert [m.split()[:3] for m in msgs] == [["eNTK", "feature", "rows"], ["eNTK", "Gram", "blocks"]]
@@ -171,7 +171,7 @@ def test_kernels_are_computed_without_tf32(monkeypatch):
     def spy(*args):
         seen.append((b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision))
         raise RuntimeError("stop")
-    monkeypatch.setattr(entk_fast, "layerwise_ntk", spy)
+    monkeypatch.setattr(entk_blocks, "bounded_ntk", spy)
     monkeypatch.setattr(entk, "_jacobian_ntk", spy)
     net = models.build("mlp", 4, (3,), 2, depth=1)
     for impl in ("layerwise", "jacobian"):
@@ -179,3 +179,80 @@ def test_kernels_are_computed_without_tf32(monkeypatch):
             entk.empirical_ntk(net, torch.randn(2, 3), implementation=impl)
         assert (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision) == before  # restored on error
     assert seen == [("ieee", "ieee")] * 2
+
+
+class _ResidualNet(torch.nn.Module):
+    """Layers the layerwise engine does not know: BatchNorm (eval), GELU, a residual block, adaptive pooling."""
+
+    def __init__(self, c=6, out=4):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(2, c, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(c)
+        self.conv2 = torch.nn.Conv2d(c, c, 3, padding=1)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(c, out)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        h = torch.nn.functional.gelu(self.bn(self.conv1(x)))
+        h = h + torch.relu(self.conv2(h))
+        return self.fc(self.pool(h).flatten(1))
+
+
+@pytest.mark.parametrize("kind", ["mean", "sum", "full"])
+def test_general_engine_matches_the_jacobian_contraction_in_and_out_of_core(kind):
+    torch.manual_seed(0)
+    net = _ResidualNet()
+    x1, x2 = torch.randn(9, 2, 6, 6), torch.randn(4, 2, 6, 6)
+    assert entk.engine(net) == "general"
+    for b in (None, x2):
+        ref = entk.empirical_ntk(net, x1, b, kind=kind, dtype=torch.float64, implementation="jacobian")
+        for budget in (None, 1e-5, 2e-4):  # all held; one row at a time; panels of a few rows
+            K = entk.empirical_ntk(net, x1, b, kind=kind, dtype=torch.float64, max_memory_gb=budget)
+            assert _rel(K, ref) < 1e-10
+        K32 = entk.empirical_ntk(net, x1, b, kind=kind, max_memory_gb=2e-4)
+        assert K32.dtype == torch.float32 and _rel(K32, ref) < 1e-5
+    assert net.training  # the caller's module is left as it was (it ran in eval mode)
+
+
+def test_general_engine_differentiates_trainable_parameters_only():
+    # a centred training module holds a frozen copy of the initial network: it adds nothing to the NTK
+    module = training.NetworkModule(training.NetworkSettings("mlp", 8, depth=1), in_shape=(3,), out_dim=2)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    K = entk.empirical_ntk(module, x, dtype=torch.float64, implementation="general")
+    np.testing.assert_allclose(K, entk.empirical_ntk(module.net, x, dtype=torch.float64), rtol=1e-12)
+
+
+def test_general_engine_stays_within_its_memory_budget():
+    # an 85k-parameter MLP with 10 outputs: the per-sample Jacobians of n = 120 take 0.41 GB in float32; a
+    # 0.1 GB budget holds panels of about 10 rows and streams the rest
+    from ntkscaling.entk_jacobian import trainable_parameters
+    import psutil
+    import threading
+    import time
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Tanh(), torch.nn.Linear(256, 256), torch.nn.Tanh(),
+                              torch.nn.Linear(256, 10))
+    n, P = 120, sum(p.numel() for p in trainable_parameters(net).values())
+    assert n * 10 * P * 4 > 0.4e9
+    x = torch.randn(n, 64)
+    proc, peak, stop = psutil.Process(), [0], []
+    base = proc.memory_info().rss
+
+    def sample():
+        while not stop:
+            peak[0] = max(peak[0], proc.memory_info().rss - base)
+            time.sleep(0.005)
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        K = entk.empirical_ntk(net, x, max_memory_gb=0.1)
+    finally:
+        stop.append(True)
+        t.join()
+    assert peak[0] < 0.16e9, f"peak {peak[0] / 1e9:.2f} GB above the start for a 0.1 GB budget"
+    # float32 over 85k parameters x 10 logits per entry: within 1e-5 of float64
+    sub = entk.empirical_ntk(net, x[:12], implementation="jacobian", dtype=torch.float64)
+    assert _rel(K[:12, :12], sub) < 1e-5

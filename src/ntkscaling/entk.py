@@ -17,6 +17,10 @@ Implementations (all return the same numbers):
   contributes (W_scale^2 A A'^T + b_scale^2) (G G'^T), so an MLP needs no Jacobian; a Conv layer's
   per-sample weight gradients are G^T unfold(A). Everything is held at once.
 - ``layerwise``: the production path (entk_fast.py): the same rules with fusions, within a memory budget.
+- ``general``: any torch module within the memory budget (entk_jacobian.py): per-sample Jacobians from
+  torch.func, a chunk of samples at a time, contracted block by block.
+
+Gradients are taken w.r.t. the parameters that require them (entk_jacobian.trainable_parameters).
 
 Both run in full float32 on GPUs (`ieee_float32`: no TF32 convolutions or matmuls).
 """
@@ -27,20 +31,21 @@ import copy
 
 import torch
 
-from . import entk_fast, hostmem
-from .entk_fast import DEFAULT_MEMORY_GB
+from . import entk_blocks, entk_fast, hostmem
+from .entk_blocks import DEFAULT_MEMORY_GB
+from .entk_jacobian import JacobianFeatures, trainable_parameters
 from .layers import ParamLayer
 from .models import Network
 
 KINDS = ("mean", "sum", "full")
-IMPLEMENTATIONS = ("auto", "jacobian", "plain", "layerwise")
+IMPLEMENTATIONS = ("auto", "jacobian", "plain", "layerwise", "general")
 
 
 # --------------------------------------------------------------------------------------------- reference
 def _jacobian_ntk(model, x1, x2, kind):
     from torch.func import functional_call, jacrev, vmap
 
-    params = {k: v.detach() for k, v in model.named_parameters()}
+    params = trainable_parameters(model)
 
     def f(p, x):
         return functional_call(model, p, (x.unsqueeze(0),)).squeeze(0)
@@ -116,14 +121,16 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
     """Empirical NTK of `model` between x1 and x2: Theta(x, x') = J(x) J(x')^T over all parameters.
 
     Args:
-        model: a network from `build` (the fast layerwise form) or any torch module (the Jacobian form).
+        model: a network from `build` (the fast layerwise engine) or any torch module (the general engine).
         x1, x2: inputs (n1, ...) and (n2, ...); x2=None computes x1 with itself (symmetric, half the work).
         kind: 'mean' (mean over the C logits of J_c J_c^T, neural-tangents' convention), 'sum' (NTK of the
             summed logits) or 'full' (every logit pair).
         dtype: float32 (default) or float64; the model is never changed (a copy is cast if needed).
-        implementation: 'auto', 'layerwise' (the fast path; never forms a Jacobian), 'plain' (the layers'
-            rules, all held in memory: small inputs) or 'jacobian' (torch.func, any module).
-        max_memory_gb: budget of the per-sample features (default 4 GB); more is computed out of core.
+        implementation: 'auto' (`engine`), 'layerwise' (networks from `build`; never forms a Jacobian),
+            'general' (any module: per-sample Jacobians in blocks), 'plain' (the layers' rules, all held in
+            memory: small inputs) or 'jacobian' (torch.func on all inputs at once: the reference).
+        max_memory_gb: budget of the per-sample features of 'layerwise' and 'general' (default 4 GB); more
+            is computed out of core.
         progress: a callable receiving progress lines, or None.
 
     Returns:
@@ -136,13 +143,7 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
     """
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is unknown; expected one of {KINDS}")
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation={implementation!r} is unknown; expected one of {IMPLEMENTATIONS}")
-    layerwise_ok = isinstance(model, Network)
-    if implementation == "auto":
-        implementation = "layerwise" if layerwise_ok else "jacobian"
-    if implementation in ("layerwise", "plain") and not layerwise_ok:
-        raise ValueError(f"implementation={implementation!r} needs a network built by ntkscaling.models.build")
+    implementation = engine(model, implementation)
     device = next(model.parameters()).device
     was_training = model.training
     if next(model.parameters()).dtype != dtype:  # never change the caller's model
@@ -152,13 +153,31 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
     x2 = None if x2 is None else torch.as_tensor(x2).to(device=device, dtype=dtype)
     try:
         with ieee_float32():
-            if implementation != "layerwise":
+            if implementation in ("jacobian", "plain"):
                 with torch.no_grad():
                     return (_jacobian_ntk if implementation == "jacobian" else _plain_ntk)(model, x1, x2, kind)
+            if implementation == "layerwise":
+                source = entk_fast.LayerwiseFeatures(model, kind)
+            else:
+                source = JacobianFeatures(model, kind, x1.shape[1:], dtype, device)
             with hostmem.keep_freed_memory():
-                return entk_fast.layerwise_ntk(model, x1, x2, kind, max_memory_gb, progress)
+                return entk_blocks.bounded_ntk(source, x1, x2, max_memory_gb, progress)
     finally:
         model.train(was_training)
+
+
+def engine(model, implementation: str = "auto") -> str:
+    """The implementation `empirical_ntk` uses for `model`: 'auto' is 'layerwise' for a network built from
+    layers.py (models.build, models.Network) and 'general' for any other module; a named one is checked."""
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation={implementation!r} is unknown; expected one of {IMPLEMENTATIONS}")
+    layerwise_ok = isinstance(model, Network)
+    if implementation == "auto":
+        return "layerwise" if layerwise_ok else "general"
+    if implementation in ("layerwise", "plain") and not layerwise_ok:
+        raise ValueError(f"implementation={implementation!r} needs a network built from ntkscaling's layers "
+                         f"(models.build or models.Network); use 'general' for any module")
+    return implementation
 
 
 def memory_budget_gb(mem_mb: float | None, device) -> float:

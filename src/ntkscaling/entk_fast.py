@@ -1,7 +1,8 @@
-"""The production empirical-NTK engine (``implementation='layerwise'``): the layers' own eNTK rules
-(layers.py: features and their Gram terms) computed with fusions and within a memory budget. It gives
-the numbers of the plain walk in entk.py, faster and in bounded memory; tests/test_entk.py holds it to
-that walk, the autograd Jacobian and neural-tangents.
+"""The production empirical-NTK engine for networks built from layers.py (``implementation='layerwise'``):
+`LayerwiseFeatures`, the layers' own eNTK rules (features and their Gram terms) computed with fusions,
+held within a memory budget by entk_blocks.bounded_ntk. It gives the numbers of the plain walk in
+entk.py, faster and in bounded memory; tests/test_entk.py holds it to that walk, the autograd Jacobian
+and neural-tangents.
 
 Fusions (each measured, see benchmarks/README.md):
 - `_Tape`: a forward pass without autograd that keeps what the backward needs, and the backward written
@@ -12,9 +13,6 @@ Fusions (each measured, see benchmarks/README.md):
   unfolded input (unfolded once per chunk by a strided copy into a reused buffer).
 - The mean kind's readout-diagonal layer (`readout_diagonal`): one feature vector per sample instead of C.
 - Feature storage is one buffer mapped in full when created (hostmem.populated_empty).
-- Features are held within `max_memory_gb`: all rows when they fit, else a panel of rows at a time against
-  streamed blocks of the later columns (each row's features computed about 1 + (k-1)/2 times for k
-  panels). When x2 is x1 only the upper triangle of Gram blocks is computed.
 """
 from __future__ import annotations
 
@@ -24,16 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from . import hostmem
-from .io import Progress
+from .entk_blocks import Features, Scratch
 from .layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, ParamLayer, ReLU
 from .models import Network
 
-FEATURE_CHUNK = 32    # samples per forward/backward: per-sample cost grows with larger chunks (caches)
-CONTRACT_BLOCK = 256  # rows per Gram block when all features are held: big, efficient matmuls
-MIN_DIAGONAL_BLOCK = 64  # smaller Gram blocks are bound by memory traffic, not flops
-DEFAULT_MEMORY_GB = 4.0  # max_memory_gb when none is given (also a CPU job's without a memory request)
-
-Features = list[dict[str, torch.Tensor]]  # per parametrized layer, its named feature tensors (n, ...)
 
 
 def readout_diagonal(model: Network, kind: str) -> int | None:
@@ -163,17 +155,8 @@ class _Tape:
         return _mul_into(g, mask.view(n, c, H // 2, 2, W), self._dest(i - 1, dest)).view(shape)
 
 
-class _Scratch(dict):
-    """Buffers kept between chunks (fresh large tensors each cost their page faults again)."""
-
-    def get_buffer(self, key, size, like):
-        if key not in self or self[key].numel() < size:
-            self[key] = torch.empty(size, dtype=like.dtype, device=like.device)
-        return self[key][:size]
-
-
 def _block_features(model: Network, x: torch.Tensor, kind: str, diag: int | None, into: Features,
-                    lo: int, scratch: _Scratch) -> None:
+                    lo: int, scratch: Scratch) -> None:
     """Features of the rows of x, written into rows lo.. of `into`; `diag`: the readout-diagonal layer (or
     None)."""
     n, rows = len(x), slice(lo, lo + len(x))
@@ -260,109 +243,25 @@ def bytes_per_sample(model: Network, x_shape, logits: int, itemsize: int,
     return retained * itemsize, (acts + grads + unfolded) * itemsize
 
 
-def _slice(feats: Features, lo: int, hi: int) -> Features:
-    return [{name: t[lo:hi] for name, t in f.items()} for f in feats]
 
 
-def _rows(feats: Features) -> int:
-    return len(next(iter(feats[0].values())))
+class LayerwiseFeatures:
+    """The feature source (see entk_blocks) of a `Network` for one kind: each parametrized layer's features."""
 
+    def __init__(self, model: Network, kind: str):
+        self.model, self.kind = model, kind
+        self.logits = model.param_layers()[-1].fan_out
+        self.diag = readout_diagonal(model, kind)
 
-def _all_features(model, x, kind, diag, chunk, tick=None) -> Features:
-    """Features of every row of x, computed `chunk` rows at a time straight into preallocated tensors;
-    `tick(rows done)` after each chunk."""
-    logits = 1 if kind == "sum" else model.param_layers()[-1].fan_out
-    out = _alloc_features(model, len(x), logits, x.dtype, x.device, diag)
-    scratch = _Scratch()
-    for lo in range(0, len(x), chunk):
-        _block_features(model, x[lo:lo + chunk], kind, diag, out, lo, scratch)
-        if tick is not None:
-            tick(min(lo + chunk, len(x)))
-    return out
+    def bytes_per_sample(self, x_shape, itemsize: int) -> tuple[int, int]:
+        logits = 1 if self.kind == "sum" else self.logits
+        return bytes_per_sample(self.model, x_shape, logits, itemsize, self.diag)
 
+    def alloc(self, n: int, dtype, device) -> Features:
+        return _alloc_features(self.model, n, 1 if self.kind == "sum" else self.logits, dtype, device, self.diag)
 
-class _GramFill:
-    """Writes Gram blocks of held features into the kernel K (n1, n2[, C, C]); `symmetric` when x2 is x1:
-    each block also fills its mirror image."""
+    def compute(self, x, into: Features, lo: int, scratch: Scratch) -> None:
+        _block_features(self.model, x, self.kind, self.diag, into, lo, scratch)
 
-    def __init__(self, model, K, kind, symmetric):
-        self.model, self.K, self.kind, self.symmetric = model, K, kind, symmetric
-
-    def block(self, i0, j0, fi, fj):
-        blk = contract(self.model, fi, fj, self.kind)
-        i1, j1 = i0 + blk.shape[0], j0 + blk.shape[1]
-        self.K[i0:i1, j0:j1] = blk
-        if self.symmetric and i0 != j0:
-            self.K[j0:j1, i0:i1] = blk.transpose(0, 1) if self.kind != "full" else blk.permute(1, 0, 3, 2)
-
-    def grid(self, fr, r0, fc, c0, triangle, block=None, tick=None):
-        """Every block x block Gram block between held features fr (rows from r0) and fc; with `triangle`
-        only those on and above the diagonal, and the diagonal ones split again (halving block size down
-        to MIN_DIAGONAL_BLOCK), so little of their redundant lower half is computed."""
-        nr, nc, block = _rows(fr), _rows(fc), block or CONTRACT_BLOCK
-        done = 0
-        for i in range(0, nr, block):
-            for j in range(i if triangle else 0, nc, block):
-                a, b = _slice(fr, i, min(i + block, nr)), _slice(fc, j, min(j + block, nc))
-                if triangle and i == j and block >= 2 * MIN_DIAGONAL_BLOCK:
-                    self.grid(a, r0 + i, b, c0 + j, True, block // 2)
-                else:
-                    self.block(r0 + i, c0 + j, a, b)
-                done += 1
-                if tick is not None:
-                    tick(done)
-
-
-def _n_blocks(nr, nc, triangle):
-    br, bc = -(-nr // CONTRACT_BLOCK), -(-nc // CONTRACT_BLOCK)
-    return br * (br + 1) // 2 if triangle else br * bc
-
-
-def layerwise_ntk(model: Network, x1, x2, kind, max_memory_gb, progress) -> torch.Tensor:
-    """The eNTK of x1 with x2 (None: x1 with itself), within `max_memory_gb` (see the module's docstring)."""
-    C = model.param_layers()[-1].fan_out
-    diag = readout_diagonal(model, kind)
-    retained, transient = bytes_per_sample(model, x1.shape[1:], 1 if kind == "sum" else C, x1.element_size(), diag)
-    sym = x2 is None
-    x_cols = x1 if sym else x2
-    n1, n2 = len(x1), len(x_cols)
-    out_bytes = n1 * n2 * x1.element_size() * (C * C if kind == "full" else 1)
-    avail = max((max_memory_gb or DEFAULT_MEMORY_GB) * 1e9 - out_bytes, 0)
-    K = torch.empty((n1, n2, C, C) if kind == "full" else (n1, n2), dtype=x1.dtype, device=x1.device)
-    chunk = max(1, min(FEATURE_CHUNK, int(avail // (retained + transient))))
-    fill = _GramFill(model, K, kind, sym)
-    if (n1 + (0 if sym else n2)) * retained + chunk * transient <= avail:
-        # everything fits: features once per row, then large Gram blocks (upper triangle when symmetric)
-        rows = Progress(progress, "eNTK feature rows", n1 + (0 if sym else n2))
-        f1 = _all_features(model, x1, kind, diag, chunk, rows)
-        f2 = f1 if sym else _all_features(model, x_cols, kind, diag, chunk, lambda done: rows(n1 + done))
-        fill.grid(f1, 0, f2, 0, sym, tick=Progress(progress, "eNTK Gram blocks", _n_blocks(n1, n2, sym)))
-        return K
-    _out_of_core(model, x1, x_cols, kind, diag, chunk, fill, max(avail - chunk * transient, retained), retained,
-                 progress)
-    return K
-
-
-def _out_of_core(model, x1, x_cols, kind, diag, chunk, fill, free, retained, progress):
-    """Hold the features of a panel of rows, stream the columns after it (all columns when x2 is given) in
-    blocks whose features are computed on the fly. Panels as large as the `free` bytes allow: with k panels
-    each row's features are computed about 1 + (k - 1)/2 times (symmetric case)."""
-    sym, n1, n2 = fill.symmetric, len(x1), len(x_cols)
-    stream = max(1, min(CONTRACT_BLOCK, int(free // (2 * retained))))
-    panel = max(1, int(free // retained) - stream)
-    panels = range(0, n1, panel)
-
-    def columns(a):
-        return range(min(a + panel, n1) if sym else 0, n2, stream)
-    tick, done = Progress(progress, "eNTK panel blocks", sum(len(columns(a)) + sym for a in panels)), 0
-    for a in panels:
-        fi = _all_features(model, x1[a:a + panel], kind, diag, chunk)
-        if sym:
-            fill.grid(fi, a, fi, a, True)
-            done += 1
-            tick(done)
-        for j in columns(a):
-            fill.grid(fi, a, _all_features(model, x_cols[j:j + stream], kind, diag, chunk), j, False)
-            done += 1
-            tick(done)
-        del fi
+    def contract(self, f1: Features, f2: Features) -> torch.Tensor:
+        return contract(self.model, f1, f2, self.kind)
