@@ -61,3 +61,26 @@ def test_a_job_dies_with_the_process_that_started_it(tmp_path):
     assert (tmp_path / "started").exists()
     time.sleep(3)
     assert not (tmp_path / "finished").exists()
+
+
+def test_tidy_row_types_its_fields_and_keeps_the_table_text(tmp_path):
+    # from wildcards and CSV text or from numbers: the same typed row, and the same table bytes
+    text = io.tidy_row(dataset="d", arch="mlp", width="16", seed="0", method="network", n="64", k="64",
+                       epoch="0.25", step="4", metric="test_mse", value="0.08987641751766205")
+    numbers = io.tidy_row(dataset="d", arch="mlp", width=16, seed=0, method="network", n=64, k=64, epoch=0.25,
+                          step=4, metric="test_mse", value=0.08987641751766205)
+    assert text == numbers and list(text) == list(io.TIDY_COLUMNS)
+    assert text["width"] == 16 and text["seed"] == 0 and text["kind"] == "" and text["ridge"] == ""
+    inf = io.tidy_row(dataset="d", arch="mlp", width="inf", seed=1, method="infinite_ntk", kind="mean",
+                      ridge=1e-3, n=8, k=0, metric="jitter", value=0)
+    assert inf["width"] == float("inf") and inf["ridge"] == "0.001" and inf["value"] == 0 and inf["epoch"] == 0
+    assert io.tidy_row(dataset="d", arch="a", width=1, seed=0, method="m", n=1, k=0, metric="x", value=1,
+                       ridge="tuned")["ridge"] == "tuned"
+    io.write_rows(tmp_path / "t.csv", [text, inf])
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert lines[1] == "d,mlp,16,0,network,,,64,64,0.25,4,test_mse,0.08987641751766205"
+    assert lines[2] == "d,mlp,inf,1,infinite_ntk,mean,0.001,8,0,0,0,jitter,0"
+    with pytest.raises(TypeError, match="metric"):
+        io.tidy_row(dataset="d", arch="a", width=1, seed=0, method="m", n=1, k=0, value=1)
+    with pytest.raises(ValueError):
+        io.tidy_row(dataset="d", arch="a", width="wide", seed=0, method="m", n=1, k=0, metric="x", value=1)

@@ -79,6 +79,26 @@ TIDY_COLUMNS = ("dataset", "arch", "width", "seed", "method", "kind", "ridge", "
                 "metric", "value")
 
 
+def tidy_row(*, dataset: str, arch: str, width, seed, method: str, n, k, metric: str, value, kind: str = "",
+             ridge="", epoch=0, step=0) -> dict:
+    """One measurement of a tidy metrics table (TIDY_COLUMNS), every producer's one constructor. Fields are
+    typed here, whatever their source (numbers, wildcards, CSV text): width an int or inf (the infinite
+    kernels), seed/n/k/step ints, epoch and value numbers, ridge its table label (methods.ridge_label:
+    'tuned', '0.001', or '' for the network's rows), kind '' for the network's rows."""
+    from .methods import ridge_label
+    width = float(width) if str(width) == "inf" else int(width)
+    return {"dataset": str(dataset), "arch": str(arch), "width": width, "seed": int(seed), "method": str(method),
+            "kind": str(kind), "ridge": ridge_label(ridge), "n": int(n), "k": int(k), "epoch": _number(epoch),
+            "step": int(step), "metric": str(metric), "value": _number(value)}
+
+
+def _number(value):
+    """A number as it is (so an int stays an int in the table), or the float that CSV text spells."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return value
+    return float(value)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""

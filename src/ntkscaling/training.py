@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from . import models
 from .data import DatasetError, load_prepared, md5sum, step_budget
-from .io import FileFormatError, InputError, load_npy
+from .io import FileFormatError, InputError, load_npy, tidy_row
 from .metrics import LOSSES, evaluate, per_point_error, per_point_loss
 
 OPTIMIZERS = ("sgd", "adam")
@@ -254,7 +254,7 @@ class CheckpointAndEvaluate(pl.Callback):
                     # a finite blow-up counts too: dead ReLUs can keep the train loss tame while weights explode
                     raise DivergenceError(f"training diverged: {name} is {value:.4g} at step {step} "
                                           f"(it was {start:.4g} at step 0); lower train.lr")
-                self.rows.append({**self.ident, "epoch": epoch, "step": step, "metric": name, "value": value})
+                self.rows.append(tidy_row(**self.ident, epoch=epoch, step=step, metric=name, value=value))
                 values[name] = value
         if self.best is None or values[self.select] < self.best["value"]:
             self.best = {"step": step, "epoch": epoch, "value": values[self.select],

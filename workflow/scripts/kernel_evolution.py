@@ -44,6 +44,6 @@ with io.log_to(snakemake.log[0]):
     rows = evolution.track(checkpoints, kernel_of, y, data.row_blocks(n, d), int(d["n_classes"]),
                            snakemake.params.ridges, progress=lambda msg: print(msg, flush=True),
                            prior_of=outputs_of if snakemake.params.linearized else None)
-    out = [{**ident, "method": "entk_checkpoint", "kind": w.kind, "n": n, "k": n, **r} for r in rows]
-    out += [{**r, "kind": "", "ridge": ""} for r in network]
+    out = [io.tidy_row(**ident, method="entk_checkpoint", kind=w.kind, n=n, k=n, **r) for r in rows]
+    out += [io.tidy_row(**r) for r in network]  # the network's own rows, as training wrote them
     io.write_rows(snakemake.output[0], out)

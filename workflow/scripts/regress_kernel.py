@@ -15,8 +15,8 @@ with io.log_to(snakemake.log[0]):
     blocks = data.row_blocks(n_max, d)
     prior = io.load_npy(snakemake.input.prior[0]) if snakemake.input.prior else None
     tag = methods.parse_tag(w.method)
-    ident = {"dataset": p.dataset, "arch": p.arch, "width": float("inf") if w.width == "inf" else int(w.width),
-             "seed": int(w.seed), "method": tag["method"], "kind": w.kind, "k": tag["k"] or 0}
+    ident = {"dataset": p.dataset, "arch": p.arch, "width": w.width, "seed": w.seed, "method": tag["method"],
+             "kind": w.kind, "k": tag["k"] or 0}
     print(f"predictor: {'linearized (f0 + kernel regression on Y - f0)' if prior is not None else 'kernel regression'};"
           f" ridge chosen on {blocks['val'].stop - blocks['val'].start} validation points by {p.select_by}",
           flush=True)
@@ -25,13 +25,13 @@ with io.log_to(snakemake.log[0]):
                                            metric=p.select_by, prior=prior)
     for n, res in results:
         label = methods.TUNED if res["tuned"] else methods.ridge_label(res["ridge"])
-        at = {**ident, "ridge": label, "n": n, "epoch": 0, "step": 0}
+        at = {**ident, "ridge": label, "n": n}
         for metric in ("error", "mse"):
-            rows.append({**at, "metric": f"test_{metric}", "value": float(res[metric].mean())})
-            rows.append({**at, "metric": f"val_{metric}", "value": float(res["val"][metric].mean())})
-        rows.append({**at, "metric": "jitter", "value": res["jitter"]})
+            rows.append(io.tidy_row(**at, metric=f"test_{metric}", value=float(res[metric].mean())))
+            rows.append(io.tidy_row(**at, metric=f"val_{metric}", value=float(res["val"][metric].mean())))
+        rows.append(io.tidy_row(**at, metric="jitter", value=res["jitter"]))
         if res["tuned"]:
-            rows.append({**at, "metric": "selected_ridge", "value": res["ridge"]})
+            rows.append(io.tidy_row(**at, metric="selected_ridge", value=res["ridge"]))
         records.append((n, label, res))
         print(f"n={n} ridge={label} ({res['ridge']:g}) jitter={res['jitter']:g} val_{p.select_by}="
               f"{res['val'][p.select_by].mean():.4g} test_error={res['error'].mean():.4f} "

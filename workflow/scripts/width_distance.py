@@ -47,8 +47,7 @@ with io.log_to(snakemake.log[0]):
             values["relative_distance_infinite"] = evolution.relative_distance(Kp, ref)
             values["kernel_distance_infinite"] = evolution.kernel_distance(Kp, ref)
         for metric, value in values.items():
-            out.append({"dataset": p.dataset, "arch": p.arch, "width": width, "seed": snakemake.wildcards.seed,
-                        "method": "entk_init", "kind": "mean", "n": n, "k": 0, "epoch": 0, "step": 0,
-                        "metric": metric, "value": value})
+            out.append(io.tidy_row(dataset=p.dataset, arch=p.arch, width=width, seed=snakemake.wildcards.seed,
+                                   method="entk_init", kind="mean", n=n, k=0, metric=metric, value=value))
         print(f"width {width}: " + " ".join(f"{m}={v:.4g}" for m, v in values.items()), flush=True)
     io.write_rows(snakemake.output[0], out)
