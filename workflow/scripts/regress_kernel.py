@@ -15,8 +15,8 @@ with io.log_to(snakemake.log[0]):
     blocks = data.row_blocks(n_max, d)
     prior = io.load_npy(snakemake.input.prior[0]) if snakemake.input.prior else None
     tag = methods.parse_tag(w.method)
-    ident = {"dataset": p.dataset, "arch": p.arch, "width": w.width, "seed": w.seed, "method": tag["method"],
-             "kind": w.kind, "k": tag["k"] or 0}
+    ident = {"dataset": p.dataset, "arch": p.arch, "width": io.table_width(w.width), "seed": int(w.seed),
+             "method": tag["method"], "kind": w.kind, "k": tag["k"] or 0}
     print(f"predictor: {'linearized (f0 + kernel regression on Y - f0)' if prior is not None else 'kernel regression'};"
           f" ridge chosen on {blocks['val'].stop - blocks['val'].start} validation points by {p.select_by}",
           flush=True)
