@@ -84,3 +84,9 @@ def test_tidy_row_types_its_fields_and_keeps_the_table_text(tmp_path):
         io.tidy_row(dataset="d", arch="a", width=1, seed=0, method="m", n=1, k=0, value=1)
     with pytest.raises(ValueError):
         io.tidy_row(dataset="d", arch="a", width="wide", seed=0, method="m", n=1, k=0, metric="x", value=1)
+
+
+def test_table_width_is_an_int_or_inf():
+    assert io.table_width("16") == 16 and isinstance(io.table_width("16"), int)
+    assert io.table_width("inf") == float("inf") and io.table_width(float("inf")) == float("inf")
+    assert io.table_width(np.int64(64)) == 64
