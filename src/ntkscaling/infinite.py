@@ -62,12 +62,12 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     implementation: 'blocks' (the production engine, infinite_blocks.py), 'plain' (the definition: every
     layer's step on the whole kernel of x1 and x2 together, in memory; small inputs only) or 'auto' (blocks
     where it has a rule for every layer, else plain). The options below concern the blocks engine.
-    batch_size: images per block side (default: blocks of about BLOCK_ELEMENTS entries, within
-    `max_memory_gb`). native: compute the image pairs' conv-ReLU-pool steps with the fused C kernel of
-    native.py (CPU, float64 only); None uses it there when it builds, True insists. compile: fuse the
+    batch_size: images per block side (default: blocks of about infinite_blocks.BLOCK_ELEMENTS entries,
+    within `max_memory_gb`). native: compute the image pairs' conv-ReLU-pool steps with the fused C kernel
+    of native.py (CPU, float64 only); None uses it there when it builds, True insists. compile: fuse the
     torch path's ReLU steps with torch.compile (True/False); None compiles when the torch path does the
-    pairs and the job is large enough (COMPILE_MIN_ENTRIES pixel-pair entries) to repay the compilation
-    (10-20 s the first time, then cached on disk).
+    pairs and the job is large enough (infinite_blocks.COMPILE_MIN_ENTRIES pixel-pair entries) to repay
+    the compilation (10-20 s the first time, then cached on disk).
     """
     layers = [from_spec(s) for s in layer_specs(arch, 1, in_shape, 1, depth=depth, W_std=W_std, b_std=b_std)]
     kernel = infinite_kernels_of(layers, x1, x2, dtype=dtype, implementation=implementation, batch_size=batch_size,

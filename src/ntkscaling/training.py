@@ -374,7 +374,8 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     signature = {"n": int(n), "seed": int(seed), "total_steps": total, "schedule": schedule,
-                 "eval_steps": eval_steps, "hparams": dict(module.hparams), "prepared": md5sum(prepared_path), "order": md5sum(order_path)}
+                 "eval_steps": eval_steps, "hparams": dict(module.hparams), "prepared": md5sum(prepared_path),
+                 "order": md5sum(order_path)}
     if network.center and cache_f0:  # f0 never changes: one pass instead of a second forward pass at every step (25% of the time)
         with torch.no_grad():
             dm.f0_train = module.net0(dm.x_train)
