@@ -116,6 +116,62 @@ def build(arch: str, width: int, in_shape, out_dim: int, depth: int | None = Non
     return init_params(Network(specs, parameterization), seed)
 
 
+def network_from_factory(factory: str, in_shape, out_dim: int, width: int, seed: int, **kwargs) -> nn.Module:
+    """A user's network: `factory` names a function ("package.module:function", or "path/to/file.py:function")
+    called as function(in_shape=..., out_dim=..., width=..., **kwargs) with torch's random generator seeded
+    by `seed` alone (the caller's generator state is kept), which must return an nn.Module mapping a batch
+    of inputs (N, *in_shape) to (N, out_dim). Its eNTK goes through the general engine; it has no
+    infinite-width kernel."""
+    function = _resolve_factory(factory)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        module = function(in_shape=tuple(in_shape), out_dim=int(out_dim), width=int(width), **kwargs)
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"model.factory={factory!r} returned {type(module).__name__}; expected a torch nn.Module")
+    with torch.no_grad():
+        shape = tuple(module.eval()(torch.zeros((2,) + tuple(in_shape))).shape)
+    module.train()
+    if shape != (2, int(out_dim)):
+        raise ValueError(f"model.factory={factory!r}: its module maps inputs (2, *{tuple(in_shape)}) to {shape}; "
+                         f"expected (2, {out_dim})")
+    return module
+
+
+def _resolve_factory(factory: str):
+    """The function a factory string names, with a clear error naming the key when it cannot be found."""
+    import importlib
+    import importlib.util
+    where, sep, name = str(factory).rpartition(":")
+    if not sep or not where or not name:
+        raise ValueError(f"model.factory={factory!r}: expected 'package.module:function' or 'file.py:function'")
+    if where.endswith(".py"):
+        path = Path(where).expanduser()
+        if not path.is_file():
+            raise ValueError(f"model.factory={factory!r}: {path} is not a file")
+        spec = importlib.util.spec_from_file_location(f"ntkscaling_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as e:
+            raise ValueError(f"model.factory={factory!r}: cannot import {where} ({e})") from None
+    if not callable(getattr(module, name, None)):
+        raise ValueError(f"model.factory={factory!r}: {where} has no function {name!r}")
+    return getattr(module, name)
+
+
+def build_network(settings: dict, in_shape, out_dim: int, seed: int) -> nn.Module:
+    """The network that training.NetworkSettings (as a dict, as checkpoints keep it) describe: a user's
+    factory when `factory` is set, else `build`."""
+    if settings.get("factory"):
+        return network_from_factory(settings["factory"], in_shape, out_dim, settings["width"], seed,
+                                    **(settings.get("factory_kwargs") or {}))
+    return build(settings["arch"], settings["width"], tuple(in_shape), out_dim, depth=settings["depth"],
+                 parameterization=settings["parameterization"], W_std=settings["W_std"], b_std=settings["b_std"],
+                 seed=seed)
+
+
 def load_nt_params(model: Network, path) -> Network:
     """Load a neural-tangents params.npz (keys L00_W, L00_b, ...; Dense W (in, out), Conv W HWIO)."""
     with np.load(path, allow_pickle=False) as z:
@@ -167,8 +223,7 @@ def load_network(ckpt_path, map_location="cpu") -> Network:
     state = load_checkpoint(ckpt_path, map_location)
     h = state["hyper_parameters"]
     m = h.get("network", h)  # training.NetworkSettings as a dict (flat in checkpoints of earlier versions)
-    net = build(m["arch"], m["width"], tuple(h["in_shape"]), h["out_dim"], depth=m["depth"],
-                parameterization=m["parameterization"], W_std=m["W_std"], b_std=m["b_std"])
+    net = build_network(m, h["in_shape"], h["out_dim"], h.get("init_seed", 0))
     net.load_state_dict({k[len("net."):]: v for k, v in state["state_dict"].items() if k.startswith("net.")})
     return net
 

@@ -41,7 +41,8 @@ BLOWUP = 1e4  # a loss this many times its value at initialization means trainin
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """The network a run trains: the config's `model` section with one width (see models.build)."""
+    """The network a run trains: the config's `model` section with one width (models.build_network: the
+    built-in `arch`, or a user's `factory`, whose tables are still labelled by `arch`)."""
     arch: str
     width: int
     depth: int | None = None
@@ -49,6 +50,8 @@ class NetworkSettings:
     W_std: float = 2 ** 0.5
     b_std: float = 0.0
     center: bool = True   # train f(x) - f0(x): the function starts at zero (the matched kernel predictor)
+    factory: str | None = None          # a user's network ("package.module:function" or "file.py:function")
+    factory_kwargs: dict | None = None  # its keyword arguments beyond in_shape, out_dim and width
 
     @classmethod
     def from_config(cls, model: dict, width: int) -> "NetworkSettings":
@@ -168,11 +171,16 @@ class NetworkModule(pl.LightningModule):
                                    "in_shape": list(in_shape), "out_dim": int(out_dim), "init_seed": int(init_seed),
                                    "total_steps": int(total_steps)})
         self.network, self.train_settings = network, train
-        self.net = models.build(network.arch, network.width, tuple(in_shape), out_dim, depth=network.depth,
-                                parameterization=network.parameterization, W_std=network.W_std,
-                                b_std=network.b_std, seed=init_seed)
-        # f0: the frozen initial function, subtracted from the output (kept in checkpoints, never trained)
-        self.net0 = copy.deepcopy(self.net).requires_grad_(False) if network.center else None
+        self.net = models.build_network(dataclasses.asdict(network), in_shape, out_dim, init_seed)
+        # f0: the frozen initial function, subtracted from the output (kept in checkpoints, never trained);
+        # always in eval mode, so that a module with BatchNorm or dropout subtracts one fixed function
+        self.net0 = copy.deepcopy(self.net).requires_grad_(False).eval() if network.center else None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.net0 is not None:
+            self.net0.eval()
+        return self
 
     def forward(self, x):
         out = self.net(x)
