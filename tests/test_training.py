@@ -219,3 +219,13 @@ def test_best_network_is_chosen_on_validation_data_only(prepared, tmp_path):
 def test_f0_computed_once_trains_exactly_as_the_plain_centred_definition(prepared, tmp_path):
     runs = [_train(prepared, tmp_path / str(cache), cache_f0=cache)[1]["network"]["pred"] for cache in (True, False)]
     np.testing.assert_allclose(runs[0], runs[1], rtol=0, atol=1e-6)
+
+
+def test_training_leaves_torchs_global_flags_as_they_were(prepared, tmp_path):
+    # Lightning's deterministic mode would otherwise stay on for the process (and fill every torch.empty)
+    import torch.utils.deterministic as det
+    before = (torch.are_deterministic_algorithms_enabled(), det.fill_uninitialized_memory,
+              torch.backends.cudnn.benchmark)
+    _train(prepared, tmp_path, epochs=1)
+    assert (torch.are_deterministic_algorithms_enabled(), det.fill_uninitialized_memory,
+            torch.backends.cudnn.benchmark) == before

@@ -13,6 +13,7 @@ every n of a seed starts from the same network and shares one eNTK at init.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -366,6 +367,29 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network
         {"network": last step, "network_best": best validation evaluation}, each with per-test-point `loss`,
         `mse`, `error`, the test predictions `pred` and its `step`.
     """
+    with _torch_flags_restored():
+        return _train(prepared_path, order_path, n, seed, out_dir, network, train, log_points, checkpoint_epochs,
+                      dataset, accelerator, progress, resume, cache_f0)
+
+
+@contextlib.contextmanager
+def _torch_flags_restored():
+    """Lightning's deterministic=True switches torch's deterministic algorithms on for the whole process,
+    and with them torch.empty's filling of fresh memory (every later large allocation then touches all its
+    pages: the eNTK's feature buffers, for one); the caller's settings come back after training."""
+    import torch.utils.deterministic as det
+    cudnn = torch.backends.cudnn
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             det.fill_uninitialized_memory, cudnn.deterministic, cudnn.benchmark)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        det.fill_uninitialized_memory, cudnn.deterministic, cudnn.benchmark = saved[2:]
+
+
+def _train(prepared_path, order_path, n, seed, out_dir, network, train, log_points, checkpoint_epochs, dataset,
+           accelerator, progress, resume, cache_f0):
     train = dataclasses.replace(train, batch_size=min(int(train.batch_size), int(n)))
     pl.seed_everything(int(seed) * 1_000_003 + int(n), workers=True, verbose=False)
     dm = SubsetDataModule(prepared_path, order_path, n, train.batch_size, seed=int(seed) * 1_000_003 + int(n))
