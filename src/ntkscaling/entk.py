@@ -34,7 +34,7 @@ import torch
 from . import entk_blocks, entk_fast, hostmem
 from .entk_blocks import DEFAULT_MEMORY_GB
 from .entk_jacobian import JacobianFeatures, trainable_parameters
-from .layers import ParamLayer
+from .layers import ParamLayer, kernel_from_features
 from .models import Network
 
 KINDS = ("mean", "sum", "full")
@@ -89,8 +89,7 @@ def _plain_ntk(model: Network, x1, x2, kind):
     features (all held at once; entk_fast.py computes the same numbers within a memory budget)."""
     f1 = _plain_features(model, x1, kind)
     f2 = f1 if x2 is None else _plain_features(model, x2, kind)
-    K = sum(layer.entk_gram(a, b, kind) for layer, a, b in zip(model.param_layers(), f1, f2))
-    return K / model.param_layers()[-1].fan_out if kind == "mean" else K
+    return kernel_from_features(model.param_layers(), f1, f2, kind)
 
 
 # --------------------------------------------------------------------------------------------- public API

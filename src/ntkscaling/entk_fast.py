@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import hostmem
 from .entk_blocks import Features, Scratch
-from .layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, ParamLayer, ReLU
+from .layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, ParamLayer, ReLU, kernel_from_features
 from .models import Network
 
 
@@ -208,16 +208,6 @@ def _block_features(model: Network, x: torch.Tensor, kind: str, diag: int | None
                 torch.sum(G, dim=3, out=f["Jb"][rows])
 
 
-def contract(model: Network, f1: Features, f2: Features, kind: str) -> torch.Tensor:
-    """The kernel between two sets of samples from their features: each layer's Gram term, summed (and
-    divided by the number of logits for the mean kind): (n1, n2), or (n1, n2, C, C) for the full kind."""
-    K = None
-    for layer, a, b in zip(model.param_layers(), f1, f2):
-        term = layer.entk_gram(a, b, kind)
-        K = term if K is None else K + term
-    return K / model.param_layers()[-1].fan_out if kind == "mean" else K
-
-
 def bytes_per_sample(model: Network, x_shape, logits: int, itemsize: int,
                      diag: int | None = None) -> tuple[int, int]:
     """(retained, transient) memory per sample of the layerwise features.
@@ -264,4 +254,4 @@ class LayerwiseFeatures:
         _block_features(self.model, x, self.kind, self.diag, into, lo, scratch)
 
     def contract(self, f1: Features, f2: Features) -> torch.Tensor:
-        return contract(self.model, f1, f2, self.kind)
+        return kernel_from_features(self.model.param_layers(), f1, f2, self.kind)

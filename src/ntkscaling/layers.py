@@ -59,6 +59,16 @@ def logit_gram(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
     return a.reshape(n1, -1) @ b.reshape(n2, -1).T
 
 
+def kernel_from_features(param_layers, f1: list[dict], f2: list[dict], kind: str) -> torch.Tensor:
+    """The eNTK between two sets of samples from each parametrized layer's features: the layers' Gram terms
+    summed (divided by the number of logits for the mean kind): (n1, n2), or (n1, n2, C, C) for full."""
+    K = None
+    for layer, a, b in zip(param_layers, f1, f2):
+        term = layer.entk_gram(a, b, kind)
+        K = term if K is None else K + term
+    return K / param_layers[-1].fan_out if kind == "mean" else K
+
+
 class Layer(nn.Module):
     """A layer without parameters. `channelwise`: it never mixes channels (what lets the mean-kind eNTK
     treat the last hidden layer's logits as one, see entk_fast.readout_diagonal)."""

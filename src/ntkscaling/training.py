@@ -160,8 +160,8 @@ def lr_factor(step: int, total_steps: int, schedule: str = "constant", warmup: f
 
 class NetworkModule(pl.LightningModule):
     """A network of models.py under training. Its checkpoint's hyper_parameters hold the settings as plain
-    dicts ({"network": ..., "train": ..., "in_shape", "out_dim", "init_seed", "total_steps"}), read back by
-    `settings` and models.load_network."""
+    dicts ({"network": ..., "train": ..., "in_shape", "out_dim", "init_seed", "total_steps"}), which
+    models.load_network reads back; the module itself keeps the records as `network` and `train_settings`."""
 
     def __init__(self, network: NetworkSettings | dict, train: TrainSettings | dict = TrainSettings(),
                  in_shape=(1,), out_dim: int = 1, init_seed: int = 0, total_steps: int = 1):
