@@ -63,7 +63,7 @@ CONFIG_CASES = [
     ("negative lr", _set("train.lr", -1.0), "'train.lr': got -1.0; expected a number > 0"),
     ("boolean lr", _set("train.lr", True), "'train.lr': got True; expected a value of type number"),
     ("text lr", _set("train.lr", "1.0"), "'train.lr': got '1.0'; expected a value of type number"),
-    ("unknown architecture", _set("model.arch", "resnet"), "'model.arch': got 'resnet'; expected one of"),
+    ("unknown architecture", _set("model.arch", "resnet50"), "'model.arch': got 'resnet50'; expected one of"),
     ("unknown dataset", _set("dataset.name", "imagenet"), "'dataset.name': got 'imagenet'; expected one of"),
     ("unknown kernel kind", _set("kernel.kinds", ["diag"]), "'kernel.kinds.0': got 'diag'; expected one of"),
     ("unknown validation metric", _set("select_by", "accuracy"), "'select_by': got 'accuracy'; expected one of"),

@@ -23,7 +23,7 @@ def test_default_config_is_valid_and_defaults_fill():
 @pytest.mark.parametrize("patch,expected", [
     (lambda c: c.update(bogus=1), r"unknown key\(s\) \['bogus'\]"),
     (lambda c: c["train"].update(lr=-1), r"'train.lr': got -1; expected a number > 0"),
-    (lambda c: c["model"].update(arch="resnet"), r"'model.arch': got 'resnet'; expected one of"),
+    (lambda c: c["model"].update(arch="resnet50"), r"'model.arch': got 'resnet50'; expected one of"),
     (lambda c: c["train"].update(optimizer="rmsprop"), r"'train.optimizer'.*one of \['sgd', 'adam'\]"),
     (lambda c: c.update(sample_sizes=[]), r"'sample_sizes': got \[\]; expected a list with at least 2"),
     (lambda c: c.update(seeds="0"), r"'seeds': got '0'; expected a value of type array"),

@@ -54,3 +54,21 @@ def library_files(script, package_dir: Path = PACKAGE_DIR) -> list[str]:
         todo += _imported_modules(package_dir / f"{module}.py", True, package_dir) - seen
     files = ["__init__.py"] + [f"{m}.py" for m in seen] + [f for m in seen for f in READS.get(m, [])]
     return sorted(str(package_dir / f) for f in files)
+
+
+def factory_files(factory: str | None) -> list[str]:
+    """The file that defines a user's network (model.factory), as a code input of the jobs that build it:
+    'file.py:function' names it; for 'package.module:function' it is the module's source file, found
+    without running it (a module without one, e.g. compiled, gives none)."""
+    if not factory:
+        return []
+    where = factory.rpartition(":")[0]
+    if where.endswith(".py"):
+        return [where]
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec(where)
+    except (ImportError, ValueError):
+        return []  # the config check reports a factory that cannot be imported
+    origin = getattr(spec, "origin", None)
+    return [origin] if origin and origin.endswith(".py") else []

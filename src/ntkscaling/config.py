@@ -123,7 +123,7 @@ def validate(config: dict, schema_path=SCHEMA_PATH, check_data: bool = True) -> 
     if not problems:
         problems += _cross_checks(config)
     if not problems and check_data:
-        problems += _overlap_checks(config["dataset"])
+        problems += _overlap_checks(config["dataset"]) + _factory_checks(config)
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     config["sample_sizes"] = sorted(config["sample_sizes"])
@@ -274,7 +274,7 @@ def _cross_checks(config: dict) -> list[str]:
 
 
 def _design_checks(config: dict) -> list[str]:
-    problems = []
+    problems = _model_checks(config["model"], config["kernel"]["infinite"])
     ns = sorted(config["sample_sizes"])
     fit = config["fit"]
     lo = fit["n_min"] if fit["n_min"] is not None else ns[0]
@@ -303,6 +303,81 @@ def _design_checks(config: dict) -> list[str]:
         if unknown:
             problems.append(f"config key '{key}': got {unknown}; expected values from sample_sizes {ns}")
     return problems
+
+
+def _model_checks(model: dict, infinite: bool) -> list[str]:
+    """The network: a built-in arch, or a factory with its own label; a network with an infinite-width kernel
+    when kernel.infinite is set (a factory's is checked by `_factory_checks`)."""
+    from .archs import BUILT_IN, MODULES
+    arch, factory = model["arch"], model["factory"]
+    if factory is None and arch not in BUILT_IN:
+        return [f"config key 'model.arch': got {arch!r}; expected one of {list(BUILT_IN)}, or set "
+                f"model.factory to train your own network under that label"]
+    if factory is not None and arch in BUILT_IN:
+        return [f"config key 'model.arch': got {arch!r} with model.factory={factory!r}; {arch!r} names a "
+                f"built-in network: give yours a label of its own"]
+    if factory is None and model["factory_kwargs"]:
+        return [f"config key 'model.factory_kwargs': got {model['factory_kwargs']!r} without model.factory; "
+                f"expected {{}} (they are the arguments of your factory)"]
+    if infinite and arch in MODULES:
+        return [f"config key 'kernel.infinite': true, but model.arch {arch!r} has BatchNorm layers, which have "
+                f"no infinite-width rule; set kernel.infinite: false"]
+    return []
+
+
+def input_shape(ds: dict):
+    """One input's shape (C, H, W) after downsampling, where known without reading the images (built-in
+    datasets, an npz's array header); None for an image folder."""
+    channels = {"digits": 1, "cifar10": 3, "mnist": 1}
+    if ds["name"] in channels:
+        h, w = IMAGE_SIZES[ds["name"]]
+        return channels[ds["name"]], h // ds["downsample"], w // ds["downsample"]
+    if ds["name"] != "npz":
+        return None
+    import zipfile
+
+    import numpy as np
+    with zipfile.ZipFile(Path(ds["root"]) / ds["file"]) as z, z.open("x_train.npy") as f:
+        version = np.lib.format.read_magic(f)
+        shape = np.lib.format._read_array_header(f, version)[0]
+    shape = shape[1:] if len(shape) == 2 else (1, *shape[1:]) if len(shape) == 3 else (shape[3], *shape[1:3])
+    if len(shape) == 3:
+        shape = (shape[0], shape[1] // ds["downsample"], shape[2] // ds["downsample"])
+    return tuple(int(s) for s in shape)
+
+
+def _factory_checks(config: dict) -> list[str]:
+    """A factory network before any job: its function is found and called (at the smallest width, where the
+    input shape is known without reading images) with the config's arguments, and with kernel.infinite it
+    must have an infinite-width kernel: the message names the layer that has none."""
+    from . import models
+    model, factory = config["model"], config["model"]["factory"]
+    if factory is None:
+        return []
+    try:
+        function = models.resolve_factory(factory)
+        shape = input_shape(config["dataset"])
+    except ValueError as e:
+        return [f"config key 'model.factory': {e}"]
+    except Exception:  # an unreadable npz: the dataset checks say so
+        shape = None
+    if shape is None:
+        return []  # an image folder: the jobs build the network
+    n_out = len(config["dataset"]["classes"] or range(10))
+    try:
+        net = models.seeded_module(function, f"model.factory={factory!r}", shape, n_out, min(model["widths"]),
+                                    0, **model["factory_kwargs"])
+    except Exception as e:
+        why = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+        return [f"config key 'model.factory': building {factory!r} with width {min(model['widths'])}, "
+                f"in_shape {shape} and factory_kwargs {model['factory_kwargs']} failed: {why}"]
+    if config["kernel"]["infinite"]:
+        try:
+            models.infinite_layers(net)
+        except ValueError as e:
+            return [f"config key 'kernel.infinite': true, but model.factory={factory!r} has {e}; "
+                    f"set kernel.infinite: false"]
+    return []
 
 
 def _dataset_checks(config: dict) -> list[str]:

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import layers
+from . import archs, layers
 from .io import ZIP_MAGIC, FileFormatError, require_magic
 
-ARCHS = ("mlp", "myrtle5", "myrtle7", "myrtle10")
+ARCHS = archs.LAYERED
 PARAMETERIZATIONS = ("ntk", "standard")
 MYRTLE_BLOCKS = {"myrtle5": (2, 1, 1), "myrtle7": (2, 2, 2), "myrtle10": (3, 3, 3)}
 
@@ -120,24 +120,30 @@ def network_from_factory(factory: str, in_shape, out_dim: int, width: int, seed:
     """A user's network: `factory` names a function ("package.module:function", or "path/to/file.py:function")
     called as function(in_shape=..., out_dim=..., width=..., **kwargs) with torch's random generator seeded
     by `seed` alone (the caller's generator state is kept), which must return an nn.Module mapping a batch
-    of inputs (N, *in_shape) to (N, out_dim). Its eNTK goes through the general engine; it has no
-    infinite-width kernel."""
-    function = _resolve_factory(factory)
+    of inputs (N, *in_shape) to (N, out_dim). Its eNTK goes through the general engine, unless it is a
+    `Network`; its infinite-width kernel exists when `infinite_layers` finds one."""
+    return seeded_module(resolve_factory(factory), f"model.factory={factory!r}", in_shape, out_dim, width, seed,
+                          **kwargs)
+
+
+def seeded_module(function, what: str, in_shape, out_dim: int, width: int, seed: int, **kwargs) -> nn.Module:
+    """function(in_shape, out_dim, width, **kwargs) under a generator seeded by `seed` alone, checked to be a
+    module with (N, out_dim) outputs; errors start with `what`."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         module = function(in_shape=tuple(in_shape), out_dim=int(out_dim), width=int(width), **kwargs)
     if not isinstance(module, nn.Module):
-        raise ValueError(f"model.factory={factory!r} returned {type(module).__name__}; expected a torch nn.Module")
+        raise ValueError(f"{what} returned {type(module).__name__}; expected a torch nn.Module")
     with torch.no_grad():
         shape = tuple(module.eval()(torch.zeros((2,) + tuple(in_shape))).shape)
     module.train()
     if shape != (2, int(out_dim)):
-        raise ValueError(f"model.factory={factory!r}: its module maps inputs (2, *{tuple(in_shape)}) to {shape}; "
+        raise ValueError(f"{what}: its module maps inputs (2, *{tuple(in_shape)}) to {shape}; "
                          f"expected (2, {out_dim})")
     return module
 
 
-def _resolve_factory(factory: str):
+def resolve_factory(factory: str):
     """The function a factory string names, with a clear error naming the key when it cannot be found."""
     import importlib
     import importlib.util
@@ -163,13 +169,36 @@ def _resolve_factory(factory: str):
 
 def build_network(settings: dict, in_shape, out_dim: int, seed: int) -> nn.Module:
     """The network that training.NetworkSettings (as a dict, as checkpoints keep it) describe: a user's
-    factory when `factory` is set, else `build`."""
+    factory when `factory` is set, the built-in ResNet (depth = blocks per stage), else `build`."""
     if settings.get("factory"):
         return network_from_factory(settings["factory"], in_shape, out_dim, settings["width"], seed,
                                     **(settings.get("factory_kwargs") or {}))
+    if settings["arch"] == "resnet":
+        from . import resnet
+        return seeded_module(resnet.resnet, "arch='resnet'", in_shape, out_dim, settings["width"], seed,
+                              depth=settings["depth"])
     return build(settings["arch"], settings["width"], tuple(in_shape), out_dim, depth=settings["depth"],
                  parameterization=settings["parameterization"], W_std=settings["W_std"], b_std=settings["b_std"],
                  seed=seed)
+
+
+def infinite_layers(module: nn.Module) -> list:
+    """The layers.py layers whose walk is `module`'s infinite-width limit: those of a `Network`, or of an
+    nn.Sequential of layers.py layers. ValueError naming the first part that has no infinite-width rule
+    (any other torch layer), or saying that the module is not a plain sequence of layers."""
+    if isinstance(module, Network):
+        return list(module)
+    for name, part in module.named_modules():
+        if not list(part.children()) and not isinstance(part, layers.Layer):
+            return _no_infinite(f"its layer {name or 'itself'} ({type(part).__name__}) has no infinite-width rule")
+    if not (isinstance(module, nn.Sequential) and all(isinstance(part, layers.Layer) for part in module)):
+        return _no_infinite(f"it is a {type(module).__name__}, not a sequence (nn.Sequential or models.Network) of "
+                            f"ntkscaling layers, whose composition the infinite-width walk knows")
+    return list(module)
+
+
+def _no_infinite(why: str):
+    raise ValueError(f"no infinite-width kernel: {why} (layers with one: {sorted(layers.LAYER_TYPES)})")
 
 
 def load_nt_params(model: Network, path) -> Network:

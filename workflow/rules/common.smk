@@ -15,7 +15,7 @@ REPO = Path(workflow.current_basedir).parents[1]
 SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
-from ntkscaling import code_inputs, data, jobsize, methods  # noqa: E402
+from ntkscaling import archs, code_inputs, data, jobsize, methods  # noqa: E402
 from ntkscaling.config import ConfigError, kernel_row_count, validate as validate_config  # noqa: E402
 from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 
@@ -50,13 +50,17 @@ def only(section: dict, *keys, drop=()) -> dict:
 
 
 # What each kind of job depends on, and nothing else.
-NETWORK = only(config["model"], drop=("widths",))  # one network; the width comes from the wildcard
+# one network; the width comes from the wildcard (the factory keys only when set: unchanged params otherwise)
+FACTORY = config["model"]["factory"]
+NETWORK = only(config["model"], drop=("widths",) + (() if FACTORY else ("factory", "factory_kwargs")))
 # the step budget, or (train.steps: null) the epoch budget: never both, so editing the unused one re-runs nothing
 TRAINING = only(config["train"], drop=("log_checkpoints", "checkpoint_epochs",
                                        "epochs" if config["train"]["steps"] else "steps"))
 TRAIN_SCHEDULE = only(config["train"], "log_checkpoints", "checkpoint_epochs")  # resume points only
 TRACK_SCHEDULE = only(EVOLUTION, "log_checkpoints", "checkpoint_epochs")  # the kernels evolution follows
 INFINITE_ARCH = only(config["model"], "arch", "depth", "W_std", "b_std")
+if FACTORY:  # a factory's layers, from the network it builds at the smallest width (widths do not matter)
+    INFINITE_ARCH.update(only(config["model"], "factory", "factory_kwargs"), width=min(WIDTHS))
 DATASET = only(config["dataset"], drop=("balanced",))  # the order's balance is subset_order's alone
 FIT = only(config["fit"], drop=("figure_ridge", "figure_width"))  # the figures' choices are not the fits'
 GPUS = config["gpus_per_job"]
@@ -74,6 +78,12 @@ def code(script):
     """The library files a workflow script imports (directly or not), as code inputs: editing one re-runs
     exactly the jobs whose scripts import it (see ntkscaling.code_inputs)."""
     return code_inputs.library_files(REPO / "workflow" / "scripts" / f"{script}.py", REPO / "src" / "ntkscaling")
+
+
+def network_code(script):
+    """code(script) plus the file of the user's network (model.factory), for the jobs that build a network:
+    editing that file re-runs them (and what depends on them), nothing else."""
+    return code(script) + code_inputs.factory_files(FACTORY)
 
 
 def network_pointwise(wildcards=None):
@@ -152,9 +162,11 @@ def width_priors(wildcards):
 
 def figure_title(width=None):
     m = config["model"]
-    depth = f" depth {m['depth']}" if m["arch"] == "mlp" else ""
+    depth = f" depth {m['depth']}" if m["arch"] in ("mlp", "resnet") and not FACTORY else ""
     shown = f", width {width}" if width is not None else ""
-    return f"{config['dataset']['name']}, {m['arch']}{depth}{shown}, {m['parameterization']} parameterization"
+    layered = m["arch"] in archs.LAYERED and not FACTORY  # parameterization applies to these only
+    return (f"{config['dataset']['name']}, {m['arch']}{depth}{shown}"
+            + (f", {m['parameterization']} parameterization" if layered else ""))
 
 
 FIGURES = ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling")

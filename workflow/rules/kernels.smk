@@ -7,7 +7,7 @@
 rule init_checkpoint:
     input:
         data=rules.prepare_data.output.data,
-        code=code("init_checkpoint"),
+        code=network_code("init_checkpoint"),
     output:
         f"{RESULTS}/init/w{{width}}/s{{seed}}.ckpt",
     params:
@@ -32,7 +32,7 @@ rule entk_kernel:
         ckpt=kernel_checkpoint,
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=code("entk_kernel"),
+        code=network_code("entk_kernel"),
     output:
         kernel=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.npy",
         meta=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.json",
@@ -58,7 +58,7 @@ rule infinite_kernel:
     input:
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=code("infinite_kernel"),
+        code=network_code("infinite_kernel"),
     output:
         ntk=f"{RESULTS}/kernels/infinite_ntk/winf/s{{seed}}/mean.npy",
         nngp=f"{RESULTS}/kernels/infinite_nngp/winf/s{{seed}}/mean.npy",
@@ -120,7 +120,7 @@ rule kernel_evolution:
         final=rules.track_network.output.final,
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=code("kernel_evolution"),
+        code=network_code("kernel_evolution"),
     output:
         f"{TRACK_DIR}/{{kind}}.csv",
     params:

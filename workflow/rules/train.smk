@@ -9,7 +9,7 @@ rule train_network:
     input:
         data=rules.prepare_data.output.data,
         order=f"{RESULTS}/data/order_s{{seed}}.npy",
-        code=code("train_network"),
+        code=network_code("train_network"),
     output:
         metrics=f"{TRAIN_DIR}/metrics.csv",
         pointwise=f"{TRAIN_DIR}/pointwise.npz",

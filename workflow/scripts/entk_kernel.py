@@ -21,8 +21,11 @@ with io.log_to(snakemake.log[0]):
     t0 = time.perf_counter()
     budget = entk.memory_budget_gb(snakemake.resources.get("mem_mb"), device)
     print(f"feature memory budget {budget:.1f} GB", flush=True)
-    K = entk.empirical_ntk_from_checkpoint(snakemake.input.ckpt, x, kind=w.kind, device=device,
-                                           max_memory_gb=budget, progress=lambda msg: print(msg, flush=True))
+    net = models.load_network(snakemake.input.ckpt, map_location=device).to(device)
+    engine = entk.engine(net)
+    print(f"engine {engine} ({type(net).__name__}, {sum(p.numel() for p in net.parameters())} parameters)",
+          flush=True)
+    K = entk.empirical_ntk(net, x, kind=w.kind, max_memory_gb=budget, progress=lambda msg: print(msg, flush=True))
     K = K.cpu().numpy()
     if not np.all(np.isfinite(K)):
         raise FloatingPointError(f"eNTK of {snakemake.input.ckpt} contains NaN or inf")
@@ -36,6 +39,6 @@ with io.log_to(snakemake.log[0]):
         "n_test": int(len(d["x_test"])),
         "rows": "first n_train entries of the seed's nested order, the validation set, the test set",
         "outputs": "the checkpoint network's uncentred outputs f(x) on the same rows, float64",
-        "shape": list(K.shape), "dtype": str(K.dtype), "device": device, "seconds": seconds,
+        "shape": list(K.shape), "dtype": str(K.dtype), "device": device, "engine": engine, "seconds": seconds,
         "provenance": io.provenance(snakemake.config)})
     print(f"done in {seconds:.1f}s: {K.shape}")

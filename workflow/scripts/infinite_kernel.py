@@ -4,7 +4,7 @@ import time
 import numpy as np
 import torch
 
-from ntkscaling import data, infinite, io
+from ntkscaling import data, infinite, io, models
 
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -16,8 +16,15 @@ with io.log_to(snakemake.log[0]):
     x = torch.from_numpy(data.kernel_rows(d, order, n_max)[0]).to(device)
     print(f"infinite {m['arch']} NTK/NNGP on {len(x)} points, device {device}", flush=True)
     t0 = time.perf_counter()
-    ntk, nngp = infinite.infinite_kernels(m["arch"], x.shape[1:], x, depth=m["depth"], W_std=m["W_std"],
-                                          b_std=m["b_std"], progress=lambda msg: print(msg, flush=True))
+    progress = lambda msg: print(msg, flush=True)  # noqa: E731
+    if m.get("factory"):  # a user's network made of ntkscaling layers: the walk over its layers
+        net = models.network_from_factory(m["factory"], x.shape[1:], int(d["n_classes"]), m["width"], 0,
+                                          **m["factory_kwargs"])
+        kernel = infinite.infinite_kernels_of(models.infinite_layers(net), x, progress=progress)
+        ntk, nngp = kernel.ntk, kernel.nngp
+    else:
+        ntk, nngp = infinite.infinite_kernels(m["arch"], x.shape[1:], x, depth=m["depth"], W_std=m["W_std"],
+                                              b_std=m["b_std"], progress=progress)
     seconds = time.perf_counter() - t0
     for name, K in (("ntk", ntk), ("nngp", nngp)):
         K = K.cpu().numpy()
@@ -25,7 +32,7 @@ with io.log_to(snakemake.log[0]):
             raise FloatingPointError(f"infinite {name} contains NaN or inf")
         io.save_npy(snakemake.output[name], K)
     io.save_json(snakemake.output.meta, {
-        "arch": m["arch"], "depth": m["depth"], "W_std": m["W_std"], "b_std": m["b_std"],
+        **m,
         "n_train": n_max, "n_val": int(len(d["x_val"])), "n_test": int(len(d["x_test"])), "dtype": "float64",
         "device": device, "rows": "first n_train entries of the seed's nested order, the validation set, the test set",
         "kernels": {"ntk": snakemake.output.ntk, "nngp": snakemake.output.nngp}, "seconds": seconds,

@@ -28,7 +28,8 @@ with io.log_to(snakemake.log[0]):
         raise FileNotFoundError(f"checkpoints listed in {snakemake.input.metrics} are missing: {missing}; "
                                 f"re-run the training job")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"eNTK ({w.kind}) of {len(checkpoints)} checkpoints on {len(x)} points, device {device}", flush=True)
+    print(f"eNTK ({w.kind}) of {len(checkpoints)} checkpoints on {len(x)} points, device {device}, engine "
+          f"{entk.engine(models.load_network(checkpoints[0]['path']))}", flush=True)
 
     budget = entk.memory_budget_gb(snakemake.resources.get("mem_mb"), device)
 
