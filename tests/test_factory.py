@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import data, entk, io, models, training
+from ntkscaling import code_inputs, data, entk, infinite, io, models, resnet, training
 
 USER_FILE = textwrap.dedent('''
     import torch
@@ -99,3 +99,112 @@ def test_user_network_trains_and_is_rebuilt_from_its_checkpoints(user_file, tmp_
     stats = [k for k in end if k.startswith("net0.") and "running" in k]
     assert stats and all(torch.equal(end[k], start["net." + k[len("net0."):]]) for k in stats)
     assert any(not torch.equal(end["net." + k[len("net0."):]], end[k]) for k in stats)  # the network's moved
+
+
+def test_builtin_resnet_is_the_cifar_resnet_seeded_and_its_entk_is_the_jacobians():
+    settings = dict(arch="resnet", width=4, depth=2)
+    net = models.build_network(settings, (3, 8, 8), 5, seed=1)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    shortcuts = [m for m in convs if m.kernel_size == (1, 1)]
+    assert len(convs) - len(shortcuts) + 1 == 6 * 2 + 2  # ResNet-14: 6 * depth + 2 layers with weights
+    assert len(shortcuts) == 2 and [m.out_channels for m in shortcuts] == [8, 16]  # stages 2 and 3: 2x, 4x
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == len(convs)
+    again = models.build_network(settings, (3, 8, 8), 5, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    assert not torch.equal(models.build_network(settings, (3, 8, 8), 5, seed=2)[0].weight, net[0].weight)
+    x = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert entk.engine(net) == "general"
+    for kind in ("mean", "full"):
+        K = entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64)
+        ref = entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64, implementation="jacobian")
+        np.testing.assert_allclose(K, ref, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="no infinite-width kernel: its layer 0 \\(Conv2d\\)"):
+        models.infinite_layers(net)
+
+
+def test_infinite_kernel_of_a_factory_made_of_library_layers(tmp_path):
+    """A sequence of ntkscaling layers from a user's file has the infinite kernel of the same layer walk;
+    any other layer, or a composition other than a sequence, is named."""
+    (tmp_path / "layered.py").write_text(textwrap.dedent('''
+        from torch import nn
+        from ntkscaling import layers, models
+
+
+        def as_sequential(in_shape, out_dim, width):
+            return nn.Sequential(layers.Flatten(), layers.Dense(64, width, 1.5, 0.1), layers.ReLU(),
+                                 layers.Dense(width, out_dim, 1.5, 0.1))
+
+
+        def as_network(in_shape, out_dim, width):
+            return models.build("mlp", width, in_shape, out_dim, depth=1, W_std=1.5, b_std=0.1)
+
+
+        class Skip(nn.Module):
+            def __init__(self, width):
+                super().__init__()
+                self.inner = layers.Dense(64, 64, 1.5, 0.1)
+                self.flat, self.out = layers.Flatten(), layers.Dense(64, 3, 1.5, 0.1)
+
+            def forward(self, x):
+                h = self.flat(x)
+                return self.out(h + self.inner(h))
+
+
+        def with_skip(in_shape, out_dim, width):
+            return Skip(width)
+    '''))
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ref = infinite.infinite_kernels("mlp", (1, 8, 8), x, depth=1, W_std=1.5, b_std=0.1)
+    for name in ("as_sequential", "as_network"):
+        net = models.network_from_factory(f"{tmp_path / 'layered.py'}:{name}", (1, 8, 8), 3, 16, seed=0)
+        kernel = infinite.infinite_kernels_of(models.infinite_layers(net), x)
+        np.testing.assert_allclose(kernel.ntk, ref[0], rtol=1e-12)
+        np.testing.assert_allclose(kernel.nngp, ref[1], rtol=1e-12)
+    skip = models.network_from_factory(f"{tmp_path / 'layered.py'}:with_skip", (1, 8, 8), 3, 16, seed=0)
+    with pytest.raises(ValueError, match="it is a Skip, not a sequence"):
+        models.infinite_layers(skip)
+
+
+def _config(**model):
+    cfg = {"dataset": {"name": "digits", "test_size": 100, "val_size": 60}, "sample_sizes": [16, 32],
+           "model": {"widths": [4], **model}}
+    return cfg
+
+
+@pytest.mark.parametrize("model,infinite,message", [
+    ({"arch": "mine"}, False, r"'model.arch': got 'mine'; expected one of \['mlp', .*'resnet'\], or set model.factory"),
+    ({"arch": "mlp", "factory": "{file}:small_resnet"}, False, "'mlp' names a built-in network"),
+    ({"arch": "mlp", "factory_kwargs": {"blocks": 2}}, False, "'model.factory_kwargs'.*without model.factory"),
+    ({"arch": "resnet"}, True, "'kernel.infinite': true, but model.arch 'resnet' is made of torch layers"),
+    ({"arch": "mine", "factory": "nowhere.py:f"}, False, r"'model.factory': model.factory='nowhere.py:f': "
+                                                          r"nowhere.py is not a file"),
+    ({"arch": "mine", "factory": "{file}:small_resnet", "factory_kwargs": {"blocs": 2}}, False,
+     r"building '.*usernet.py:small_resnet' with width 4, in_shape \(1, 8, 8\) and factory_kwargs "
+     r"\{'blocs': 2\} failed: TypeError"),
+    ({"arch": "mine", "factory": "{file}:wrong_outputs"}, False, r"maps inputs .* expected \(2, 10\)"),
+    ({"arch": "mine", "factory": "{file}:small_resnet"}, True, "'kernel.infinite': true, but "
+     r"model.factory='.*usernet.py:small_resnet' has no infinite-width kernel: its layer 0 \(Conv2d\)"),
+])
+def test_config_checks_the_network_before_any_job(user_file, model, infinite, message):
+    from ntkscaling import config
+    if "factory" in model:
+        model = {**model, "factory": model["factory"].format(file=user_file)}
+    cfg = _config(**model)
+    cfg["kernel"] = {"infinite": infinite}
+    with pytest.raises(config.ConfigError, match=message):
+        config.validate(cfg)
+
+
+def test_config_accepts_a_factory_under_its_own_label(user_file):
+    from ntkscaling import config
+    cfg = config.validate(dict(_config(arch="small-resnet_2", factory=f"{user_file}:small_resnet",
+                                       factory_kwargs={"blocks": 2}), kernel={"infinite": False}))
+    assert cfg["model"]["factory_kwargs"] == {"blocks": 2}
+    assert config.validate(dict(_config(arch="resnet"), kernel={"infinite": False}))["model"]["factory"] is None
+
+
+def test_factory_files_are_the_code_inputs_of_the_network_jobs(user_file):
+    assert code_inputs.factory_files(None) == []
+    assert code_inputs.factory_files(f"{user_file}:small_resnet") == [str(user_file)]
+    assert code_inputs.factory_files("ntkscaling.resnet:resnet") == [resnet.__file__]
+    assert code_inputs.factory_files("no_such_package_xyz.mod:f") == []

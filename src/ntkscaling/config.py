@@ -320,8 +320,8 @@ def _model_checks(model: dict, infinite: bool) -> list[str]:
         return [f"config key 'model.factory_kwargs': got {model['factory_kwargs']!r} without model.factory; "
                 f"expected {{}} (they are the arguments of your factory)"]
     if infinite and arch in MODULES:
-        return [f"config key 'kernel.infinite': true, but model.arch {arch!r} has BatchNorm layers, which have "
-                f"no infinite-width rule; set kernel.infinite: false"]
+        return [f"config key 'kernel.infinite': true, but model.arch {arch!r} is made of torch layers (Conv2d, "
+                f"BatchNorm2d) that have no infinite-width rule; set kernel.infinite: false"]
     return []
 
 

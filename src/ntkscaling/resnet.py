@@ -6,10 +6,10 @@ A 3x3 convolution to `width` channels, then three stages of `depth` residual blo
 shortcut, then ReLU. depth=3 is ResNet-20; width=16 the paper's channel counts.
 
 It is an ordinary torch module with PyTorch's usual initialization (He-normal convolutions, BatchNorm at
-scale 1 and shift 0), built through the same factory path as a user's network (models.network_from_factory,
-seeded by the run's seed alone); model.parameterization, W_std and b_std describe the layered networks only.
-Its eNTK goes through the general engine (BatchNorm in eval mode: its running statistics, a fixed affine
-map); BatchNorm has no infinite-width rule, so a run with this network sets kernel.infinite: false.
+scale 1 and shift 0), built and checked like a user's network (models.seeded_module, seeded by the run's seed
+alone); model.parameterization, W_std and b_std describe the layered networks only. Its eNTK goes through
+the general engine (BatchNorm in eval mode: its running statistics, a fixed affine map); torch's layers have
+no infinite-width rule, so a run with this network sets kernel.infinite: false.
 """
 from __future__ import annotations
 
