@@ -1,0 +1,144 @@
+"""What a kernel's spectrum predicts: the eigenlearning theory of kernel ridge regression's learning curves.
+
+For kernel regression with operator eigenvalues lambda_i on the data distribution and target coefficients
+v_i on its eigenfunctions (Simon et al. 2021/2023, "eigenlearning"; equivalently Bordelon, Canatar and
+Pehlevan 2020), n samples and ridge delta:
+
+    kappa solves  sum_i lambda_i / (lambda_i + kappa) + delta / kappa = n
+    L_i = lambda_i / (lambda_i + kappa)            (the learnability of mode i)
+    E0  = n / (n - sum_i L_i^2)
+    test MSE  = E0 * (sum_i (1 - L_i)^2 v_i^2 + noise)
+    train MSE = (delta / (n kappa))^2 * test MSE
+
+`spectrum` estimates lambda_i and v_i from a Gram matrix on M points that stand in for the distribution
+(eigenvalues of K / M; v_i = u_i . y / sqrt(M) for the eigenvectors u_i and targets y), so the prediction
+is trusted for n well below M and for modes well resolved by M points. The ridge of regression.py is
+relative to mean(diag K_train), which estimates sum_i lambda_i: delta = ridge * sum_i lambda_i.
+With power laws lambda_k ~ k^-b and target power per mode v_k^2 ~ k^-a the data-limited exponent of the
+test MSE is min(a - 1, 2 b) (Bordelon, Atanasov and Pehlevan 2024): `powerlaw_exponent`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+import scipy.stats
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Operator eigenvalues (descending) and the target's power per eigenmode (summed over outputs' mean)."""
+    eigenvalues: np.ndarray   # lambda_i, float64, descending, >= 0
+    target_power: np.ndarray  # v_i^2, averaged over the target's columns (outputs)
+
+    @property
+    def tail(self) -> np.ndarray:
+        """Target power beyond mode k: sum_{i >= k} v_i^2 (tail[0] is the whole target's power)."""
+        return np.cumsum(self.target_power[::-1])[::-1]
+
+
+def spectrum(K: np.ndarray, y: np.ndarray) -> Spectrum:
+    """The spectrum of a Gram matrix K (M, M) of M sample points and the power of targets y (M,) or (M, C)
+    on its eigenvectors. Negative round-off eigenvalues are set to 0."""
+    K = np.asarray(K, dtype=np.float64)
+    M = len(K)
+    y = np.asarray(y, dtype=np.float64).reshape(M, -1)
+    s, U = np.linalg.eigh((K + K.T) / 2)
+    order = np.argsort(s)[::-1]
+    s, U = np.clip(s[order], 0.0, None), U[:, order]
+    coefficients = U.T @ y / np.sqrt(M)  # (M modes, C outputs)
+    return Spectrum(s / M, (coefficients ** 2).mean(axis=1))
+
+
+def solve_kappa(eigenvalues, n: float, ridge: float) -> float:
+    """The effective regularization kappa of n samples at ridge delta (float64). With delta = 0 and n at or
+    above the number of positive eigenvalues every mode is learned: kappa = 0."""
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    lam = lam[lam > 0]
+    if n <= 0:
+        raise ValueError(f"n={n}: expected a positive number of samples")
+    if ridge < 0:
+        raise ValueError(f"ridge={ridge}: expected >= 0")
+
+    def excess(log_kappa):
+        kappa = np.exp(log_kappa)
+        return np.sum(lam / (lam + kappa)) + ridge / kappa - n
+
+    hi = np.log((lam.sum() + ridge) / n) + 1e-9  # there, sum lambda/(lambda+kappa) + delta/kappa <= n
+    lo = hi - 80.0  # kappa 1e-35 times smaller
+    if excess(lo) <= 0:
+        if ridge > 0:
+            raise ValueError(f"cannot bracket kappa for n={n}, ridge={ridge}")
+        return 0.0
+    return float(np.exp(scipy.optimize.brentq(excess, lo, hi, xtol=1e-14, rtol=1e-13, maxiter=500)))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    kappa: float
+    test_mse: float
+    train_mse: float
+    learnability: np.ndarray
+
+
+def predict(spec: Spectrum, n: int, ridge: float, noise: float = 0.0) -> Prediction:
+    """Predicted test and train MSE of kernel ridge regression with `n` samples and absolute ridge delta."""
+    kappa = solve_kappa(spec.eigenvalues, n, ridge)
+    if kappa == 0.0:  # n >= modes without a ridge: everything learned, nothing left to predict
+        L = np.ones_like(spec.eigenvalues)
+        return Prediction(0.0, float(noise), 0.0, L)
+    L = spec.eigenvalues / (spec.eigenvalues + kappa)
+    e0 = n / (n - np.sum(L ** 2))
+    test = e0 * (np.sum((1 - L) ** 2 * spec.target_power) + noise)
+    return Prediction(kappa, float(test), float((ridge / (n * kappa)) ** 2 * test), L)
+
+
+def predicted_curve(spec: Spectrum, ns, relative_ridges, noise: float = 0.0) -> dict:
+    """{relative ridge: predicted test MSE at each n}, ridges relative to sum(lambda) as in regression.py,
+    plus 'tuned': the smallest prediction over the ridges at each n (theory's own ridge choice)."""
+    total = float(spec.eigenvalues.sum())
+    curves = {r: np.array([predict(spec, n, r * total, noise).test_mse for n in ns]) for r in relative_ridges}
+    curves["tuned"] = np.min(np.stack(list(curves.values())), axis=0)
+    return curves
+
+
+@dataclass(frozen=True)
+class PowerFit:
+    exponent: float
+    lo: float
+    hi: float
+    k_min: int
+    k_max: int
+
+
+def fit_decay(values, k_min: int, k_max: int, confidence: float = 0.95) -> PowerFit:
+    """values[k-1] ~ c k^-exponent over modes k_min..k_max (1-based), least squares in log-log space, with a
+    t interval on the slope. Non-positive values are left out."""
+    k = np.arange(k_min, k_max + 1)
+    v = np.asarray(values, dtype=np.float64)[k_min - 1:k_max]
+    keep = v > 0
+    if keep.sum() < 3:
+        raise ValueError(f"fewer than 3 positive values between modes {k_min} and {k_max}")
+    res = scipy.stats.linregress(np.log(k[keep]), np.log(v[keep]))
+    t = scipy.stats.t.ppf(0.5 + confidence / 2, keep.sum() - 2)
+    return PowerFit(-res.slope, -res.slope - t * res.stderr, -res.slope + t * res.stderr, k_min, k_max)
+
+
+def spectrum_exponents(spec: Spectrum, k_min: int, k_max: int, confidence: float = 0.95) -> dict:
+    """b (eigenvalue decay) and a (target power decay, from its cumulative tail: tail(k) ~ k^-(a-1)) fitted
+    over modes k_min..k_max."""
+    b = fit_decay(spec.eigenvalues, k_min, k_max, confidence)
+    tail = fit_decay(spec.tail, k_min, k_max, confidence)
+    a = PowerFit(tail.exponent + 1, tail.lo + 1, tail.hi + 1, k_min, k_max)
+    return {"b": b, "a": a}
+
+
+def powerlaw_exponent(a: float, b: float) -> float:
+    """The data-limited test-MSE exponent min(a - 1, 2 b) of power-law spectra and targets."""
+    return min(a - 1.0, 2.0 * b)
+
+
+def top_k_alignment(spec: Spectrum, k: int) -> float:
+    """Share of the target's power in the k leading eigenmodes."""
+    return float(spec.target_power[:k].sum() / spec.target_power.sum())
