@@ -1,7 +1,9 @@
-"""eNTK speed: the layerwise implementation against the torch.func jacrev+vmap reference, same run.
+"""eNTK speed: the layerwise implementation against the torch.func jacrev+vmap reference, same run; and the
+general engine (any torch module) against the same reference on the built-in ResNet.
 
 Prints time and peak memory (RSS growth, or CUDA peak) for each, and their ratio. Usage:
-    python benchmarks/bench_entk.py [--n 1024] [--myrtle-n 1024] [--skip-mlp] [--skip-myrtle] [--device cpu|cuda]
+    python benchmarks/bench_entk.py [--n 1024] [--myrtle-n 1024] [--resnet-n 512] [--skip-mlp] [--skip-myrtle]
+                                    [--device cpu|cuda]
 The reference holds every per-sample Jacobian at once: for the MLP at n=1024 that is 1024 x 10 x 563k
 floats = 23 GB, more than a 24 GB machine can give, so `--n 512` is the largest size it completes here.
 Targets (issue 3): MLP 3x512, 64 inputs, 10 logits, n=1024, mean kind: >= 100x faster;
@@ -74,6 +76,25 @@ def compare(name, net, x, device, budget_gb):
     return t_fast
 
 
+def compare_general(name, net, x, device, budgets_gb):
+    """The general engine at each memory budget against the reference (all per-sample Jacobians at once),
+    reference first and last so drift biases neither side; the ratio uses the mean of the two."""
+    ref, t1, m1 = measure(lambda: entk.empirical_ntk(net, x, implementation="jacobian"), device)
+    rows = []
+    for budget in budgets_gb:
+        K, t, m = measure(lambda: entk.empirical_ntk(net, x, implementation="general", max_memory_gb=budget),
+                          device)
+        rows.append((budget, t, m, rel_diff(K, ref)))
+        del K
+    del ref
+    _, t2, m2 = measure(lambda: entk.empirical_ntk(net, x, implementation="jacobian"), device)
+    t_ref, m_ref = (t1 + t2) / 2, max(m1, m2)
+    print(f"{name}: jacobian {t1:.2f}s, {t2:.2f}s after, {m_ref:.2f}GB")
+    for budget, t, m, err in rows:
+        print(f"  general, budget {budget:g} GB: {t:.2f}s {m:.2f}GB | time ratio {t / t_ref:.2f}, memory ratio "
+              f"{m / max(m_ref, 1e-9):.2f}, within budget: {m <= budget}, max rel diff {err:.1e}")
+
+
 def tutorial_ntk(net, x1, x2):
     """The torch.func NTK tutorial's Jacobian contraction as it is written there, mean kind: per-sample
     Jacobians of x1 and of x2 by two vmap(jacrev) calls (also when x2 is x1), one einsum per parameter
@@ -133,6 +154,9 @@ def main():
     ap.add_argument("--myrtle-n", type=int, default=1024)
     ap.add_argument("--skip-mlp", action="store_true")
     ap.add_argument("--skip-myrtle", action="store_true")
+    ap.add_argument("--resnet-n", type=int, default=512, help="images of the ResNet comparison (0: skip)")
+    ap.add_argument("--resnet-budgets-gb", type=float, nargs="+", default=[entk.DEFAULT_MEMORY_GB, 1.0],
+                    help="max_memory_gb of the general engine, one run each")
     ap.add_argument("--budget-gb", type=float, default=entk.DEFAULT_MEMORY_GB, help="max_memory_gb of the layerwise eNTK")
     ap.add_argument("--warm-gb", type=float, default=None,
                     help="fresh memory to touch once before timing (default: 16 GB or 70%% of what is available)")
@@ -170,6 +194,12 @@ def main():
             err = rel_diff(tut, ref)
             print(f"  n={len(x)}: jacobian reference {t_ref:.2f}s {m_ref:.2f}GB | the tutorial's contraction "
                   f"{t_tut:.2f}s {m_tut:.2f}GB: the reference is {t_tut / t_ref:.1f}x faster, max rel diff {err:.1e}")
+    if args.resnet_n:
+        net = models.build_network({"arch": "resnet", "width": 16, "depth": 3}, (3, 32, 32), 10, seed=0).to(dev)
+        x = torch.randn(args.resnet_n, 3, 32, 32, generator=g).to(dev)
+        n_params = sum(p.numel() for p in net.parameters())
+        compare_general(f"ResNet-20 w16 ({n_params / 1e6:.2f}M parameters, BatchNorm) 32x32x3 n={args.resnet_n}",
+                        net, x, dev, args.resnet_budgets_gb)
     print(f"max RSS of the process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 

@@ -80,7 +80,7 @@ def test_readme_own_network_runs_through_the_workflow(readme_network_run):
     assert {r["arch"] for r in rows} == {config["model"]["arch"]}
     assert {"network_best", "entk_init", "entk_after"} <= {r["method"] for r in rows}
     assert not any(r["method"].startswith("infinite") for r in rows)
-    for figure in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling"):
+    for figure in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling", "theory"):
         assert (results / "figures" / f"{figure}.png").stat().st_size > 1000
     meta = json.loads((results / "kernels" / "entk_init" / "w8" / "s0" / "mean.json").read_text())
     assert meta["engine"] == "general"

@@ -129,3 +129,31 @@ def test_summary_keeps_one_ridge_and_both_network_curves():
     assert out.loc[out["method"] == "infinite_ntk", "width"].item() == "inf"
     fixed = scaling.summarize(pd.DataFrame(rows), ridge=0.0)
     assert fixed.loc[fixed["method"] == "entk_init", "alpha"].item() == 0.2
+
+
+def test_summary_puts_the_theorys_exponents_beside_the_kernels():
+    """alpha_predicted is the slope of the seed-mean predicted test MSE over the fit range; networks and the
+    test error get none."""
+    import pandas as pd
+    exponents = pd.DataFrame([
+        dict(dataset="d", arch="mlp", width=8.0, method=m, kind=kind, ridge=ridge, k=0, metric=metric, alpha=0.3,
+             alpha_lo=0.2, alpha_hi=0.4, n_min=16.0, n_max=64.0, n_seeds=2, n_test=100, network_method="",
+             network_width="", network_alpha=np.nan, network_alpha_lo=np.nan, network_alpha_hi=np.nan,
+             alpha_deficit=np.nan, deficit_lo=np.nan, deficit_hi=np.nan)
+        for m, kind, ridge in (("network", "", ""), ("entk_init", "mean", "tuned"))
+        for metric in ("test_error", "test_mse")])
+    rows = []
+    for seed, scale in ((0, 1.0), (1, 3.0)):
+        for n in (8, 16, 32, 64, 128):  # 8 and 128 lie outside the fit range and would bend the slope
+            value = scale * n ** -0.7 * (10 if n in (8, 128) else 1)
+            rows.append(dict(method="entk_init", width="8", kind="mean", ridge="tuned", k=0, seed=seed, n=n,
+                             metric="predicted_test_mse", value=value))
+        rows.append(dict(method="entk_init", width="8", kind="mean", ridge="", k=0, seed=seed, n=140,
+                         metric="alpha_powerlaw", value=0.5 + seed))
+    summary = scaling.summarize(exponents, "tuned", pd.DataFrame(rows))
+    kernel = summary[(summary["method"] == "entk_init") & (summary["metric"] == "test_mse")].iloc[0]
+    assert kernel["alpha_predicted"] == pytest.approx(0.7, rel=1e-9)
+    assert kernel["alpha_gap"] == pytest.approx(0.3 - 0.7) and kernel["alpha_powerlaw"] == pytest.approx(1.0)
+    assert kernel["spectrum_rows"] == 140
+    others = summary[(summary["method"] == "network") | (summary["metric"] == "test_error")]
+    assert others["alpha_predicted"].isna().all() and len(others) == 3

@@ -37,7 +37,7 @@ def cluster(tmp_path_factory):
 
 LOCAL_RULES = {"prepare_data", "subset_order", "collect_metrics", "fit_exponents", "collect_evolution",
                "collect_width_distance", "summarize_exponents", "figure_data_scaling", "figure_after_kernel",
-               "figure_kernel_evolution", "figure_width_scaling", "all"}
+               "figure_kernel_evolution", "figure_width_scaling", "figure_theory", "all"}
 
 
 def on_slurm(*args, cwd, timeout=900):
@@ -77,7 +77,7 @@ def test_tiny_config_runs_through_slurm(cluster, tmp_path):
     with open(results / "scaling" / "exponents.csv") as f:
         methods = {r["method"] for r in csv.DictReader(f)}
     assert methods == {"network", "network_best", "entk_init", "entk_after", "infinite_ntk", "infinite_nngp"}
-    for fig in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling"):
+    for fig in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling", "theory"):
         assert (results / "figures" / f"{fig}.pdf").stat().st_size > 1000
     # and a second run has nothing to do
     res = on_slurm("-n", cwd=tmp_path)

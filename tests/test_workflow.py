@@ -96,13 +96,43 @@ def test_tiny_run_outputs(tiny_run):
     assert selected and {float(r["value"]) for r in selected} <= {0.0, 0.001, 0.1} and all(
         r["ridge"] == "tuned" for r in selected)
     metrics = _csv(out / "scaling" / "metrics.csv")
-    assert {(r["seed"], r["n"]) for r in metrics} == {(s, n) for s in "01" for n in ("16", "32", "64")}
-    assert {r["n"] for r in metrics if r["method"] == "entk_after_n"} == {"16", "32", "64"}
-    for fig in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling"):
+    spectral = {"spectrum_b", "spectrum_b_lo", "spectrum_b_hi", "target_a", "target_a_lo", "target_a_hi",
+                "alpha_powerlaw", "alignment_top10"}  # one row per kernel, at n = the spectrum's rows
+    curves = [r for r in metrics if r["metric"] not in spectral]
+    assert {(r["seed"], r["n"]) for r in curves} == {(s, n) for s in "01" for n in ("16", "32", "64")}
+    assert {r["n"] for r in curves if r["method"] == "entk_after_n"} == {"16", "32", "64"}
+    assert {r["n"] for r in metrics if r["metric"] in spectral} == {"124", "76", "92"}  # n_max + 60 validation
+    for fig in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling", "theory"):
         for ext in ("pdf", "png"):
             assert (out / "figures" / f"{fig}.{ext}").stat().st_size > 1000
     log = (tiny_run / "logs" / "tiny" / "train" / "w32_s0_n16.log").read_text()
     assert log.count("done:") == 1 and "network_best (step" in log
+
+
+def test_tiny_run_theory_beside_measurement(tiny_run):
+    """Each kernel's spectrum and what it predicts: on real kernels (digits) the predicted test MSE is within
+    15% of the measured one where the theory is trusted (n <= a quarter of the spectrum's 124 rows)."""
+    out = tiny_run / "results" / "tiny"
+    spectrum = _csv(out / "regression" / "infinite_ntk" / "winf" / "s0" / "mean" / "spectrum.csv")
+    assert [int(r["mode"]) for r in spectrum] == list(range(1, 125))
+    eigenvalues = [float(r["eigenvalue"]) for r in spectrum]
+    assert eigenvalues == sorted(eigenvalues, reverse=True) and eigenvalues[-1] >= 0
+    assert float(spectrum[0]["tail"]) == pytest.approx(0.1, rel=1e-9)  # one-hot targets: power 1/C per output
+    values = {}
+    for r in _csv(out / "scaling" / "metrics.csv"):
+        if r["metric"] in ("test_mse", "predicted_test_mse") and r["kind"] == "mean":
+            key = (r["method"], r["width"], r["seed"], r["ridge"], r["n"])
+            values.setdefault(key, {})[r["metric"]] = float(r["value"])
+    trusted = [v["predicted_test_mse"] / v["test_mse"] for (m, w, s, ridge, n), v in values.items()
+               if int(n) <= 124 // 4 and m != "entk_after_n"]
+    # n = 16: (entk_init, entk_after_k16) x 2 widths + 2 infinite kernels, x 2 seeds x 2 ridges
+    assert len(trusted) == (2 * 2 + 2) * 2 * 2 and all(0.85 < ratio < 1.15 for ratio in trusted), trusted
+    summary = _csv(out / "summary" / "exponents.csv")
+    kernels = [r for r in summary if r["metric"] == "test_mse" and r["method"] not in ("network", "network_best")]
+    assert kernels and all(float(r["alpha_predicted"]) > 0 and float(r["spectrum_rows"]) == 124 for r in kernels)
+    for r in kernels:
+        assert float(r["alpha_gap"]) == pytest.approx(float(r["alpha"]) - float(r["alpha_predicted"]))
+    assert all(r["alpha_predicted"] == "" for r in summary if r["method"] == "network" or r["metric"] == "test_error")
 
 
 def test_tiny_run_kernel_evolution(tiny_run):
@@ -180,7 +210,7 @@ def _tiny_with(tmp_path, edit):
 # Only what a change makes stale re-runs. The tiny run has widths 16, 32; seeds 0, 1; n 16, 32, 64; after-kernel
 # k 16 and k = n; one kind (mean); infinite kernels; kernel evolution of the n = 64 networks.
 FITS = {"collect_metrics": 1, "fit_exponents": 1, "summarize_exponents": 1, "figure_data_scaling": 1,
-        "figure_after_kernel": 1, "figure_width_scaling": 1, "all": 1}
+        "figure_after_kernel": 1, "figure_width_scaling": 1, "figure_theory": 1, "all": 1}
 FITTED = {k: v for k, v in FITS.items() if k != "collect_metrics"}  # downstream of the fits
 EVOLUTION = {"collect_evolution": 1, "figure_kernel_evolution": 1, "all": 1}
 WIDTH = {"collect_width_distance": 1, "figure_width_scaling": 1, "all": 1}
@@ -215,10 +245,13 @@ CONFIG_CHANGES = {
     "change ridges": (lambda c: c["kernel"].update(ridges=[0.001, 0.1]), _jobs(
         regress_kernel=ENTK_TAGS * 4 + 2 * 2, **FITS)),
     "change a fit setting": (lambda c: c["fit"].update(bootstrap=60), _jobs(**FITTED)),
+    "change a theory setting": (lambda c: c.setdefault("theory", {}).update(top_k=5), _jobs(
+        regress_kernel=ENTK_TAGS * 4 + 2 * 2, **FITS)),
     "change a figure setting": (lambda c: c["fit"].update(figure_width=16), _jobs(
-        figure_data_scaling=1, figure_after_kernel=1, all=1)),
+        figure_data_scaling=1, figure_after_kernel=1, figure_theory=1, all=1)),
     "change the figures' ridge": (lambda c: c["fit"].update(figure_ridge=0.001), _jobs(
-        summarize_exponents=1, figure_data_scaling=1, figure_after_kernel=1, figure_width_scaling=1, all=1)),
+        summarize_exponents=1, figure_data_scaling=1, figure_after_kernel=1, figure_width_scaling=1,
+        figure_theory=1, all=1)),
     "change the unused epoch budget": (lambda c: c["train"].update(epochs=7), {}),
     "change the job caps": (lambda c: c.update(max_job_mem_mb=3000, gpus_per_job=1), {}),
 }
@@ -232,7 +265,7 @@ def test_a_config_change_reruns_only_what_it_makes_stale(tiny_run, tmp_path, cha
 
 KERNEL_JOBS = dict(entk_kernel=ENTK_TAGS * 4, regress_kernel=ENTK_TAGS * 4, kernel_evolution=4, width_distance=2)
 CODE_EDITS = {  # one library module of each kind, and every job that imports it (directly or not)
-    "plotting.py": _jobs(figure_data_scaling=1, figure_after_kernel=1, figure_width_scaling=1,
+    "plotting.py": _jobs(figure_data_scaling=1, figure_after_kernel=1, figure_width_scaling=1, figure_theory=1,
                          figure_kernel_evolution=1, all=1),
     "scaling.py": _jobs(**FITTED),
     "regression.py": _jobs(regress_kernel=ENTK_TAGS * 4 + 2 * 2, kernel_evolution=4, width_distance=2,
@@ -270,7 +303,8 @@ def test_dry_run_and_lint_of_default_config(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     for rule in ("prepare_data", "train_network", "entk_kernel", "infinite_kernel", "regress_kernel",
                  "kernel_evolution", "width_distance", "fit_exponents", "summarize_exponents",
-                 "figure_data_scaling", "figure_after_kernel", "figure_kernel_evolution", "figure_width_scaling"):
+                 "figure_data_scaling", "figure_after_kernel", "figure_kernel_evolution", "figure_width_scaling",
+                 "figure_theory"):
         assert rule in res.stdout
     res = snakemake("-n", "--profile", str(ROOT / "profiles" / "gpu"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]

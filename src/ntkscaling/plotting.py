@@ -296,3 +296,79 @@ def save_figure(fig, *paths, dpi: int = 150):
         with atomic_path(p) as tmp:
             fig.savefig(tmp, format=Path(p).suffix.lstrip("."), dpi=dpi)
     plt.close(fig)
+
+
+THEORY_METHODS = ("entk_init", "entk_after", "entk_after_n", "infinite_ntk", "infinite_nngp")
+
+
+def plot_theory(metrics: pd.DataFrame, summary: pd.DataFrame, title: str, ridge, width):
+    """Top: per kernel family, the measured test MSE (points, mean +- sd over seeds) and what the kernel's
+    spectrum predicts (line), with the limit n = M/4 of the spectrum's M rows below which the theory is to
+    be trusted. Bottom: per kernel, the measured exponent beside the predicted one and min(a-1, 2b); the
+    eigenvalue decay b; the share of the target's power in the leading modes."""
+    sns.set_theme(style="whitegrid", context="paper")
+    df = select(_normalize(metrics), ridge, width, THEORY_METHODS)
+    ex = select(_normalize(summary), ridge, width, THEORY_METHODS)
+    ex = ex[ex["metric"] == "test_mse"]
+    families = [m for m in THEORY_METHODS if (df["method"] == m).any()]
+    fig, axes = plt.subplots(2, max(len(families), 3), figsize=(4.2 * max(len(families), 3), 8.5), squeeze=False)
+    for ax, method in zip(axes[0], families):
+        _theory_axis(ax, df[df["method"] == method], ex)
+    for ax in axes[0][len(families):]:
+        ax.axis("off")
+    _spectrum_axes(axes[1], df, ex)
+    fig.suptitle(f"Theory beside measurement (eigenlearning from each kernel's spectrum): {title}")
+    fig.tight_layout()
+    return fig
+
+
+def _theory_axis(ax, df: pd.DataFrame, summary: pd.DataFrame):
+    groups = list(df[df["metric"] == "test_mse"].groupby(CURVE_KEYS, sort=True))
+    colors = _curve_colors([key for key, _ in groups])
+    for key, g in groups:
+        measured = g.groupby("n")["value"].agg(["mean", "std"])
+        predicted = (df[(df["metric"] == "predicted_test_mse") & (df[CURVE_KEYS] == pd.Series(dict(zip(CURVE_KEYS, key)))
+                                                                  ).all(axis=1)].groupby("n")["value"].mean())
+        f = _fit_of(summary, key, "test_mse")
+        label = curve_label(*key)
+        if f is not None:
+            label += f": α={f['alpha']:.2f}, predicted {f['alpha_predicted']:.2f}"
+        ax.errorbar(measured.index, measured["mean"], yerr=measured["std"].fillna(0), ls="none", marker="o",
+                    ms=4, capsize=2, color=colors[key], label=label)
+        ax.plot(predicted.index, predicted.to_numpy(), "-", color=colors[key], lw=1.2)
+    rows = df[df["metric"] == "alpha_powerlaw"]["n"]
+    if len(rows):
+        ax.axvline(rows.min() / 4, color="0.4", ls=":", lw=1, label=f"n = M/4 (M = {int(rows.min())} spectrum rows)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("training set size n (log scale)")
+    ax.set_ylabel("test MSE: measured (points), predicted (line)")
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
+
+
+def _spectrum_axes(axes, df: pd.DataFrame, summary: pd.DataFrame):
+    """Per kernel (x axis): exponents measured, predicted and min(a-1, 2b); b with its interval; alignment.
+    Spectral values are means over seeds."""
+    keys = ["method", "width", "k"]
+    spectral = df[df["metric"].str.match(r"spectrum_b|alignment_top")]
+    table = spectral.groupby(keys + ["metric"])["value"].mean().unstack("metric")
+    kernels = summary.join(table, on=keys) if len(table) else summary
+    x = np.arange(len(kernels))
+    for column, marker, name in (("alpha", "o", "measured α"), ("alpha_predicted", "s", "predicted α"),
+                                 ("alpha_powerlaw", "^", "min(a-1, 2b)")):
+        axes[0].plot(x, kernels[column].astype(float), marker, label=name)
+    axes[0].set_ylabel("test-MSE exponent")
+    axes[0].legend(fontsize=7)
+    if "spectrum_b" in kernels:
+        b = kernels["spectrum_b"].astype(float)
+        axes[1].errorbar(x, b, yerr=[b - kernels["spectrum_b_lo"], kernels["spectrum_b_hi"] - b], fmt="o", capsize=3)
+    axes[1].set_ylabel("eigenvalue decay b (λ_k ~ k^-b)")
+    alignment = [c for c in kernels.columns if str(c).startswith("alignment_top")]
+    if alignment:
+        axes[2].plot(x, kernels[alignment[0]].astype(float), "o")
+        axes[2].set_ylabel(f"share of target power in the top {alignment[0][len('alignment_top'):]} modes")
+    labels = [curve_label(m, w, k, "", "") for m, w, k in zip(kernels["method"], kernels["width"], kernels["k"])]
+    for ax in axes[:3]:
+        ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=6.5)
+    for ax in axes[3:]:
+        ax.axis("off")

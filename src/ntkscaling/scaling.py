@@ -233,7 +233,7 @@ def fit_curves(pointwise_paths, fit_cfg: dict) -> list[dict]:
 SUMMARY_COLUMNS = ("dataset", "arch", "width", "method", "kind", "k", "ridge", "metric", "alpha", "alpha_lo",
                    "alpha_hi", "n_min", "n_max", "n_seeds", "n_test", "network_method", "network_width",
                    "network_alpha", "network_alpha_lo", "network_alpha_hi", "alpha_deficit", "deficit_lo",
-                   "deficit_hi")
+                   "deficit_hi", "alpha_predicted", "alpha_gap", "alpha_powerlaw", "spectrum_rows")
 METHOD_ORDER = METHODS
 
 
@@ -243,16 +243,26 @@ def read_exponents(path):
     return pd.read_csv(path, dtype={"ridge": str, "kind": str, "network_method": str}, keep_default_na=False,
                        na_values={c: ["", "nan"] for c in ("alpha", "alpha_lo", "alpha_hi", "network_alpha",
                                                               "network_alpha_lo", "network_alpha_hi",
-                                                              "alpha_deficit", "deficit_lo", "deficit_hi")})
+                                                              "alpha_deficit", "deficit_lo", "deficit_hi",
+                                                              "alpha_predicted", "alpha_gap", "alpha_powerlaw",
+                                                              "spectrum_rows")})
 
 
-def summarize(exponents, ridge):
+def read_metrics(path):
+    """scaling/metrics.csv (the tidy rows of every method), ridges and kinds as their labels."""
+    import pandas as pd
+    return pd.read_csv(path, dtype={"ridge": str, "kind": str, "width": str}, keep_default_na=False,
+                       na_values={"value": [""]})
+
+
+def summarize(exponents, ridge, metrics=None):
     """The answer table: one row per (dataset, arch, width, method, kind, k, metric) at one ridge (`tuned`:
     chosen on validation data per kernel, n and seed), beside the exponent of the reference network of the
     same width (for infinite-width kernels: the widest network). alpha_deficit = network alpha - method
     alpha with its paired bootstrap interval [deficit_lo, deficit_hi]: positive when the method scales worse
     than the network. Exponents are seed aggregates: fitted to the mean over seeds, intervals bootstrapped
-    over seeds and test points."""
+    over seeds and test points. With `metrics` (scaling/metrics.csv), the theory's predictions beside them
+    (`with_predictions`)."""
     import pandas as pd
 
     df = exponents.copy()
@@ -264,4 +274,35 @@ def summarize(exponents, ridge):
     df["width"] = [str(int(w)) if np.isfinite(w) else "inf" for w in df["width"]]
     df["network_width"] = [str(int(float(w))) if str(w) not in ("", "nan") else "" for w in df["network_width"]]
     df["k"] = pd.to_numeric(df["k"], errors="coerce").astype("Int64")  # empty where k moves with n
+    df = with_predictions(df, metrics) if metrics is not None else df.assign(
+        alpha_predicted=np.nan, alpha_gap=np.nan, alpha_powerlaw=np.nan, spectrum_rows=np.nan)
     return df[list(SUMMARY_COLUMNS)].reset_index(drop=True)
+
+
+def with_predictions(summary, metrics):
+    """The theory's exponents beside each kernel's measured test-MSE exponent (ntkscaling.theory):
+    alpha_predicted, the slope of the seed-mean predicted test MSE over the same n range (least squares in
+    log-log space, the predictions being smooth); alpha_gap = alpha - alpha_predicted; alpha_powerlaw =
+    min(a - 1, 2b) of the fitted spectrum, mean over seeds; spectrum_rows, the rows M of the spectrum (the
+    prediction is to be trusted for n well below M). Empty for networks and the test error."""
+    import pandas as pd
+    m = metrics.assign(width=metrics["width"].astype(str), ridge=metrics["ridge"].astype(str),
+                       k=pd.to_numeric(metrics["k"], errors="coerce"))
+    predicted, powerlaw, gap, rows = [], [], [], []
+    for row in summary.itertuples(index=False):
+        same = ((m["method"] == row.method) & (m["width"] == str(row.width)) & (m["kind"] == row.kind)
+                & (True if pd.isna(row.k) else m["k"] == int(row.k)))  # no k: one per n (entk_after_n)
+        alpha = np.nan
+        if row.metric == "test_mse" and row.method not in NETWORK_METHODS:
+            curve = m[same & (m["metric"] == "predicted_test_mse") & (m["ridge"] == ridge_label(row.ridge))
+                      & m["n"].between(row.n_min, row.n_max)].groupby("n")["value"].mean()
+            if len(curve) >= 2 and (curve > 0).all():
+                alpha = -np.polyfit(np.log(curve.index.to_numpy(float)), np.log(curve.to_numpy()), 1)[0]
+        law = m[same & (m["metric"] == "alpha_powerlaw")]
+        rows.append(float(law["n"].max()) if len(law) and row.method not in NETWORK_METHODS else np.nan)
+        law = law["value"]
+        predicted.append(alpha)
+        powerlaw.append(float(law.mean()) if len(law) and row.method not in NETWORK_METHODS else np.nan)
+        gap.append(row.alpha - alpha)
+    return summary.assign(alpha_predicted=predicted, alpha_gap=gap, alpha_powerlaw=powerlaw, spectrum_rows=rows)
+

@@ -142,3 +142,41 @@ def powerlaw_exponent(a: float, b: float) -> float:
 def top_k_alignment(spec: Spectrum, k: int) -> float:
     """Share of the target's power in the k leading eigenmodes."""
     return float(spec.target_power[:k].sum() / spec.target_power.sum())
+
+
+SPECTRUM_COLUMNS = ("mode", "eigenvalue", "target_power", "tail")
+
+
+def spectrum_table(spec: Spectrum) -> list[dict]:
+    """One row per eigenmode (1-based), for a kernel's spectrum.csv."""
+    return [{"mode": i + 1, "eigenvalue": float(lam), "target_power": float(v2), "tail": float(t)}
+            for i, (lam, v2, t) in enumerate(zip(spec.eigenvalues, spec.target_power, spec.tail))]
+
+
+def spectrum_rows(n_train: int, n_val: int, max_rows: int) -> np.ndarray:
+    """The kernel rows (data.kernel_rows order: training, validation, test) whose spectrum stands in for the
+    data distribution: the first training rows (at most max_rows - n_val of them) and the validation rows,
+    never the test rows."""
+    keep = min(n_train, max(max_rows - n_val, 1))
+    return np.r_[0:keep, n_train:n_train + n_val]
+
+
+def kernel_theory(K: np.ndarray, targets: np.ndarray, rows, regressions, modes=(2, None), top_k: int = 10,
+                  confidence: float = 0.95):
+    """The spectrum of kernel K on `rows` (spectrum_rows), its fitted exponents, and the predicted test and
+    train MSE of each regression actually run.
+
+    Args:
+        K: the kernel (mean or sum kind) on every row; targets: the regression targets of those rows (one-hot
+            labels, less the prior f0 for the linearized predictor), (rows, C).
+        regressions: (n, absolute ridge) pairs: the ridge as regression.py applied it, (ridge + jitter) *
+            mean(diag K_train).
+        modes: (first, last) eigenmode of the power-law fits; last None = a quarter of the rows.
+
+    Returns:
+        (Spectrum, {"b": PowerFit, "a": PowerFit}, [Prediction per regression]).
+    """
+    spec = spectrum(np.asarray(K[np.ix_(rows, rows)], dtype=np.float64), targets[rows])
+    k_max = modes[1] or max(len(rows) // 4, modes[0] + 2)
+    fits = spectrum_exponents(spec, modes[0], min(k_max, len(rows)), confidence)
+    return spec, fits, [predict(spec, n, ridge) for n, ridge in regressions]

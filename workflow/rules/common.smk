@@ -62,6 +62,7 @@ INFINITE_ARCH = only(config["model"], "arch", "depth", "W_std", "b_std")
 if FACTORY:  # a factory's layers, from the network it builds at the smallest width (widths do not matter)
     INFINITE_ARCH.update(only(config["model"], "factory", "factory_kwargs"), width=min(WIDTHS))
 DATASET = only(config["dataset"], drop=("balanced",))  # the order's balance is subset_order's alone
+THEORY = config["theory"]
 FIT = only(config["fit"], drop=("figure_ridge", "figure_width"))  # the figures' choices are not the fits'
 GPUS = config["gpus_per_job"]
 
@@ -169,7 +170,7 @@ def figure_title(width=None):
             + (f", {m['parameterization']} parameterization" if layered else ""))
 
 
-FIGURES = ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling")
+FIGURES = ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling", "theory")
 
 
 def all_targets():

@@ -8,6 +8,7 @@ localrules:
     figure_after_kernel,
     figure_kernel_evolution,
     figure_width_scaling,
+    figure_theory,
 
 
 rule figure_data_scaling:
@@ -111,3 +112,28 @@ rule figure_width_scaling:
     threads: 1
     script:
         "../scripts/plot_width_scaling.py"
+
+
+rule figure_theory:
+    input:
+        metrics=rules.collect_metrics.output[0],
+        summary=rules.summarize_exponents.output.table,
+        code=code("plot_theory"),
+    output:
+        pdf=report(
+            f"{RESULTS}/figures/theory.pdf",
+            caption="../report/theory.rst",
+            category="Theory",
+        ),
+        png=f"{RESULTS}/figures/theory.png",
+    params:
+        title=figure_title(FIGURE_WIDTH),
+        ridge=FIGURE_RIDGE,
+        width=FIGURE_WIDTH,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/figure_theory.log",
+    threads: 1
+    script:
+        "../scripts/plot_theory.py"

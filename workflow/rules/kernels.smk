@@ -91,6 +91,7 @@ rule regress_kernel:
     output:
         metrics=f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/metrics.csv",
         pointwise=f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/pointwise.npz",
+        spectrum=f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/spectrum.csv",
     params:
         ns=kernel_ns,
         ridges=config["kernel"]["ridges"],
@@ -98,6 +99,7 @@ rule regress_kernel:
         select_by=config["select_by"],
         dataset=config["dataset"]["name"],
         arch=config["model"]["arch"],
+        theory=THEORY,
     conda:
         CONDA_ENV
     log:

@@ -77,6 +77,7 @@ rule collect_width_distance:
 rule summarize_exponents:
     input:
         exponents=rules.fit_exponents.output[0],
+        metrics=rules.collect_metrics.output[0],
         code=code("summarize_exponents"),
     output:
         table=report(

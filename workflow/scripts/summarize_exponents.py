@@ -2,7 +2,8 @@
 from ntkscaling import io, scaling
 
 with io.log_to(snakemake.log[0]):
-    summary = scaling.summarize(scaling.read_exponents(snakemake.input.exponents), snakemake.params.ridge)
+    summary = scaling.summarize(scaling.read_exponents(snakemake.input.exponents), snakemake.params.ridge,
+                                scaling.read_metrics(snakemake.input.metrics))
     with io.atomic_path(snakemake.output.table) as tmp:
         summary.to_csv(tmp, index=False)
     io.save_json(snakemake.output.provenance, io.provenance(snakemake.config))
