@@ -180,3 +180,16 @@ def test_imagefolder_sizes_and_identical_files_before_any_job(tmp_path):
     shutil.copy(tmp_path / "train" / "dog" / "3.png", tmp_path / "test" / "cat" / "0.png")
     with pytest.raises(ConfigError, match=r"1 test image file\(s\) of .* are byte-identical to training files"):
         validate(copy.deepcopy(cfg))
+
+
+def test_checking_a_config_without_a_factory_does_not_import_torch():
+    """The Snakefile checks the config on every start (and in every cluster job): importing torch there costs
+    seconds per snakemake call; only a user's factory needs it."""
+    import subprocess
+    import sys
+    code = ("import sys; from ntkscaling import config, archs, code_inputs, data, jobsize, methods; "
+            "config.validate({}); print('torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "False"

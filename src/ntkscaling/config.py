@@ -350,10 +350,10 @@ def _factory_checks(config: dict) -> list[str]:
     """A factory network before any job: its function is found and called (at the smallest width, where the
     input shape is known without reading images) with the config's arguments, and with kernel.infinite it
     must have an infinite-width kernel: the message names the layer that has none."""
-    from . import models
     model, factory = config["model"], config["model"]["factory"]
     if factory is None:
         return []
+    from . import models  # imports torch: only for a factory
     try:
         function = models.resolve_factory(factory)
         shape = input_shape(config["dataset"])
