@@ -88,3 +88,19 @@ def test_spectrum_of_several_outputs_averages_their_power():
     np.testing.assert_allclose(spec.target_power, np.mean(singles, axis=0), rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(np.sort(spec.eigenvalues)[::-1], np.linalg.eigvalsh(K)[::-1].clip(0) / 30,
                                rtol=1e-10, atol=1e-12)
+
+
+def test_kernel_theory_of_a_low_rank_kernel_predicts_without_fitting_a_power_law():
+    """A rank-2 kernel on 40 rows: no power law to fit (NaN), yet its predictions are those of its two
+    modes: at ridge 0 and n = 5 above the rank, both are learned and the rest is left, times
+    E0 = n / (n - rank); at n = 2 = the rank, the interpolation threshold, the variance diverges."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 2))
+    K, Y = X @ X.T, np.eye(3)[rng.integers(0, 3, 40)]
+    spec, fits, predictions = theory.kernel_theory(K, Y, np.arange(40), [(1, 0.0), (5, 0.0), (2, 0.0)],
+                                                   modes=(2, None))
+    assert np.isnan(fits["b"].exponent) and np.isnan(fits["a"].exponent)
+    assert (spec.eigenvalues[2:] == 0).all() and (spec.eigenvalues[:2] > 0).all()
+    left = spec.target_power[2:].sum()
+    assert predictions[1].test_mse == pytest.approx(5 / 3 * left, rel=1e-12) and predictions[1].kappa == 0
+    assert predictions[0].test_mse > left and predictions[2].test_mse == np.inf

@@ -40,13 +40,14 @@ class Spectrum:
 
 def spectrum(K: np.ndarray, y: np.ndarray) -> Spectrum:
     """The spectrum of a Gram matrix K (M, M) of M sample points and the power of targets y (M,) or (M, C)
-    on its eigenvectors. Negative round-off eigenvalues are set to 0."""
+    on its eigenvectors. Eigenvalues within round-off of zero (below M * eps * the largest) are set to 0."""
     K = np.asarray(K, dtype=np.float64)
     M = len(K)
     y = np.asarray(y, dtype=np.float64).reshape(M, -1)
     s, U = np.linalg.eigh((K + K.T) / 2)
     order = np.argsort(s)[::-1]
-    s, U = np.clip(s[order], 0.0, None), U[:, order]
+    s, U = s[order], U[:, order]
+    s = np.where(s > M * np.finfo(np.float64).eps * max(s[0], 0.0), s, 0.0)
     coefficients = U.T @ y / np.sqrt(M)  # (M modes, C outputs)
     return Spectrum(s / M, (coefficients ** 2).mean(axis=1))
 
@@ -85,13 +86,16 @@ class Prediction:
 def predict(spec: Spectrum, n: int, ridge: float, noise: float = 0.0) -> Prediction:
     """Predicted test and train MSE of kernel ridge regression with `n` samples and absolute ridge delta."""
     kappa = solve_kappa(spec.eigenvalues, n, ridge)
-    if kappa == 0.0:  # n >= modes without a ridge: everything learned, nothing left to predict
-        L = np.ones_like(spec.eigenvalues)
-        return Prediction(0.0, float(noise), 0.0, L)
-    L = spec.eigenvalues / (spec.eigenvalues + kappa)
-    e0 = n / (n - np.sum(L ** 2))
+    lam = spec.eigenvalues
+    # kappa = 0 (no ridge, n at or above the rank): every mode with a positive eigenvalue is learned
+    L = lam / (lam + kappa) if kappa > 0 else (lam > 0).astype(np.float64)
+    learned = np.sum(L ** 2)
+    if n <= learned:  # the interpolation threshold n = rank at ridge 0: the variance diverges
+        return Prediction(kappa, float("inf"), 0.0, L)
+    e0 = n / (n - learned)
     test = e0 * (np.sum((1 - L) ** 2 * spec.target_power) + noise)
-    return Prediction(kappa, float(test), float((ridge / (n * kappa)) ** 2 * test), L)
+    train = (ridge / (n * kappa)) ** 2 * test if kappa > 0 else 0.0  # ridge 0 interpolates
+    return Prediction(kappa, float(test), float(train), L)
 
 
 def predicted_curve(spec: Spectrum, ns, relative_ridges, noise: float = 0.0) -> dict:
@@ -174,9 +178,14 @@ def kernel_theory(K: np.ndarray, targets: np.ndarray, rows, regressions, modes=(
         modes: (first, last) eigenmode of the power-law fits; last None = a quarter of the rows.
 
     Returns:
-        (Spectrum, {"b": PowerFit, "a": PowerFit}, [Prediction per regression]).
+        (Spectrum, {"b": PowerFit, "a": PowerFit}, [Prediction per regression]); the fits are NaN where the
+        modes hold fewer than 3 positive values (a low-rank kernel).
     """
     spec = spectrum(np.asarray(K[np.ix_(rows, rows)], dtype=np.float64), targets[rows])
-    k_max = modes[1] or max(len(rows) // 4, modes[0] + 2)
-    fits = spectrum_exponents(spec, modes[0], min(k_max, len(rows)), confidence)
+    k_max = min(modes[1] or max(len(rows) // 4, modes[0] + 2), len(rows))
+    try:
+        fits = spectrum_exponents(spec, modes[0], k_max, confidence)
+    except ValueError:  # a low-rank kernel: too few positive eigenvalues in the range to fit a power law
+        nothing = PowerFit(np.nan, np.nan, np.nan, modes[0], k_max)
+        fits = {"b": nothing, "a": nothing}
     return spec, fits, [predict(spec, n, ridge) for n, ridge in regressions]
