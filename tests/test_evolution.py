@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.kernel_ridge import KernelRidge
 
-from ntkscaling import evolution
+from ntkscaling import evolution, theory
 
 
 def _psd(rng, n, rank=None):
@@ -110,3 +110,23 @@ def test_track_uses_the_linearized_predictor_with_a_prior():
     plain = {(r["step"], r["metric"]): r["value"] for r in evolution.track(
         ckpts, lambda c: A, labels, blocks, C, ridges=[0.0], progress=lambda msg: None)}
     assert plain[(8, "test_mse")] != pytest.approx(got[(8, "test_mse")])
+
+
+def test_track_adds_the_spectral_summary_of_every_checkpoint():
+    rng = np.random.default_rng(5)
+    feats = [rng.standard_normal((12, 6)) for _ in range(3)]
+    ckpts = [{"step": s, "epoch": s, "K": f @ f.T} for s, f in zip((0, 5, 10), feats)]
+    labels = rng.integers(0, 3, 12)
+    blocks = {"train": slice(0, 6), "val": slice(6, 8), "test": slice(8, 12)}
+    seen = []
+
+    def spectral(K):
+        seen.append(K)
+        return {"spectrum_b": float(np.trace(K))}
+    rows = evolution.track(ckpts, lambda c: c["K"], labels, blocks, 3, ridges=[0.1], progress=lambda m: None,
+                           spectral=spectral)
+    got = {r["step"]: r["value"] for r in rows if r["metric"] == "spectrum_b"}
+    assert got == pytest.approx({c["step"]: np.trace(c["K"]) for c in ckpts})
+    assert len(seen) == 3
+    summary = theory.spectral_summary(ckpts[0]["K"], np.eye(3)[labels], np.arange(8), modes=(1, 5), top_k=2)
+    assert set(summary) == {"spectrum_b", "target_a", "alignment_top2"} and 0 < summary["alignment_top2"] <= 1

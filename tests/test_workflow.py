@@ -148,6 +148,8 @@ def test_tiny_run_kernel_evolution(tiny_run):
         assert 0 < value[(40, "distance_init")] <= 1
         for s in steps[1:]:
             assert value[(s, "velocity_step")] >= 0 and (s, "test_error") in value
+        # the spectrum at every checkpoint: its decay, and the label power in its 10 leading modes
+        assert all(value[(s, "spectrum_b")] > 0 and 0 < value[(s, "alignment_top10")] <= 1 for s in steps)
         network = [r for r in rows if r["width"] == w and r["seed"] == "0" and r["method"] == "network"]
         assert set(steps) <= {int(r["step"]) for r in network}  # the network's own error at each checkpoint
 
@@ -246,7 +248,7 @@ CONFIG_CHANGES = {
         regress_kernel=ENTK_TAGS * 4 + 2 * 2, **FITS)),
     "change a fit setting": (lambda c: c["fit"].update(bootstrap=60), _jobs(**FITTED)),
     "change a theory setting": (lambda c: c.setdefault("theory", {}).update(top_k=5), _jobs(
-        regress_kernel=ENTK_TAGS * 4 + 2 * 2, **FITS)),
+        regress_kernel=ENTK_TAGS * 4 + 2 * 2, kernel_evolution=4, **FITS, **EVOLUTION)),
     "change a figure setting": (lambda c: c["fit"].update(figure_width=16), _jobs(
         figure_data_scaling=1, figure_after_kernel=1, figure_theory=1, all=1)),
     "change the figures' ridge": (lambda c: c["fit"].update(figure_ridge=0.001), _jobs(

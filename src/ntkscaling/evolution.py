@@ -66,12 +66,14 @@ def centered_alignment(K, labels, n_classes: int) -> float:
     return float(np.vdot(Kc, Lc) / denom) if denom > 0 else float("nan")
 
 
-def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, progress=print, prior_of=None):
+def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, progress=print, prior_of=None,
+          spectral=None):
     """Evolution rows for a list of checkpoints (dicts with 'step', 'epoch' and anything `kernel_of`
     needs, sorted by step). kernel_of(checkpoint) -> kernel on the probe set, whose 'train' and 'test'
     row blocks `blocks` names (data.row_blocks); the validation rows are not used here. prior_of(checkpoint)
     -> that checkpoint network's outputs on the same rows makes each regression the linearized predictor
-    (uncentred networks); None: plain kernel regression.
+    (uncentred networks); None: plain kernel regression. spectral(K) -> {metric: value} adds rows per
+    checkpoint (e.g. theory.spectral_summary: how the spectrum's decay and label alignment move).
 
     Returns a list of dicts {step, epoch, metric, value[, ridge]}.
     """
@@ -105,6 +107,8 @@ def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, 
             values["distance_prev"] = d
             values["velocity_step"] = d / max(ckpt["step"] - prev[1]["step"], 1e-12)
             values["velocity_epoch"] = d / max(ckpt["epoch"] - prev[1]["epoch"], 1e-12)
+        if spectral is not None:
+            values.update(spectral(K))
         rows += [{**at, "metric": m, "value": v} for m, v in values.items()]
         f0 = None if prior_of is None else np.asarray(prior_of(ckpt), dtype=np.float64)
         for res in kernel_regression(K[tr, tr], K[te, tr], y_train, y_test, n_classes, ridges,

@@ -174,13 +174,14 @@ EVOLUTION_LABELS = {"distance_init": "to initial kernel", "distance_final": "to 
 
 def plot_kernel_evolution(evolution: pd.DataFrame, title: str, ridge, metric: str = "test_error"):
     """How the eNTK moves during training: distances (init/final/previous), velocity per epoch, kernel vs
-    network test metric, label alignment; x is the training step on a symlog axis (step 0 included).
-    Lines are means over seeds with a band of one standard deviation; one colour per width."""
+    network test metric, label alignment, and the spectrum's eigenvalue decay b and share of the target's
+    power in its leading modes (where the table has them); x is the training step on a symlog axis (step 0
+    included). Lines are means over seeds with a band of one standard deviation; one colour per width."""
     sns.set_theme(style="whitegrid", context="paper")
     df = select(_normalize(evolution), ridge)
     df = df.assign(width=df["width"].astype(int).astype(str), n=df["n"].astype(int).astype(str))
     style = "n" if df["n"].nunique() > 1 else None
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    fig, axes = plt.subplots(2, 3, figsize=(18, 9))
     dist = df[df["metric"].isin(EVOLUTION_LABELS)].assign(
         distance=lambda d: d["metric"].map(EVOLUTION_LABELS))
     sns.lineplot(dist, x="step", y="value", hue="width", style="distance", errorbar="sd", marker="o", ms=3,
@@ -201,7 +202,14 @@ def plot_kernel_evolution(evolution: pd.DataFrame, title: str, ridge, metric: st
     sns.lineplot(align, x="step", y="value", hue="width", style="block", errorbar="sd", marker="o", ms=3,
                  ax=axes[1, 1])
     axes[1, 1].set_ylabel("centred kernel alignment with one-hot labels")
-    for ax in (axes[0, 0], axes[1, 0], axes[1, 1]):
+    top = sorted(m for m in df["metric"].unique() if m.startswith("alignment_top"))
+    for ax, metric_name, ylabel in ((axes[0, 2], "spectrum_b", "eigenvalue decay b of the spectrum (λ_k ~ k^-b)"),
+                                    (axes[1, 2], top[0] if top else None, "share of the target's power in the "
+                                     f"top {top[0][len('alignment_top'):] if top else '?'} eigenmodes")):
+        sns.lineplot(df[df["metric"] == metric_name], x="step", y="value", hue="width", style=style, errorbar="sd",
+                     marker="o", ms=3, ax=ax)
+        ax.set_ylabel(ylabel)
+    for ax in (axes[0, 0], axes[1, 0], axes[1, 1], axes[0, 2], axes[1, 2]):
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlim(left=0)
         ax.set_xlabel("training step (symlog scale: linear below 1, log above)")

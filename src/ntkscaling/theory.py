@@ -189,3 +189,11 @@ def kernel_theory(K: np.ndarray, targets: np.ndarray, rows, regressions, modes=(
         nothing = PowerFit(np.nan, np.nan, np.nan, modes[0], k_max)
         fits = {"b": nothing, "a": nothing}
     return spec, fits, [predict(spec, n, ridge) for n, ridge in regressions]
+
+
+def spectral_summary(K: np.ndarray, targets: np.ndarray, rows, modes=(2, None), top_k: int = 10) -> dict:
+    """The spectrum's shape in three numbers, as tidy metrics: eigenvalue decay b (`spectrum_b`), target
+    decay a (`target_a`) and the share of the target's power in the top_k modes (`alignment_top<k>`)."""
+    spec, fits, _ = kernel_theory(K, targets, rows, [], modes, top_k)
+    return {"spectrum_b": fits["b"].exponent, "target_a": fits["a"].exponent,
+            f"alignment_top{top_k}": top_k_alignment(spec, top_k)}

@@ -129,6 +129,7 @@ rule kernel_evolution:
         checkpoints=f"{TRACK_DIR}/checkpoints",
         ridges=[EVOLUTION["ridge"]],
         linearized=not config["model"]["center"],
+        theory=THEORY,
     conda:
         CONDA_ENV
     log:

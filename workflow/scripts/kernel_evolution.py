@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ntkscaling import data, entk, evolution, io, models, training
+from ntkscaling import data, entk, evolution, io, models, theory, training
 
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -42,9 +42,17 @@ with io.log_to(snakemake.log[0]):
 
     print("predictor: " + ("linearized (f0 of each checkpoint + kernel regression on Y - f0)"
                            if snakemake.params.linearized else "kernel regression"), flush=True)
-    rows = evolution.track(checkpoints, kernel_of, y, data.row_blocks(n, d), int(d["n_classes"]),
+    blocks, settings = data.row_blocks(n, d), snakemake.params.theory
+    spectrum_rows = theory.spectrum_rows(n, blocks["val"].stop - blocks["val"].start, settings["max_rows"])
+    targets = np.eye(int(d["n_classes"]))[y]
+
+    def spectral(K):  # the spectrum's decay and label alignment at each checkpoint (mean and sum kinds)
+        return theory.spectral_summary(K, targets, spectrum_rows, (settings["mode_min"], settings["mode_max"]),
+                                       settings["top_k"]) if K.ndim == 2 else {}
+
+    rows = evolution.track(checkpoints, kernel_of, y, blocks, int(d["n_classes"]),
                            snakemake.params.ridges, progress=lambda msg: print(msg, flush=True),
-                           prior_of=outputs_of if snakemake.params.linearized else None)
+                           prior_of=outputs_of if snakemake.params.linearized else None, spectral=spectral)
     out = [io.tidy_row(**ident, method="entk_checkpoint", kind=w.kind, n=n, k=n, **r) for r in rows]
     out += [io.tidy_row(**r) for r in network]  # the network's own rows, as training wrote them
     io.write_rows(snakemake.output[0], out)
