@@ -197,3 +197,35 @@ def spectral_summary(K: np.ndarray, targets: np.ndarray, rows, modes=(2, None), 
     spec, fits, _ = kernel_theory(K, targets, rows, [], modes, top_k)
     return {"spectrum_b": fits["b"].exponent, "target_a": fits["a"].exponent,
             f"alignment_top{top_k}": top_k_alignment(spec, top_k)}
+
+
+def regression_theory(K: np.ndarray, targets: np.ndarray, blocks: dict, records, settings: dict, ident: dict):
+    """What a kernel regression job adds beside its measurements: the spectrum table (spectrum_table) and
+    tidy rows (io.tidy_row, fields `ident`): predicted_test_mse / predicted_train_mse of each regression,
+    and at n = the spectrum's rows spectrum_b, target_a (with _lo, _hi), alpha_powerlaw, alignment_top<k>.
+
+    Args:
+        K: the kernel on data.kernel_rows' rows; targets: the regression's targets on them (rows, C);
+        blocks: data.row_blocks; records: (n, ridge label, regression.nested_regression result) per
+            regression; settings: the config's theory section.
+    """
+    from .io import tidy_row
+    rows = spectrum_rows(blocks["train"].stop, blocks["val"].stop - blocks["val"].start, settings["max_rows"])
+    applied = [(n, (res["ridge"] + res["jitter"]) * float(np.mean(np.diag(K[:n, :n]), dtype=np.float64)))
+               for n, _, res in records]  # the ridge as regression.py applied it
+    spec, fits, predictions = kernel_theory(K, targets, rows, applied, (settings["mode_min"], settings["mode_max"]),
+                                            settings["top_k"])
+    out = []
+    for (n, label, _), pred in zip(records, predictions):
+        at = {**ident, "ridge": label, "n": n}
+        out += [tidy_row(**at, metric="predicted_test_mse", value=pred.test_mse),
+                tidy_row(**at, metric="predicted_train_mse", value=pred.train_mse)]
+    at = {**ident, "n": len(rows)}
+    for name, fit in (("spectrum_b", fits["b"]), ("target_a", fits["a"])):
+        out += [tidy_row(**at, metric=name, value=fit.exponent), tidy_row(**at, metric=f"{name}_lo", value=fit.lo),
+                tidy_row(**at, metric=f"{name}_hi", value=fit.hi)]
+    out += [tidy_row(**at, metric="alpha_powerlaw", value=powerlaw_exponent(fits["a"].exponent, fits["b"].exponent)),
+            tidy_row(**at, metric=f"alignment_top{settings['top_k']}", value=top_k_alignment(spec, settings["top_k"]))]
+    print(f"theory: spectrum of {len(rows)} rows, b = {fits['b'].exponent:.2f} [{fits['b'].lo:.2f}, "
+          f"{fits['b'].hi:.2f}], a = {fits['a'].exponent:.2f} [{fits['a'].lo:.2f}, {fits['a'].hi:.2f}]", flush=True)
+    return spectrum_table(spec), out

@@ -7,40 +7,6 @@ import numpy as np
 
 from ntkscaling import data, io, methods, regression, theory
 
-
-
-def theory_rows(K, y_all, blocks, prior, n_classes, records, ident, settings):
-    """The spectrum (written to spectrum.csv) and the tidy rows of its predictions and exponents."""
-    if K.ndim != 2:  # the full kind's (n C)^2 eigenproblem is out of reach at useful sizes
-        print("theory: no spectrum for the full kind", flush=True)
-        io.write_rows(snakemake.output.spectrum, [], columns=theory.SPECTRUM_COLUMNS)
-        return []
-    targets = np.eye(n_classes)[y_all] - (0.0 if prior is None else prior)
-    n_val = blocks["val"].stop - blocks["val"].start
-    rows = theory.spectrum_rows(blocks["train"].stop, n_val, settings["max_rows"])
-    applied = [(n, (res["ridge"] + res["jitter"]) * float(np.mean(np.diag(K[:n, :n]), dtype=np.float64)))
-               for n, _, res in records]
-    modes = (settings["mode_min"], settings["mode_max"])
-    spec, fits, predictions = theory.kernel_theory(K, targets, rows, applied, modes, settings["top_k"])
-    io.write_rows(snakemake.output.spectrum, theory.spectrum_table(spec), columns=theory.SPECTRUM_COLUMNS)
-    out = []
-    for (n, label, _), pred in zip(records, predictions):
-        at = {**ident, "ridge": label, "n": n}
-        out += [io.tidy_row(**at, metric="predicted_test_mse", value=pred.test_mse),
-                io.tidy_row(**at, metric="predicted_train_mse", value=pred.train_mse)]
-    at = {**ident, "n": len(rows)}
-    for name, fit in (("spectrum_b", fits["b"]), ("target_a", fits["a"])):
-        out += [io.tidy_row(**at, metric=name, value=fit.exponent), io.tidy_row(**at, metric=f"{name}_lo", value=fit.lo),
-                io.tidy_row(**at, metric=f"{name}_hi", value=fit.hi)]
-    out.append(io.tidy_row(**at, metric="alpha_powerlaw",
-                           value=theory.powerlaw_exponent(fits["a"].exponent, fits["b"].exponent)))
-    out.append(io.tidy_row(**at, metric=f"alignment_top{settings['top_k']}",
-                           value=theory.top_k_alignment(spec, settings["top_k"])))
-    print(f"theory: spectrum of {len(rows)} rows, b = {fits['b'].exponent:.2f} [{fits['b'].lo:.2f}, "
-          f"{fits['b'].hi:.2f}], a = {fits['a'].exponent:.2f} [{fits['a'].lo:.2f}, {fits['a'].hi:.2f}]", flush=True)
-    return out
-
-
 with io.log_to(snakemake.log[0]):
     w, p = snakemake.wildcards, snakemake.params
     d = data.load_prepared(snakemake.input.data)
@@ -72,7 +38,14 @@ with io.log_to(snakemake.log[0]):
         print(f"n={n} ridge={label} ({res['ridge']:g}) jitter={res['jitter']:g} val_{p.select_by}="
               f"{res['val'][p.select_by].mean():.4g} test_error={res['error'].mean():.4f} "
               f"test_mse={res['mse'].mean():.4g}", flush=True)
-    rows += theory_rows(K, y_all, blocks, prior, int(d["n_classes"]), records, ident, p.theory)
+    if K.ndim == 2:
+        targets = np.eye(int(d["n_classes"]))[y_all] - (0.0 if prior is None else prior)  # as regressed
+        spectrum, theory_rows = theory.regression_theory(K, targets, blocks, records, p.theory, ident)
+        rows += theory_rows
+    else:  # the full kind's (n C)^2 eigenproblem is out of reach at useful sizes
+        print("theory: no spectrum for the full kind", flush=True)
+        spectrum = []
+    io.write_rows(snakemake.output.spectrum, spectrum, columns=theory.SPECTRUM_COLUMNS)
     io.write_rows(snakemake.output.metrics, rows)
     io.save_npz(snakemake.output.pointwise, **ident, n=np.array([n for n, _, _ in records]),
                 ridge=np.array([label for _, label, _ in records]),
