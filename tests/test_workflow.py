@@ -248,7 +248,7 @@ CONFIG_CHANGES = {
         regress_kernel=ENTK_TAGS * 4 + 2 * 2, **FITS)),
     "change a fit setting": (lambda c: c["fit"].update(bootstrap=60), _jobs(**FITTED)),
     "change a theory setting": (lambda c: c.setdefault("theory", {}).update(top_k=5), _jobs(
-        regress_kernel=ENTK_TAGS * 4 + 2 * 2, kernel_evolution=4, **FITS, **EVOLUTION)),
+        regress_kernel=ENTK_TAGS * 4 + 2 * 2, kernel_evolution=4, **{**FITS, **EVOLUTION})),
     "change a figure setting": (lambda c: c["fit"].update(figure_width=16), _jobs(
         figure_data_scaling=1, figure_after_kernel=1, figure_theory=1, all=1)),
     "change the figures' ridge": (lambda c: c["fit"].update(figure_ridge=0.001), _jobs(
