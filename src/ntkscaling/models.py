@@ -190,15 +190,15 @@ def infinite_layers(module: nn.Module) -> list:
         return list(module)
     for name, part in module.named_modules():
         if not list(part.children()) and not isinstance(part, layers.Layer):
-            return _no_infinite(f"its layer {name or 'itself'} ({type(part).__name__}) has no infinite-width rule")
+            raise _no_infinite(f"its layer {name or 'itself'} ({type(part).__name__}) has no infinite-width rule")
     if not (isinstance(module, nn.Sequential) and all(isinstance(part, layers.Layer) for part in module)):
-        return _no_infinite(f"it is a {type(module).__name__}, not a sequence (nn.Sequential or models.Network) of "
+        raise _no_infinite(f"it is a {type(module).__name__}, not a sequence (nn.Sequential or models.Network) of "
                             f"ntkscaling layers, whose composition the infinite-width walk knows")
     return list(module)
 
 
-def _no_infinite(why: str):
-    raise ValueError(f"no infinite-width kernel: {why} (layers with one: {sorted(layers.LAYER_TYPES)})")
+def _no_infinite(why: str) -> ValueError:
+    return ValueError(f"no infinite-width kernel: {why} (layers with one: {sorted(layers.LAYER_TYPES)})")
 
 
 def load_nt_params(model: Network, path) -> Network:

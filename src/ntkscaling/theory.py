@@ -98,15 +98,6 @@ def predict(spec: Spectrum, n: int, ridge: float, noise: float = 0.0) -> Predict
     return Prediction(kappa, float(test), float(train), L)
 
 
-def predicted_curve(spec: Spectrum, ns, relative_ridges, noise: float = 0.0) -> dict:
-    """{relative ridge: predicted test MSE at each n}, ridges relative to sum(lambda) as in regression.py,
-    plus 'tuned': the smallest prediction over the ridges at each n (theory's own ridge choice)."""
-    total = float(spec.eigenvalues.sum())
-    curves = {r: np.array([predict(spec, n, r * total, noise).test_mse for n in ns]) for r in relative_ridges}
-    curves["tuned"] = np.min(np.stack(list(curves.values())), axis=0)
-    return curves
-
-
 @dataclass(frozen=True)
 class PowerFit:
     exponent: float
