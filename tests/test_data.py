@@ -246,3 +246,21 @@ def test_validation_set_is_fixed_balanced_and_disjoint_from_pool_and_test():
         assert not rows(x[b["train"]]) & rows(d["x_val"])
     with pytest.raises(data.DatasetError, match="dataset.val_size=2000"):
         data.prepare("digits", test_size=300, val_size=2000)
+
+
+def test_pool_rows_are_the_next_points_of_the_order_after_the_test_rows():
+    d = data.prepare("digits", test_size=300, val_size=200)
+    order = data.nested_order(d["y_train"], 0)
+    x0, y0 = data.kernel_rows(d, order, 64)
+    x, y = data.kernel_rows(d, order, 64, pool=100)
+    b = data.row_blocks(64, d, data.pool_size(order, 64, 100))
+    np.testing.assert_array_equal(x[:len(x0)], x0)  # the rows without a pool are unchanged, first
+    np.testing.assert_array_equal(x[b["pool"]], d["x_train"][order[64:164]])
+    np.testing.assert_array_equal(y[b["pool"]], d["y_train"][order[64:164]])
+    assert b["pool"].start == b["test"].stop == len(y0) and b["pool"].stop == len(y)
+    # the pool lies beyond every training set the kernel serves (n <= n_max), and holds only what the
+    # training pool has beyond n_max
+    assert not set(order[64:164]) & set(order[:64])
+    n_all = len(order)
+    assert data.pool_size(order, n_all - 10, 100) == 10 and data.pool_size(order, n_all, 100) == 0
+    assert len(data.kernel_rows(d, order, n_all - 10, pool=100)[1]) == n_all - 10 + 500 + 10

@@ -104,3 +104,14 @@ def test_kernel_theory_of_a_low_rank_kernel_predicts_without_fitting_a_power_law
     left = spec.target_power[2:].sum()
     assert predictions[1].test_mse == pytest.approx(5 / 3 * left, rel=1e-12) and predictions[1].kappa == 0
     assert predictions[0].test_mse > left and predictions[2].test_mse == np.inf
+
+
+def test_spectrum_rows_take_validation_and_pool_rows_and_never_test_rows():
+    blocks = {"train": slice(0, 50), "val": slice(50, 70), "test": slice(70, 100), "pool": slice(100, 130)}
+    rows = theory.spectrum_rows(blocks, 4096)
+    np.testing.assert_array_equal(rows, np.r_[0:50, 50:70, 100:130])
+    capped = theory.spectrum_rows(blocks, 60)  # held-out rows first, then training rows up to the cap
+    np.testing.assert_array_equal(capped, np.r_[0:10, 50:70, 100:130])
+    assert len(theory.spectrum_rows(blocks, 16)) == 16
+    no_pool = {k: v for k, v in blocks.items() if k != "pool"}
+    np.testing.assert_array_equal(theory.spectrum_rows(no_pool, 4096), np.r_[0:70])

@@ -253,16 +253,20 @@ def _dataset_sizes(ds: dict, counts):
     return pool, sum(test[c] for c in keep), len(keep)
 
 
-def kernel_row_count(config: dict, n_max: int) -> int:
-    """Rows of a kernel whose training block has n_max rows: training, then validation, then test."""
-    return n_max + config["dataset"]["val_size"] + config["dataset"]["test_size"]
+def kernel_row_count(config: dict, n_max: int, pool: int = 0) -> int:
+    """Rows of a kernel whose training block has n_max rows: training, validation, test, then `pool` pool rows
+    (data.kernel_rows; an upper bound: a small training pool holds fewer)."""
+    return n_max + config["dataset"]["val_size"] + config["dataset"]["test_size"] + pool
 
 
 def kernel_sizes(config: dict, n_classes: int) -> list[tuple[str, float]]:
     """(what, GB) of every kernel file the run writes (the largest of each kind)."""
-    rows = kernel_row_count(config, max(config["sample_sizes"]))
-    out = [(f"eNTK ({kind} kind)", rows ** 2 * 4 * (n_classes ** 2 if kind == "full" else 1) / 1e9)
+    n_max = max(config["sample_sizes"])
+    pool = config["theory"]["pool"]  # mean and sum kinds only
+    out = [(f"eNTK ({kind} kind)", kernel_row_count(config, n_max, 0 if kind == "full" else pool) ** 2 * 4
+            * (n_classes ** 2 if kind == "full" else 1) / 1e9)
            for kind in sorted(set(config["kernel"]["kinds"]) | {config["evolution"]["kind"]})]
+    rows = kernel_row_count(config, n_max, pool)
     if config["kernel"]["infinite"]:
         out.append(("infinite NTK (float64)", rows ** 2 * 8 / 1e9))
     return out

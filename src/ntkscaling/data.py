@@ -16,8 +16,9 @@ set is only reported) and standardizes per channel with the statistics of the re
 every subset sees the same inputs. `nested_order` gives one permutation of the pool (validation excluded)
 per seed: subset n is its first n indices, so n1 < n2 implies S(n1) in S(n2).
 
-Kernels are computed once on the rows [first n_max of a seed's order | validation set | test set]
-(`kernel_rows`); `row_blocks` says where each block lies.
+Kernels are computed once on the rows [first n_max of a seed's order | validation set | test set | pool]
+(`kernel_rows`; the pool is the next points of the order, which only the spectrum of theory.py uses);
+`row_blocks` says where each block lies.
 """
 from __future__ import annotations
 
@@ -457,24 +458,33 @@ def load_prepared(path):
     return load_npz(path)
 
 
-def kernel_rows(prepared: dict, order: np.ndarray, n_max: int):
+def kernel_rows(prepared: dict, order: np.ndarray, n_max: int, pool: int = 0):
     """Inputs and labels of the rows of every kernel: the first n_max points of a seed's nested order, the
-    validation set, then the test set (see `row_blocks`). Kernels on these rows are sliced for every
-    n <= n_max."""
+    validation set, the test set, then up to `pool` further points of the order (`pool_size`: rows no
+    regression trains on, which the spectrum of theory.py adds to stand in for the data distribution; see
+    `row_blocks`). Kernels on these rows are sliced for every n <= n_max."""
     if n_max > len(order):
         raise DatasetError(f"config key 'sample_sizes': n={n_max} exceeds the training pool of {len(order)} "
                            f"examples")
-    idx = order[:n_max]
-    x = np.concatenate([prepared["x_train"][idx], prepared["x_val"], prepared["x_test"]])
-    y = np.concatenate([prepared["y_train"][idx], prepared["y_val"], prepared["y_test"]])
+    train, extra = order[:n_max], order[n_max:n_max + pool_size(order, n_max, pool)]
+    x = np.concatenate([prepared["x_train"][train], prepared["x_val"], prepared["x_test"], prepared["x_train"][extra]])
+    y = np.concatenate([prepared["y_train"][train], prepared["y_val"], prepared["y_test"], prepared["y_train"][extra]])
     return x, y
 
 
-def row_blocks(n_max: int, prepared: dict) -> dict:
-    """Slices of the `kernel_rows` blocks: 'train' (the n_max nested rows), 'val' and 'test'."""
+def pool_size(order: np.ndarray, n_max: int, pool: int) -> int:
+    """Pool rows a kernel gets: `pool` (config key theory.pool), or fewer when the training pool holds fewer
+    points beyond the first n_max of the order."""
+    return max(0, min(pool, len(order) - n_max))
+
+
+def row_blocks(n_max: int, prepared: dict, n_pool: int = 0) -> dict:
+    """Slices of the `kernel_rows` blocks: 'train' (the n_max nested rows), 'val', 'test' and 'pool' (n_pool
+    rows, `pool_size`)."""
     n_val, n_test = len(prepared["y_val"]), len(prepared["y_test"])
-    return {"train": slice(0, n_max), "val": slice(n_max, n_max + n_val),
-            "test": slice(n_max + n_val, n_max + n_val + n_test)}
+    end = n_max + n_val + n_test
+    return {"train": slice(0, n_max), "val": slice(n_max, n_max + n_val), "test": slice(n_max + n_val, end),
+            "pool": slice(end, end + n_pool)}
 
 
 def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:

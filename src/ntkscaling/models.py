@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import archs, layers
-from .io import ZIP_MAGIC, FileFormatError, require_magic
+from .io import ZIP_MAGIC, FileFormatError, atomic_path, require_magic
 
 ARCHS = archs.LAYERED
 PARAMETERIZATIONS = ("ntk", "standard")
@@ -241,9 +241,19 @@ def load_checkpoint(ckpt_path, map_location="cpu") -> dict:
     except Exception as e:  # truncated zip, random bytes, an old format: all the same to the user
         raise FileFormatError(f"{path}: not a readable checkpoint ({type(e).__name__}); delete it and re-run "
                               f"the job that writes it") from None
+    if isinstance(state, dict) and "diverged" in state:  # save_diverged
+        raise FileFormatError(f"{path}: holds no network: its training diverged ({state['diverged']}); lower "
+                              f"train.lr")
     if not (isinstance(state, dict) and {"hyper_parameters", "state_dict"} <= set(state)):
         raise FileFormatError(f"{path}: not an ntkscaling training checkpoint (no hyper_parameters/state_dict)")
     return state
+
+
+def save_diverged(ckpt_path, message: str):
+    """The final checkpoint of a run whose divergence was recorded (train.on_divergence: record): no network,
+    the message; load_checkpoint refuses it with that message."""
+    with atomic_path(ckpt_path) as tmp:
+        torch.save({"diverged": str(message)}, tmp)
 
 
 def load_network(ckpt_path, map_location="cpu") -> Network:

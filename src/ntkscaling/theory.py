@@ -148,12 +148,12 @@ def spectrum_table(spec: Spectrum) -> list[dict]:
             for i, (lam, v2, t) in enumerate(zip(spec.eigenvalues, spec.target_power, spec.tail))]
 
 
-def spectrum_rows(n_train: int, n_val: int, max_rows: int) -> np.ndarray:
-    """The kernel rows (data.kernel_rows order: training, validation, test) whose spectrum stands in for the
-    data distribution: the first training rows (at most max_rows - n_val of them) and the validation rows,
-    never the test rows."""
-    keep = min(n_train, max(max_rows - n_val, 1))
-    return np.r_[0:keep, n_train:n_train + n_val]
+def spectrum_rows(blocks: dict, max_rows: int) -> np.ndarray:
+    """The kernel rows whose spectrum stands in for the data distribution, never the test rows: the
+    validation and pool rows (blocks: data.row_blocks), and the first training rows up to max_rows in all."""
+    held = np.r_[blocks["val"], blocks.get("pool", slice(0, 0))][:max_rows]
+    keep = min(blocks["train"].stop, max(max_rows - len(held), 0))
+    return np.r_[0:keep, held]
 
 
 def kernel_theory(K: np.ndarray, targets: np.ndarray, rows, regressions, modes=(2, None), top_k: int = 10,
@@ -201,7 +201,7 @@ def regression_theory(K: np.ndarray, targets: np.ndarray, blocks: dict, records,
             regression; settings: the config's theory section.
     """
     from .io import tidy_row
-    rows = spectrum_rows(blocks["train"].stop, blocks["val"].stop - blocks["val"].start, settings["max_rows"])
+    rows = spectrum_rows(blocks, settings["max_rows"])
     applied = [(n, (res["ridge"] + res["jitter"]) * float(np.mean(np.diag(K[:n, :n]), dtype=np.float64)))
                for n, _, res in records]  # the ridge as regression.py applied it
     spec, fits, predictions = kernel_theory(K, targets, rows, applied, (settings["mode_min"], settings["mode_max"]),

@@ -429,7 +429,11 @@ def _train(prepared_path, order_path, n, seed, out_dir, network, train, log_poin
                          enable_model_summary=False, enable_progress_bar=progress, callbacks=callbacks,
                          default_root_dir=str(out_dir), num_sanity_val_steps=0)
     resume_from = str(start[0]) if start is not None and start[1] < total else None
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+    except DivergenceError as err:  # what was measured before, for a caller that records the divergence
+        err.rows, err.step = cb.rows, trainer.global_step
+        raise
     cb.record(trainer, module)  # the last step, whatever the schedule rounding
     records = {"network": _test_record(module, dm, train.loss, trainer.global_step)}
     best = cb.best

@@ -19,12 +19,19 @@ from ntkscaling import archs, code_inputs, data, jobsize, methods  # noqa: E402
 from ntkscaling.config import ConfigError, kernel_row_count, validate as validate_config  # noqa: E402
 from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 
+SWEEP_POINT = config.pop("_sweep", None)  # set for a sweep's grid point (ntkscaling.sweep.point_config)
 try:
     validate_config(config, check_data=workflow.is_main_process)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 RESULTS = f"results/{config['run_name']}"
+# A sweep's grid point shares jobs with its base run, whose outputs it reads from there: the data and the
+# infinite kernels always, the initial networks and their eNTKs when it changes only training settings.
+SHARED = SWEEP_POINT["results"] if SWEEP_POINT else RESULTS
+INIT_ROOT = SHARED if SWEEP_POINT and SWEEP_POINT["shares_init"] else RESULTS
+DATA = f"{SHARED}/data/prepared.npz"
+ORDER = f"{SHARED}/data/order_s{{seed}}.npy"
 LOGS = f"logs/{config['run_name']}"
 WIDTHS = config["model"]["widths"]
 SEEDS = config["seeds"]
@@ -63,6 +70,7 @@ if FACTORY:  # a factory's layers, from the network it builds at the smallest wi
     INFINITE_ARCH.update(only(config["model"], "factory", "factory_kwargs"), width=min(WIDTHS))
 DATASET = only(config["dataset"], drop=("balanced",))  # the order's balance is subset_order's alone
 THEORY = config["theory"]
+SPECTRUM = only(THEORY, drop=("pool",))  # kernel evolution's spectra: its kernels have no pool rows
 FIT = only(config["fit"], drop=("figure_ridge", "figure_width"))  # the figures' choices are not the fits'
 GPUS = config["gpus_per_job"]
 
@@ -99,7 +107,7 @@ def kernel_checkpoint(wildcards):
     """The network checkpoint whose eNTK a kernel tag uses: the initialization or a trained network."""
     tag = parse_tag(wildcards.method)
     if tag["method"] == "entk_init":
-        return f"{RESULTS}/init/w{wildcards.width}/s{wildcards.seed}.ckpt"
+        return f"{INIT_ROOT}/init/w{wildcards.width}/s{wildcards.seed}.ckpt"
     return f"{RESULTS}/train/w{wildcards.width}/s{wildcards.seed}/n{tag['k']}/final.ckpt"
 
 
@@ -107,6 +115,13 @@ def kernel_ns(wildcards):
     """The training-set sizes a kernel serves: entk_after_n<n> serves n only, every other kernel all n."""
     n = parse_tag(wildcards.method)["n"]
     return [n] if n else NS
+
+
+def kernel_root(method):
+    """Where a kernel tag's kernel and regression live: a sweep point's shared ones in its base run."""
+    if method in methods.INFINITE_TAGS:
+        return SHARED
+    return INIT_ROOT if parse_tag(method)["method"] == "entk_init" else RESULTS
 
 
 def kernel_prior(wildcards):
@@ -125,9 +140,10 @@ def kernel_n_rows(wildcards):
 def kernel_results(name):
     """Regression outputs of every kernel: eNTKs per tag, width and kind; infinite kernels (width 'inf',
     one scalar kernel per pair, regressed as the mean kind)."""
-    pattern = f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/{name}"
-    return (expand(pattern, method=ENTK_TAGS, width=WIDTHS, seed=SEEDS, kind=KINDS)
-            + expand(pattern, method=INFINITE_TAGS, width="inf", seed=SEEDS, kind="mean"))
+    pattern = "{root}/regression/{method}/w{width}/s{seed}/{kind}/" + name
+    return ([path for tag in ENTK_TAGS
+             for path in expand(pattern, root=kernel_root(tag), method=tag, width=WIDTHS, seed=SEEDS, kind=KINDS)]
+            + expand(pattern, root=SHARED, method=INFINITE_TAGS, width="inf", seed=SEEDS, kind="mean"))
 
 
 def pointwise_all(wildcards=None):
@@ -151,14 +167,14 @@ def width_distance_tables(wildcards=None):
 
 def width_infinite(wildcards):
     """The infinite NTK of a seed, when the run computes it."""
-    return [f"{RESULTS}/kernels/infinite_ntk/winf/s{wildcards.seed}/mean.npy"] if INFINITE_TAGS else []
+    return [f"{SHARED}/kernels/infinite_ntk/winf/s{wildcards.seed}/mean.npy"] if INFINITE_TAGS else []
 
 
 def width_priors(wildcards):
     """The f0 of every width's eNTK at init, for the linearized predictor of uncentred networks."""
     if config["model"]["center"]:
         return []
-    return expand(f"{RESULTS}/kernels/entk_init/w{{width}}/s{wildcards.seed}/mean.outputs.npy", width=WIDTHS)
+    return expand(f"{INIT_ROOT}/kernels/entk_init/w{{width}}/s{wildcards.seed}/mean.outputs.npy", width=WIDTHS)
 
 
 def figure_title(width=None):
@@ -187,9 +203,19 @@ def all_targets():
 N_OUTPUTS = len(config["dataset"]["classes"] or range(10))  # an upper bound before the data is read
 
 
-def kernel_rows(n_max):
+def kernel_rows(n_max, pool=0):
     """Rows of a kernel whose training block has n_max rows (see ntkscaling.config.kernel_row_count)."""
-    return kernel_row_count(config, n_max)
+    return kernel_row_count(config, n_max, pool)
+
+
+def kernel_pool(wildcards):
+    """Pool rows asked of a kernel (theory.pool): mean and sum kinds only, the full kind has no spectrum."""
+    return 0 if wildcards.kind == "full" else THEORY["pool"]
+
+
+def entk_rows(wildcards):
+    """Rows of an eNTK job's kernel (training, validation, test, pool)."""
+    return kernel_rows(kernel_n_rows(wildcards), kernel_pool(wildcards))
 
 
 def train_steps(n):

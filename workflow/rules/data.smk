@@ -11,8 +11,8 @@ rule prepare_data:
     input:
         code=code("prepare_data"),
     output:
-        data=f"{RESULTS}/data/prepared.npz",
-        meta=f"{RESULTS}/data/prepared.json",
+        data=DATA,
+        meta=f"{SHARED}/data/prepared.json",
     params:
         dataset=DATASET,
     conda:
@@ -31,10 +31,10 @@ rule prepare_data:
 
 rule subset_order:
     input:
-        data=rules.prepare_data.output.data,
+        data=DATA,
         code=code("subset_order"),
     output:
-        f"{RESULTS}/data/order_s{{seed}}.npy",
+        ORDER,
     params:
         balanced=config["dataset"]["balanced"],
     conda:

@@ -6,10 +6,10 @@
 
 rule init_checkpoint:
     input:
-        data=rules.prepare_data.output.data,
+        data=DATA,
         code=network_code("init_checkpoint"),
     output:
-        f"{RESULTS}/init/w{{width}}/s{{seed}}.ckpt",
+        f"{INIT_ROOT}/init/w{{width}}/s{{seed}}.ckpt",
     params:
         network=NETWORK,
     conda:
@@ -30,8 +30,8 @@ rule entk_kernel:
         width=r"\d+",
     input:
         ckpt=kernel_checkpoint,
-        data=rules.prepare_data.output.data,
-        order=f"{RESULTS}/data/order_s{{seed}}.npy",
+        data=DATA,
+        order=ORDER,
         code=network_code("entk_kernel"),
     output:
         kernel=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.npy",
@@ -39,16 +39,17 @@ rule entk_kernel:
         outputs=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.outputs.npy",
     params:
         n_max=kernel_n_rows,
+        pool=kernel_pool,
     conda:
         CONDA_ENV
     log:
         f"{LOGS}/entk_kernel/{{method}}_w{{width}}_s{{seed}}_{{kind}}.log",
     benchmark:
         f"{LOGS}/benchmarks/entk_kernel/{{method}}_w{{width}}_s{{seed}}_{{kind}}.tsv"
-    threads: lambda wc: jobsize.kernel_threads(kernel_rows(kernel_n_rows(wc)))
+    threads: lambda wc: jobsize.kernel_threads(entk_rows(wc))
     resources:
-        mem_mb=mem_mb(lambda wc, input: jobsize.entk_mem_mb(kernel_rows(kernel_n_rows(wc)), entk_outputs(wc))),
-        runtime=runtime(lambda wc: jobsize.entk_minutes(kernel_rows(kernel_n_rows(wc)), entk_outputs(wc))),
+        mem_mb=mem_mb(lambda wc, input: jobsize.entk_mem_mb(entk_rows(wc), entk_outputs(wc))),
+        runtime=runtime(lambda wc: jobsize.entk_minutes(entk_rows(wc), entk_outputs(wc))),
         gpu=GPUS,
     script:
         "../scripts/entk_kernel.py"
@@ -56,15 +57,16 @@ rule entk_kernel:
 
 rule infinite_kernel:
     input:
-        data=rules.prepare_data.output.data,
-        order=f"{RESULTS}/data/order_s{{seed}}.npy",
+        data=DATA,
+        order=ORDER,
         code=network_code("infinite_kernel"),
     output:
-        ntk=f"{RESULTS}/kernels/infinite_ntk/winf/s{{seed}}/mean.npy",
-        nngp=f"{RESULTS}/kernels/infinite_nngp/winf/s{{seed}}/mean.npy",
-        meta=f"{RESULTS}/kernels/infinite_ntk/winf/s{{seed}}/mean.json",
+        ntk=f"{SHARED}/kernels/infinite_ntk/winf/s{{seed}}/mean.npy",
+        nngp=f"{SHARED}/kernels/infinite_nngp/winf/s{{seed}}/mean.npy",
+        meta=f"{SHARED}/kernels/infinite_ntk/winf/s{{seed}}/mean.json",
     params:
         n_max=max(NS),
+        pool=THEORY["pool"],
         arch=INFINITE_ARCH,
     conda:
         CONDA_ENV
@@ -72,10 +74,10 @@ rule infinite_kernel:
         f"{LOGS}/infinite_kernel/s{{seed}}.log",
     benchmark:
         f"{LOGS}/benchmarks/infinite_kernel/s{{seed}}.tsv"
-    threads: jobsize.kernel_threads(kernel_rows(max(NS)), small=2)  # many per-pair steps even for few rows
+    threads: jobsize.kernel_threads(kernel_rows(max(NS), THEORY["pool"]), small=2)  # per-pair steps even for few rows
     resources:
-        mem_mb=mem_mb(lambda wc, input: jobsize.infinite_mem_mb(kernel_rows(max(NS)))),
-        runtime=runtime(lambda wc: jobsize.infinite_minutes(kernel_rows(max(NS)))),
+        mem_mb=mem_mb(lambda wc, input: jobsize.infinite_mem_mb(kernel_rows(max(NS), THEORY["pool"]))),
+        runtime=runtime(lambda wc: jobsize.infinite_minutes(kernel_rows(max(NS), THEORY["pool"]))),
         gpu=GPUS,
     script:
         "../scripts/infinite_kernel.py"
@@ -85,8 +87,8 @@ rule regress_kernel:
     input:
         kernel=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.npy",
         prior=kernel_prior,
-        data=rules.prepare_data.output.data,
-        order=f"{RESULTS}/data/order_s{{seed}}.npy",
+        data=DATA,
+        order=ORDER,
         code=code("regress_kernel"),
     output:
         metrics=f"{RESULTS}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/metrics.csv",
@@ -99,7 +101,8 @@ rule regress_kernel:
         select_by=config["select_by"],
         dataset=config["dataset"]["name"],
         arch=config["model"]["arch"],
-        theory=THEORY,
+        pool=kernel_pool,
+        theory=SPECTRUM,
     conda:
         CONDA_ENV
     log:
@@ -109,7 +112,7 @@ rule regress_kernel:
     threads: 1
     resources:
         mem_mb=mem_mb(lambda wc, input: jobsize.regression_mem_mb(
-            kernel_rows(kernel_n_rows(wc)) * entk_outputs(wc), kernel_n_rows(wc) * entk_outputs(wc))),
+            entk_rows(wc) * entk_outputs(wc), kernel_n_rows(wc) * entk_outputs(wc))),
         runtime=runtime(lambda wc: jobsize.regression_minutes(kernel_n_rows(wc) * entk_outputs(wc),
                                                               len(kernel_ns(wc)))),
     script:
@@ -120,8 +123,8 @@ rule kernel_evolution:
     input:
         metrics=rules.track_network.output.metrics,
         final=rules.track_network.output.final,
-        data=rules.prepare_data.output.data,
-        order=f"{RESULTS}/data/order_s{{seed}}.npy",
+        data=DATA,
+        order=ORDER,
         code=network_code("kernel_evolution"),
     output:
         f"{TRACK_DIR}/{{kind}}.csv",
@@ -129,7 +132,7 @@ rule kernel_evolution:
         checkpoints=f"{TRACK_DIR}/checkpoints",
         ridges=[EVOLUTION["ridge"]],
         linearized=not config["model"]["center"],
-        theory=THEORY,
+        theory=SPECTRUM,
     conda:
         CONDA_ENV
     log:
@@ -148,12 +151,12 @@ rule kernel_evolution:
 
 rule width_distance:
     input:
-        entk=expand(f"{RESULTS}/kernels/entk_init/w{{width}}/s{{{{seed}}}}/mean.npy", width=WIDTHS),
+        entk=expand(f"{INIT_ROOT}/kernels/entk_init/w{{width}}/s{{{{seed}}}}/mean.npy", width=WIDTHS),
         prior=width_priors,
         infinite=width_infinite,
         network=expand(f"{RESULTS}/train/w{{width}}/s{{{{seed}}}}/n{WIDTH_N}/pointwise.npz", width=WIDTHS),
-        data=rules.prepare_data.output.data,
-        order=f"{RESULTS}/data/order_s{{seed}}.npy",
+        data=DATA,
+        order=ORDER,
         code=code("width_distance"),
     output:
         f"{RESULTS}/width/distance_s{{seed}}.csv",
@@ -170,7 +173,7 @@ rule width_distance:
         f"{LOGS}/width_distance/s{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=mem_mb(lambda wc, input: jobsize.regression_mem_mb(kernel_rows(max(NS)), WIDTH_N)),
+        mem_mb=mem_mb(lambda wc, input: jobsize.regression_mem_mb(kernel_rows(max(NS), THEORY["pool"]), WIDTH_N)),
         runtime=runtime(lambda wc: jobsize.regression_minutes(WIDTH_N, 2 * len(WIDTHS))),
     script:
         "../scripts/width_distance.py"

@@ -7,8 +7,8 @@
 
 rule train_network:
     input:
-        data=rules.prepare_data.output.data,
-        order=f"{RESULTS}/data/order_s{{seed}}.npy",
+        data=DATA,
+        order=ORDER,
         code=network_code("train_network"),
     output:
         metrics=f"{TRAIN_DIR}/metrics.csv",

@@ -1,4 +1,4 @@
-"""Adapter: eNTK of a checkpoint on the kernel rows (n_max nested train points, validation, test), saved as
+"""Adapter: eNTK of a checkpoint on the kernel rows (n_max nested train points, validation, test, pool), saved as
 .npy + JSON, with the checkpoint network's own outputs on the same rows (the f0 of the linearized
 predictor that uncentred networks are compared with)."""
 import time
@@ -8,14 +8,17 @@ import torch
 
 from ntkscaling import data, entk, io, methods, models
 
+ROWS = ("first n_train entries of the seed's nested order, the validation set, the test set, the next n_pool "
+        "entries of the order")
+
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     w = snakemake.wildcards
     tag = methods.parse_tag(w.method)
     d = data.load_prepared(snakemake.input.data)
     order = io.load_npy(snakemake.input.order)
-    n_max = snakemake.params.n_max
-    x = torch.from_numpy(data.kernel_rows(d, order, n_max)[0])
+    n_max, pool = snakemake.params.n_max, snakemake.params.pool
+    x = torch.from_numpy(data.kernel_rows(d, order, n_max, pool)[0])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"eNTK ({w.kind}) of {snakemake.input.ckpt} on {len(x)} points, device {device}", flush=True)
     t0 = time.perf_counter()
@@ -36,8 +39,7 @@ with io.log_to(snakemake.log[0]):
     io.save_json(snakemake.output.meta, {
         "tag": w.method, "method": tag["method"], "k": tag["k"], "kind": w.kind, "width": int(w.width), "seed": int(w.seed),
         "checkpoint": snakemake.input.ckpt, "n_train": n_max, "n_val": int(len(d["x_val"])),
-        "n_test": int(len(d["x_test"])),
-        "rows": "first n_train entries of the seed's nested order, the validation set, the test set",
+        "n_test": int(len(d["x_test"])), "n_pool": data.pool_size(order, n_max, pool), "rows": ROWS,
         "outputs": "the checkpoint network's uncentred outputs f(x) on the same rows, float64",
         "shape": list(K.shape), "dtype": str(K.dtype), "device": device, "engine": engine, "seconds": seconds,
         "provenance": io.provenance(snakemake.config)})

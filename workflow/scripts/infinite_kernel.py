@@ -1,4 +1,5 @@
-"""Adapter: infinite-width NTK and NNGP on the kernel rows (n_max nested train points, validation, test), float64."""
+"""Adapter: infinite-width NTK and NNGP on the kernel rows (n_max nested train points, validation, test, pool),
+float64."""
 import time
 
 import numpy as np
@@ -11,9 +12,9 @@ with io.log_to(snakemake.log[0]):
     m = snakemake.params.arch
     d = data.load_prepared(snakemake.input.data)
     order = io.load_npy(snakemake.input.order)
-    n_max = snakemake.params.n_max
+    n_max, pool = snakemake.params.n_max, snakemake.params.pool
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    x = torch.from_numpy(data.kernel_rows(d, order, n_max)[0]).to(device)
+    x = torch.from_numpy(data.kernel_rows(d, order, n_max, pool)[0]).to(device)
     print(f"infinite {m['arch']} NTK/NNGP on {len(x)} points, device {device}", flush=True)
     t0 = time.perf_counter()
     progress = lambda msg: print(msg, flush=True)  # noqa: E731
@@ -33,8 +34,10 @@ with io.log_to(snakemake.log[0]):
         io.save_npy(snakemake.output[name], K)
     io.save_json(snakemake.output.meta, {
         **m,
-        "n_train": n_max, "n_val": int(len(d["x_val"])), "n_test": int(len(d["x_test"])), "dtype": "float64",
-        "device": device, "rows": "first n_train entries of the seed's nested order, the validation set, the test set",
+        "n_train": n_max, "n_val": int(len(d["x_val"])), "n_test": int(len(d["x_test"])),
+        "n_pool": data.pool_size(order, n_max, pool), "dtype": "float64", "device": device,
+        "rows": "first n_train entries of the seed's nested order, the validation set, the test set, the next n_pool "
+                "entries of the order",
         "kernels": {"ntk": snakemake.output.ntk, "nngp": snakemake.output.nngp}, "seconds": seconds,
         "provenance": io.provenance(snakemake.config)})
     print(f"done in {seconds:.1f}s")

@@ -13,8 +13,11 @@ with io.log_to(snakemake.log[0]):
     order = io.load_npy(snakemake.input.order)
     K = io.load_npy(snakemake.input.kernel, mmap=True)
     n_max = max(p.ns)
-    y_all = data.kernel_rows(d, order, n_max)[1]
-    blocks = data.row_blocks(n_max, d)
+    y_all = data.kernel_rows(d, order, n_max, p.pool)[1]
+    blocks = data.row_blocks(n_max, d, data.pool_size(order, n_max, p.pool))
+    if K.shape[0] != len(y_all):
+        raise ValueError(f"{snakemake.input.kernel}: {K.shape[0]} rows, expected {len(y_all)} (training, "
+                         f"validation, test and pool rows)")
     prior = io.load_npy(snakemake.input.prior[0]) if snakemake.input.prior else None
     tag = methods.parse_tag(w.method)
     ident = {"dataset": p.dataset, "arch": p.arch, "width": io.table_width(w.width), "seed": int(w.seed),

@@ -1,0 +1,131 @@
+"""Robustness sweeps: the same run at every point of a grid over training and model settings.
+
+A config's `sweep` section maps dotted keys (`SWEEPABLE`: training settings and the parameterization) to lists
+of values; every combination is a grid point (`grid_points`) run as a sub-run of its own under
+results/<run_name>/sweep/<point>/ (`point_config`): the base config with the point's values, whose training
+records a divergence instead of failing. A point shares with the base run every job it does not change: the
+prepared data and subsets and the infinite kernels always, the initial networks and their eNTKs (and their
+regressions) when it changes only training settings (`shares_init`).
+
+Then, per point, the training outcome of its networks (`training_outcome`: diverged or not, final training
+loss, test error and MSE); points with a diverged network are reported and left out of the exponents, never
+a failure of the whole run. `sweep_table` joins every point's summary/exponents.csv and outcome into one tidy
+table. Torch-free: the workflow expands the grid while it builds the DAG.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+
+import numpy as np
+
+SWEEPABLE = ("train.lr", "train.batch_size", "train.optimizer", "train.momentum", "train.weight_decay",
+             "train.loss", "train.lr_schedule", "train.warmup", "train.steps", "train.epochs",
+             "model.parameterization")
+DIVERGED = "diverged"  # the tidy metric a training job writes when its network diverged (train.on_divergence)
+
+
+def swept_keys(config: dict) -> list[str]:
+    """The dotted keys of the config's sweep, in the order the config lists them."""
+    return list((config.get("sweep") or {}).keys())
+
+
+def grid_points(config: dict) -> list[dict]:
+    """Every combination of the sweep's values, as {dotted key: value}, the first key varying slowest."""
+    grid = config.get("sweep") or {}
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def _value_text(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def point_name(point: dict) -> str:
+    """The folder of a grid point: `<leaf key>=<value>` joined by `__` (lr=0.5__optimizer=adam)."""
+    leaves = [k.split(".")[-1] for k in point]
+    names = leaves if len(set(leaves)) == len(leaves) else list(point)  # dotted keys where leaves collide
+    return "__".join(f"{name}={_value_text(v)}" for name, v in zip(names, point.values()))
+
+
+def shares_init(point: dict) -> bool:
+    """A point that changes only training settings starts from the base run's initial networks."""
+    return not any(k.startswith("model.") for k in point)
+
+
+def point_config(config: dict, point: dict) -> dict:
+    """The config of one grid point's sub-run: the base config with the point's values, run under
+    <run_name>/sweep/<point>, no sweep of its own, training that records divergence, and (key `_sweep`,
+    read by the workflow) where the jobs it shares with the base run live."""
+    sub = copy.deepcopy(config)
+    for key, value in point.items():
+        section, leaf = key.split(".")
+        sub[section][leaf] = value
+    sub["run_name"] = f"{config['run_name']}/sweep/{point_name(point)}"
+    sub["sweep"] = {}
+    sub["train"]["on_divergence"] = "record"
+    sub["_sweep"] = {"results": f"results/{config['run_name']}", "shares_init": shares_init(point)}
+    return sub
+
+
+OUTCOME_COLUMNS = ("width", "seed", "n", "diverged", "steps", "train_loss", "test_error", "test_mse")
+
+
+def training_outcome(rows) -> dict:
+    """One network's outcome from its training metrics (tidy rows as dicts, method 'network'): diverged
+    (1/0), the last step evaluated, and the training loss, test error and test MSE there (NaN if diverged)."""
+    rows = [r for r in rows if r["method"] == "network"]
+    ident = rows[0]
+    diverged = any(r["metric"] == DIVERGED and float(r["value"]) > 0 for r in rows)
+    evaluated = [r for r in rows if r["metric"] != DIVERGED]
+    last = max((int(r["step"]) for r in evaluated), default=0)
+    at_last = {r["metric"]: float(r["value"]) for r in evaluated if int(r["step"]) == last}
+    nan = float("nan")
+    return {"width": ident["width"], "seed": int(ident["seed"]), "n": int(ident["n"]), "diverged": int(diverged),
+            "steps": last, "train_loss": nan if diverged else at_last.get("train_loss", nan),
+            "test_error": nan if diverged else at_last.get("test_error", nan),
+            "test_mse": nan if diverged else at_last.get("test_mse", nan)}
+
+
+def point_status(outcomes) -> dict:
+    """A point's training outcome in a few numbers: how many networks it trained and how many diverged,
+    and the mean final training loss and test error of the networks on the largest n."""
+    diverged = sum(int(o["diverged"]) for o in outcomes)
+    n_max = max(int(o["n"]) for o in outcomes)
+    largest = [o for o in outcomes if int(o["n"]) == n_max and not int(o["diverged"])]
+    mean = (lambda key: float(np.mean([float(o[key]) for o in largest])) if largest else float("nan"))
+    return {"status": DIVERGED if diverged else "ok", "networks": len(outcomes), "networks_diverged": diverged,
+            "final_train_loss": mean("train_loss"), "final_test_error": mean("test_error"), "outcome_n": n_max}
+
+
+SWEEP_KEEP = ("method", "kind", "k", "width", "ridge", "metric", "alpha", "alpha_lo", "alpha_hi", "network_method",
+              "network_alpha", "alpha_deficit", "deficit_lo", "deficit_hi", "n_seeds")
+
+
+def sweep_table(points: list[dict], statuses: list[dict], summaries: list):
+    """The sweep's answer: one row per (grid point, method row of its summary/exponents.csv) with the point's
+    settings (a column per swept key) and training outcome; a diverged point gets one row with its outcome
+    and no exponents (status 'diverged').
+
+    Args:
+        points: the grid points ({dotted key: value}); statuses: `point_status` of each; summaries: each
+            point's summary table (scaling.read_exponents of summary/exponents.csv), None for a diverged point.
+    """
+    import pandas as pd
+    frames = []
+    for point, status, summary in zip(points, statuses, summaries):
+        settings = {"point": point_name(point), **point, **status}
+        if summary is None or status["status"] == DIVERGED:
+            frames.append(pd.DataFrame([settings]))
+            continue
+        part = summary[[c for c in SWEEP_KEEP if c in summary.columns]].copy()
+        for key, value in reversed(settings.items()):
+            part.insert(0, key, [value] * len(part))
+        frames.append(part)
+    table = pd.concat(frames, ignore_index=True)
+    first = ["point", *points[0].keys()] if points else ["point"]
+    return table[first + [c for c in table.columns if c not in first]]
