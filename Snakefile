@@ -1,5 +1,6 @@
 # ntkscaling: does the Neural Tangent Kernel explain how my network scales?
-# The DAG: data -> train -> scaling fits -> figures. See README.md and ../shared/DESIGN.md.
+# The DAG: data -> train -> kernels -> scaling fits -> figures (workflow/run.smk), once for the config, or once
+# per grid point of its sweep (workflow/rules/sweep.smk). See README.md and ../shared/DESIGN.md.
 import os
 
 from snakemake.utils import min_version
@@ -10,15 +11,11 @@ min_version("9.0")
 configfile: os.path.join(workflow.current_basedir, "config", "config.yaml")
 
 
-include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/kernels.smk"
-include: "workflow/rules/scaling.smk"
-include: "workflow/rules/figures.smk"
+include: "workflow/run.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule all:
     input:
-        all_targets(),
+        *([SWEEP_SHARED, SWEEP_OUTCOMES, sweep_targets] if SWEEP else [all_targets()]),
     default_target: True

@@ -58,8 +58,21 @@ def test_checkpoint_steps():
 
 
 def test_divergence_stops_with_clear_error(prepared, tmp_path):
-    with pytest.raises(training.DivergenceError, match="lower train.lr"):
+    with pytest.raises(training.DivergenceError, match="lower train.lr") as err:
         _train(prepared, tmp_path, lr=1e6, epochs=20)
+    # what was measured before, for a job that records the divergence (train.on_divergence: record)
+    steps = {r["step"] for r in err.value.rows}
+    assert 0 in steps and max(steps) <= err.value.step and all(r["method"] == "network" for r in err.value.rows)
+
+
+def test_checkpoint_of_a_diverged_run_refuses_to_load(tmp_path):
+    from ntkscaling import models
+    from ntkscaling.io import FileFormatError
+    path = tmp_path / "final.ckpt"
+    models.save_diverged(path, "training diverged: loss=nan at epoch 0, step 3")
+    with pytest.raises(FileFormatError, match=r"final.ckpt: holds no network: its training diverged "
+                                              r"\(training diverged: loss=nan at epoch 0, step 3\)"):
+        models.load_network(path)
 
 
 def test_nan_loss_stops_at_the_step_it_appears(prepared, tmp_path, monkeypatch):

@@ -273,8 +273,25 @@ def kernel_sizes(config: dict, n_classes: int) -> list[tuple[str, float]]:
 
 
 def _cross_checks(config: dict) -> list[str]:
-    """Checks between keys: the run's design (fits, figures, k, tracked n), then the dataset against it."""
-    return _design_checks(config) + _dataset_checks(config)
+    """Checks between keys: the run's design (fits, figures, k, tracked n), then the dataset against it, then
+    every grid point of a sweep."""
+    problems = _design_checks(config) + _dataset_checks(config)
+    return problems or _sweep_checks(config)
+
+
+def _sweep_checks(config: dict) -> list[str]:
+    """Every grid point's config, checked as a run of its own (without reading data again)."""
+    from . import sweep
+    problems = []
+    for point in sweep.grid_points(config):
+        sub = sweep.point_config(config, point)
+        sub.pop("_sweep")
+        try:
+            validate(sub, check_data=False)
+        except ConfigError as err:
+            problems += [f"sweep point {sweep.point_name(point)}: {line.strip()[2:]}"
+                         for line in str(err).splitlines()[1:]]
+    return problems
 
 
 def _design_checks(config: dict) -> list[str]:

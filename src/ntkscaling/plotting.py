@@ -380,3 +380,57 @@ def _spectrum_axes(axes, df: pd.DataFrame, summary: pd.DataFrame):
         ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=6.5)
     for ax in axes[3:]:
         ax.axis("off")
+
+
+SWEEP_METHODS = ("network", "network_best", "entk_init", "entk_after", "infinite_ntk")
+_OTHER_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def plot_sweep(table: pd.DataFrame, keys, metric_names, title: str, ridge, width):
+    """One panel per fitted metric (rows) and swept setting (columns): each method's exponent alpha with its
+    interval at every value of the setting; marker shapes tell apart the values of the other swept settings.
+    Grid points whose networks diverged (status 'diverged') are red crosses on the x axis."""
+    sns.set_theme(style="whitegrid", context="paper")
+    trained = table[table["status"] == "ok"]
+    diverged = table[table["status"] != "ok"]
+    df = select(_normalize(trained), ridge, width, SWEEP_METHODS) if len(trained) else trained
+    fig, axes = plt.subplots(len(metric_names), len(keys), squeeze=False,
+                             figsize=(max(4.8 * len(keys), 9.0), 3.8 * len(metric_names)))
+    for row, metric in zip(axes, metric_names):
+        for ax, key in zip(row, keys):
+            _sweep_axis(ax, df[df["metric"] == metric] if len(df) else df, diverged, table, key,
+                        [k for k in keys if k != key])
+            ax.set_ylabel(f"α of {metric} (n^-α)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7, frameon=False)
+    fig.suptitle(f"Data-scaling exponents across the sweep: {title}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.03 + 0.025 * ((len(labels) + 2) // 3), 1, 1))
+    return fig
+
+
+def _sweep_axis(ax, df: pd.DataFrame, diverged: pd.DataFrame, table: pd.DataFrame, key: str, others: list):
+    values = list(dict.fromkeys(table[key].astype(str)))  # grid order
+    where = {v: i for i, v in enumerate(values)}
+    curves = list(df.groupby(["method", "width", "k"], sort=True)) if len(df) else []
+    colors = _curve_colors([(m, w, k, "", "") for (m, w, k), _ in curves])
+    combos = list(dict.fromkeys(tuple(r) for r in table[others].astype(str).itertuples(index=False))) if others else [()]
+    for c, ((method, w, k), g) in enumerate(curves):
+        shift = (c - (len(curves) - 1) / 2) * 0.08
+        for o, combo in enumerate(combos):
+            part = g[(g[others].astype(str) == pd.Series(dict(zip(others, combo)))).all(axis=1)] if others else g
+            if not len(part):
+                continue
+            x = part[key].astype(str).map(where).to_numpy() + shift
+            y, lo, hi = (part[col].to_numpy(dtype=float) for col in ("alpha", "alpha_lo", "alpha_hi"))
+            label = curve_label(method, w, k, "", "") if o == 0 else None
+            ax.errorbar(x, y, yerr=[y - lo, hi - y], marker=_OTHER_MARKERS[o % len(_OTHER_MARKERS)], ms=5, capsize=2,
+                        lw=1, color=colors[(method, w, k, "", "")], label=label)
+    for v in dict.fromkeys(diverged[key].astype(str)):
+        ax.plot([where[v]], [0], marker="x", color="red", ms=9, mew=2, clip_on=False,
+                transform=ax.get_xaxis_transform())
+    ax.set_xticks(range(len(values)), values)
+    ax.set_xlim(-0.5, len(values) - 0.5)
+    ax.set_xlabel(key + (f"   (markers: {', '.join(others)} = " + "; ".join(
+        f"{_OTHER_MARKERS[i % len(_OTHER_MARKERS)]} {'/'.join(c)}" for i, c in enumerate(combos)) + ")"
+        if others else "") + ("; red x: diverged" if len(diverged) else ""), fontsize=7)

@@ -1,7 +1,7 @@
 """Robustness sweeps: the same run at every point of a grid over training and model settings.
 
-A config's `sweep` section maps dotted keys (`SWEEPABLE`: training settings and the parameterization) to lists
-of values; every combination is a grid point (`grid_points`) run as a sub-run of its own under
+A config's `sweep` section maps dotted keys (training settings and the parameterization: the schema's
+`sweep` lists them) to lists of values; every combination is a grid point (`grid_points`) run as a sub-run of its own under
 results/<run_name>/sweep/<point>/ (`point_config`): the base config with the point's values, whose training
 records a divergence instead of failing. A point shares with the base run every job it does not change: the
 prepared data and subsets and the infinite kernels always, the initial networks and their eNTKs (and their
@@ -19,22 +19,37 @@ import itertools
 
 import numpy as np
 
-SWEEPABLE = ("train.lr", "train.batch_size", "train.optimizer", "train.momentum", "train.weight_decay",
-             "train.loss", "train.lr_schedule", "train.warmup", "train.steps", "train.epochs",
-             "model.parameterization")
 DIVERGED = "diverged"  # the tidy metric a training job writes when its network diverged (train.on_divergence)
 
 
+def _grids(config: dict) -> list[dict]:
+    """The sweep as a list of grids: one mapping, or a list of them (e.g. each optimizer with its own rates)."""
+    sweep = config.get("sweep") or {}
+    return [grid for grid in ([sweep] if isinstance(sweep, dict) else sweep) if grid]
+
+
 def swept_keys(config: dict) -> list[str]:
-    """The dotted keys of the config's sweep, in the order the config lists them."""
-    return list((config.get("sweep") or {}).keys())
+    """The dotted keys of the config's sweep (sorted by the config check), over all its grids."""
+    return list(dict.fromkeys(key for grid in _grids(config) for key in grid))
 
 
 def grid_points(config: dict) -> list[dict]:
-    """Every combination of the sweep's values, as {dotted key: value}, the first key varying slowest."""
-    grid = config.get("sweep") or {}
-    keys = list(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    """Every combination of each grid's values, as {dotted key: value} over all swept keys (a key a grid does
+    not sweep keeps the base config's value), grid by grid, the first key (keys are sorted by the config
+    check) varying slowest; a point two grids share comes once; none without a sweep."""
+    keys = swept_keys(config)
+    points = []
+    for grid in _grids(config):
+        for values in itertools.product(*grid.values()):
+            point = {key: _base_value(config, key) for key in keys} | dict(zip(grid, values))
+            if point not in points:
+                points.append(point)
+    return points
+
+
+def _base_value(config: dict, key: str):
+    section, leaf = key.split(".")
+    return config[section][leaf]
 
 
 def _value_text(value) -> str:
@@ -58,17 +73,16 @@ def shares_init(point: dict) -> bool:
 
 
 def point_config(config: dict, point: dict) -> dict:
-    """The config of one grid point's sub-run: the base config with the point's values, run under
-    <run_name>/sweep/<point>, no sweep of its own, training that records divergence, and (key `_sweep`,
-    read by the workflow) where the jobs it shares with the base run live."""
+    """The config of one grid point's sub-run: the base config with the point's values, no sweep of its own,
+    training that records divergence, and (key `_sweep`, read by the workflow: results/<run_name>/sweep/
+    <name>) the point's name and whether it shares the base run's initial networks."""
     sub = copy.deepcopy(config)
     for key, value in point.items():
         section, leaf = key.split(".")
         sub[section][leaf] = value
-    sub["run_name"] = f"{config['run_name']}/sweep/{point_name(point)}"
     sub["sweep"] = {}
     sub["train"]["on_divergence"] = "record"
-    sub["_sweep"] = {"results": f"results/{config['run_name']}", "shares_init": shares_init(point)}
+    sub["_sweep"] = {"name": point_name(point), "shares_init": shares_init(point)}
     return sub
 
 

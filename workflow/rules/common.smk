@@ -21,18 +21,19 @@ from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, 
 
 SWEEP_POINT = config.pop("_sweep", None)  # set for a sweep's grid point (ntkscaling.sweep.point_config)
 try:
-    validate_config(config, check_data=workflow.is_main_process)
+    validate_config(config, check_data=workflow.is_main_process and not SWEEP_POINT)  # points: checked with the base
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
-RESULTS = f"results/{config['run_name']}"
-# A sweep's grid point shares jobs with its base run, whose outputs it reads from there: the data and the
-# infinite kernels always, the initial networks and their eNTKs when it changes only training settings.
-SHARED = SWEEP_POINT["results"] if SWEEP_POINT else RESULTS
+# A sweep's grid point runs under its base run's results and shares jobs with it, whose outputs it reads from
+# there (SHARED): the data and the infinite kernels always, the initial networks and their eNTKs (INIT_ROOT)
+# when it changes only training settings.
+SHARED = f"results/{config['run_name']}"
+RESULTS = f"{SHARED}/sweep/{SWEEP_POINT['name']}" if SWEEP_POINT else SHARED
 INIT_ROOT = SHARED if SWEEP_POINT and SWEEP_POINT["shares_init"] else RESULTS
 DATA = f"{SHARED}/data/prepared.npz"
 ORDER = f"{SHARED}/data/order_s{{seed}}.npy"
-LOGS = f"logs/{config['run_name']}"
+LOGS = f"logs/{config['run_name']}" + (f"/sweep/{SWEEP_POINT['name']}" if SWEEP_POINT else "")
 WIDTHS = config["model"]["widths"]
 SEEDS = config["seeds"]
 NS = config["sample_sizes"]
@@ -62,7 +63,8 @@ FACTORY = config["model"]["factory"]
 NETWORK = only(config["model"], drop=("widths",) + (() if FACTORY else ("factory", "factory_kwargs")))
 # the step budget, or (train.steps: null) the epoch budget: never both, so editing the unused one re-runs nothing
 TRAINING = only(config["train"], drop=("log_checkpoints", "checkpoint_epochs",
-                                       "epochs" if config["train"]["steps"] else "steps"))
+                                       "epochs" if config["train"]["steps"] else "steps")
+                + (("on_divergence",) if config["train"]["on_divergence"] == "fail" else ()))  # default: as before
 TRAIN_SCHEDULE = only(config["train"], "log_checkpoints", "checkpoint_epochs")  # resume points only
 TRACK_SCHEDULE = only(EVOLUTION, "log_checkpoints", "checkpoint_epochs")  # the kernels evolution follows
 INFINITE_ARCH = only(config["model"], "arch", "depth", "W_std", "b_std")
@@ -189,12 +191,13 @@ def figure_title(width=None):
 FIGURES = ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling", "theory")
 
 
-def all_targets():
+def all_targets(results=RESULTS):
+    """What a run produces: its tables and figures (under `results`: a sweep's grid points have their own)."""
     return [
-        f"{RESULTS}/scaling/metrics.csv",
-        f"{RESULTS}/scaling/exponents.csv",
-        f"{RESULTS}/summary/exponents.csv",
-        *expand(f"{RESULTS}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("pdf", "png")),
+        f"{results}/scaling/metrics.csv",
+        f"{results}/scaling/exponents.csv",
+        f"{results}/summary/exponents.csv",
+        *expand(f"{results}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("pdf", "png")),
     ]
 
 

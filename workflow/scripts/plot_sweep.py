@@ -1,0 +1,11 @@
+"""Adapter: the sweep figure (each method's exponent against each swept setting)."""
+import pandas as pd
+
+from ntkscaling import io, plotting
+
+with io.log_to(snakemake.log[0]):
+    p = snakemake.params
+    table = pd.read_csv(snakemake.input.table, dtype={"ridge": str, "kind": str}, keep_default_na=False,
+                        na_values={c: ["", "nan"] for c in ("alpha", "alpha_lo", "alpha_hi", "width")})
+    fig = plotting.plot_sweep(table, p.swept, p.metrics, p.title, ridge=p.ridge, width=p.width)
+    plotting.save_figure(fig, snakemake.output.pdf, snakemake.output.png)
