@@ -77,6 +77,9 @@ def load_npz(path, hint: str = REWRITE, keys=None, what: str = "an .npz archive 
 # `kind` (mean | sum | full) and `ridge` are empty for the network's own rows.
 TIDY_COLUMNS = ("dataset", "arch", "width", "seed", "method", "kind", "ridge", "n", "k", "epoch", "step",
                 "metric", "value")
+# The metric a training job writes (value 1, at the step it stopped) when its network diverged and the
+# divergence is recorded rather than failing the job (train.on_divergence: record).
+DIVERGED = "diverged"
 
 
 def tidy_row(*, dataset: str, arch: str, width, seed, method: str, n, k, metric: str, value, kind: str = "",

@@ -19,7 +19,9 @@ import itertools
 
 import numpy as np
 
-DIVERGED = "diverged"  # the tidy metric a training job writes when its network diverged (train.on_divergence)
+from . import io
+
+DIVERGED = io.DIVERGED
 
 
 def _grids(config: dict) -> list[dict]:
