@@ -179,11 +179,11 @@ def width_priors(wildcards):
     return expand(f"{INIT_ROOT}/kernels/entk_init/w{{width}}/s{wildcards.seed}/mean.outputs.npy", width=WIDTHS)
 
 
-def figure_title(width=None):
+def figure_title(width=None, parameterization=True):
     m = config["model"]
     depth = f" depth {m['depth']}" if m["arch"] in ("mlp", "resnet") and not FACTORY else ""
     shown = f", width {width}" if width is not None else ""
-    layered = m["arch"] in archs.LAYERED and not FACTORY  # parameterization applies to these only
+    layered = m["arch"] in archs.LAYERED and not FACTORY and parameterization  # applies to these only
     return (f"{config['dataset']['name']}, {m['arch']}{depth}{shown}"
             + (f", {m['parameterization']} parameterization" if layered else ""))
 

@@ -119,7 +119,7 @@ rule figure_sweep:
     params:
         swept=sweep.swept_keys(config),
         metrics=config["fit"]["metrics"],
-        title=figure_title(FIGURE_WIDTH),
+        title=figure_title(FIGURE_WIDTH, parameterization="model.parameterization" not in sweep.swept_keys(config)),
         ridge=FIGURE_RIDGE,
         width=FIGURE_WIDTH,
     conda:
