@@ -85,13 +85,13 @@ def test_tiny_run_outputs(tiny_run):
         if r["method"] in ("entk_init", "infinite_ntk"):
             assert float(r["alpha"]) > 0  # more data helps on digits
     kernel = np.load(out / "kernels" / "entk_init" / "w32" / "s0" / "mean.npy")
-    assert kernel.shape == (64 + 60 + 100, 64 + 60 + 100)  # train rows, validation, test
+    assert kernel.shape == (64 + 60 + 100 + 128, 64 + 60 + 100 + 128)  # train rows, validation, test, pool
     np.testing.assert_allclose(kernel, kernel.T, rtol=1e-5, atol=1e-6)
     ntk_inf = np.load(out / "kernels" / "infinite_ntk" / "winf" / "s1" / "mean.npy")
     assert ntk_inf.shape == kernel.shape and ntk_inf.dtype == np.float64
     after = np.load(out / "kernels" / "entk_after_k16" / "w32" / "s0" / "mean.npy")
     assert after.shape == kernel.shape and not np.allclose(after, kernel, rtol=1e-3)  # training moved it
-    assert np.load(out / "kernels" / "entk_after_n32" / "w32" / "s0" / "mean.npy").shape == (32 + 160, 32 + 160)
+    assert np.load(out / "kernels" / "entk_after_n32" / "w32" / "s0" / "mean.npy").shape == (32 + 288, 32 + 288)
     selected = [r for r in _csv(out / "scaling" / "metrics.csv") if r["metric"] == "selected_ridge"]
     assert selected and {float(r["value"]) for r in selected} <= {0.0, 0.001, 0.1} and all(
         r["ridge"] == "tuned" for r in selected)
@@ -101,7 +101,7 @@ def test_tiny_run_outputs(tiny_run):
     curves = [r for r in metrics if r["metric"] not in spectral]
     assert {(r["seed"], r["n"]) for r in curves} == {(s, n) for s in "01" for n in ("16", "32", "64")}
     assert {r["n"] for r in curves if r["method"] == "entk_after_n"} == {"16", "32", "64"}
-    assert {r["n"] for r in metrics if r["metric"] in spectral} == {"124", "76", "92"}  # n_max + 60 validation
+    assert {r["n"] for r in metrics if r["metric"] in spectral} == {"252", "204", "220"}  # n_max + 60 val. + 128 pool
     for fig in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling", "theory"):
         for ext in ("pdf", "png"):
             assert (out / "figures" / f"{fig}.{ext}").stat().st_size > 1000
@@ -530,7 +530,7 @@ def test_uncentred_networks_are_compared_with_the_linearized_kernel_predictor(ti
     assert "predictor: linearized" in (tmp_path / "logs" / "tiny" / "kernel_evolution" /
                                        "w16_s0_n64_mean.log").read_text()
     f0 = np.load(tmp_path / "results" / "tiny" / "kernels" / "entk_init" / "w16" / "s0" / "mean.outputs.npy")
-    assert f0.shape == (64 + 60 + 100, 10) and np.abs(f0).max() > 0  # the untrained network's outputs
+    assert f0.shape == (64 + 60 + 100 + 128, 10) and np.abs(f0).max() > 0  # the untrained network's outputs
     centred = {(r["n"], r["ridge"], r["metric"]): r["value"] for r in _csv(
         tiny_run / "results" / "tiny" / "regression" / "entk_init" / "w16" / "s0" / "mean" / "metrics.csv")}
     mine = {(r["n"], r["ridge"], r["metric"]): r["value"] for r in _csv(target)}

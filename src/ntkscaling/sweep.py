@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 
 import numpy as np
 
@@ -67,6 +68,16 @@ def point_name(point: dict) -> str:
     leaves = [k.split(".")[-1] for k in point]
     names = leaves if len(set(leaves)) == len(leaves) else list(point)  # dotted keys where leaves collide
     return "__".join(f"{name}={_value_text(v)}" for name, v in zip(names, point.values()))
+
+
+def module_name(point: dict) -> str:
+    """The Snakemake module of a grid point, the prefix of its rules' names (an identifier)."""
+    return "sweep_" + re.sub(r"\W", "_", point_name(point))
+
+
+def names_pattern(points: list[dict]) -> str:
+    """A regular expression matching exactly the grid points' names (the {point} wildcard)."""
+    return "|".join(re.escape(point_name(p)) for p in points) or "no sweep"
 
 
 def shares_init(point: dict) -> bool:

@@ -4,6 +4,7 @@
 # Only what a change makes stale re-runs: every rule gets exactly the config values it uses (never a whole
 # section: Snakemake re-runs a job whose params changed), its code inputs are the library files its script
 # really imports, and its resources are sized from the job itself.
+import csv
 import os
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ REPO = Path(workflow.current_basedir).parents[1]
 SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
-from ntkscaling import archs, code_inputs, data, jobsize, methods  # noqa: E402
+from ntkscaling import archs, code_inputs, data, jobsize, methods, sweep  # noqa: E402
 from ntkscaling.config import ConfigError, kernel_row_count, validate as validate_config  # noqa: E402
 from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 
@@ -33,7 +34,7 @@ RESULTS = f"{SHARED}/sweep/{SWEEP_POINT['name']}" if SWEEP_POINT else SHARED
 INIT_ROOT = SHARED if SWEEP_POINT and SWEEP_POINT["shares_init"] else RESULTS
 DATA = f"{SHARED}/data/prepared.npz"
 ORDER = f"{SHARED}/data/order_s{{seed}}.npy"
-LOGS = f"logs/{config['run_name']}" + (f"/sweep/{SWEEP_POINT['name']}" if SWEEP_POINT else "")
+LOGS = f"logs/{config['run_name']}/sweep/{SWEEP_POINT['name']}" if SWEEP_POINT else f"logs/{config['run_name']}"
 WIDTHS = config["model"]["widths"]
 SEEDS = config["seeds"]
 NS = config["sample_sizes"]
@@ -62,9 +63,10 @@ def only(section: dict, *keys, drop=()) -> dict:
 FACTORY = config["model"]["factory"]
 NETWORK = only(config["model"], drop=("widths",) + (() if FACTORY else ("factory", "factory_kwargs")))
 # the step budget, or (train.steps: null) the epoch budget: never both, so editing the unused one re-runs nothing
+# (and the divergence policy only when a sweep's point records it: runs without a sweep keep their params)
 TRAINING = only(config["train"], drop=("log_checkpoints", "checkpoint_epochs",
-                                       "epochs" if config["train"]["steps"] else "steps")
-                + (("on_divergence",) if config["train"]["on_divergence"] == "fail" else ()))  # default: as before
+                                       "epochs" if config["train"]["steps"] else "steps",
+                                       *(["on_divergence"] if config["train"]["on_divergence"] == "fail" else [])))
 TRAIN_SCHEDULE = only(config["train"], "log_checkpoints", "checkpoint_epochs")  # resume points only
 TRACK_SCHEDULE = only(EVOLUTION, "log_checkpoints", "checkpoint_epochs")  # the kernels evolution follows
 INFINITE_ARCH = only(config["model"], "arch", "depth", "W_std", "b_std")
@@ -142,7 +144,7 @@ def kernel_n_rows(wildcards):
 def kernel_results(name):
     """Regression outputs of every kernel: eNTKs per tag, width and kind; infinite kernels (width 'inf',
     one scalar kernel per pair, regressed as the mean kind)."""
-    pattern = "{root}/regression/{method}/w{width}/s{seed}/{kind}/" + name
+    pattern = f"{{root}}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/{name}"
     return ([path for tag in ENTK_TAGS
              for path in expand(pattern, root=kernel_root(tag), method=tag, width=WIDTHS, seed=SEEDS, kind=KINDS)]
             + expand(pattern, root=SHARED, method=INFINITE_TAGS, width="inf", seed=SEEDS, kind="mean"))
@@ -243,3 +245,46 @@ def entk_outputs(wildcards):
 def tracked_checkpoints():
     """How many checkpoints a tracked run saves (an upper bound): the kernels kernel_evolution computes."""
     return EVOLUTION["log_checkpoints"] + len(EVOLUTION["checkpoint_epochs"]) + 2
+
+
+# A sweep (workflow/rules/sweep.smk): its grid points, the jobs they share, and what of them is asked for
+# once their networks' training outcome is known (none inside a grid point, whose config has no sweep).
+SWEEP = sweep.grid_points(config)
+SWEEP_NAMES = [sweep.point_name(point) for point in SWEEP]
+SWEEP_DIR = f"{SHARED}/sweep"
+SWEEP_OUTCOMES = [f"{SWEEP_DIR}/{name}/outcome.csv" for name in SWEEP_NAMES]  # every point's training, at once
+# the base run's kernels the points share, regressed once whatever the points' training does
+SWEEP_SHARED = [
+    *(expand(f"{SHARED}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/metrics.csv",
+             method=[t for t in ENTK_TAGS if parse_tag(t)["method"] == "entk_init"], width=WIDTHS, seed=SEEDS,
+             kind=KINDS) if any(sweep.shares_init(p) for p in SWEEP) else []),
+    *expand(f"{SHARED}/regression/{{method}}/winf/s{{seed}}/mean/metrics.csv", method=INFINITE_TAGS, seed=SEEDS),
+]
+RUN_SNAKEFILE = str(REPO / "workflow" / "run.smk")  # one run: a grid point's module
+
+
+def point_networks(wildcards):
+    """The training metrics of every network a grid point trains (the scaling curves' and the after-kernels')."""
+    ns = sorted(set(NS) | set(AFTER["ks"]))
+    return expand(f"{SWEEP_DIR}/{wildcards.point}/train/w{{width}}/s{{seed}}/n{{n}}/metrics.csv",
+                  width=WIDTHS, seed=SEEDS, n=ns)
+
+
+def trained_points(wildcards=None):
+    """The grid points none of whose networks diverged (read from their training outcome)."""
+    ok = []
+    for name in SWEEP_NAMES:
+        with open(checkpoints.sweep_outcome.get(point=name).output[0], newline="") as f:
+            if sweep.point_status(list(csv.DictReader(f)))["status"] == "ok":
+                ok.append(name)
+    return ok
+
+
+def trained_summaries(wildcards):
+    return [f"{SWEEP_DIR}/{name}/summary/exponents.csv" for name in trained_points()]
+
+
+def sweep_targets(wildcards):
+    """The sweep's table and figure, and every trained point's own tables and figures."""
+    return [f"{SWEEP_DIR}/summary.csv", f"{SWEEP_DIR}/sweep.pdf", f"{SWEEP_DIR}/sweep.png",
+            *(path for name in trained_points() for path in all_targets(f"{SWEEP_DIR}/{name}"))]

@@ -5,26 +5,9 @@
 # regressions) when the point changes only training settings; a point's own rules for these are left out.
 # A checkpoint records each point's training outcome; points whose networks diverged are reported in the
 # sweep's table and figure, and nothing else of them runs.
-import csv
-import re
-
-from ntkscaling import sweep
-
-SWEEP = sweep.grid_points(config)
-SWEEP_NAMES = [sweep.point_name(point) for point in SWEEP]
-SWEEP_DIR = f"{SHARED}/sweep"
-SWEEP_OUTCOMES = [f"{SWEEP_DIR}/{name}/outcome.csv" for name in SWEEP_NAMES]  # every point's training, at once
-# the base run's kernels the points share, regressed once whatever the points' training does
-SWEEP_SHARED = (expand(f"{SHARED}/regression/{{method}}/w{{width}}/s{{seed}}/{{kind}}/metrics.csv",
-                       method=[t for t in ENTK_TAGS if parse_tag(t)["method"] == "entk_init"], width=WIDTHS,
-                       seed=SEEDS, kind=KINDS) if any(sweep.shares_init(p) for p in SWEEP) else [])
-SWEEP_SHARED += expand(f"{SHARED}/regression/{{method}}/winf/s{{seed}}/mean/metrics.csv", method=INFINITE_TAGS,
-                       seed=SEEDS)
-RUN_SNAKEFILE = str(REPO / "workflow" / "run.smk")
-
 for _point in SWEEP:
-    _module = "sweep_" + re.sub(r"\W", "_", sweep.point_name(_point))  # rule names: identifiers
-    _rules_of = _module + "_"
+    _module = sweep.module_name(_point)
+    _rules_of = f"{_module}_"
     module:
         name:
             _module
@@ -39,34 +22,7 @@ for _point in SWEEP:
 
 
 wildcard_constraints:
-    point="|".join(re.escape(name) for name in SWEEP_NAMES) or "none",
-
-
-def point_networks(wildcards):
-    """The training metrics of every network a grid point trains (the scaling curves' and the after-kernels')."""
-    ns = sorted(set(NS) | set(AFTER["ks"]))
-    return expand(f"{SWEEP_DIR}/{wildcards.point}/train/w{{width}}/s{{seed}}/n{{n}}/metrics.csv",
-                  width=WIDTHS, seed=SEEDS, n=ns)
-
-
-def trained_points(wildcards=None):
-    """The grid points none of whose networks diverged (read from their training outcome)."""
-    ok = []
-    for name in SWEEP_NAMES:
-        with open(checkpoints.sweep_outcome.get(point=name).output[0], newline="") as f:
-            if sweep.point_status(list(csv.DictReader(f)))["status"] == "ok":
-                ok.append(name)
-    return ok
-
-
-def trained_summaries(wildcards):
-    return [f"{SWEEP_DIR}/{name}/summary/exponents.csv" for name in trained_points()]
-
-
-def sweep_targets(wildcards):
-    """The sweep's table and figure, and every trained point's own tables and figures."""
-    return ([f"{SWEEP_DIR}/summary.csv", f"{SWEEP_DIR}/sweep.pdf", f"{SWEEP_DIR}/sweep.png"]
-            + [path for name in trained_points() for path in all_targets(f"{SWEEP_DIR}/{name}")])
+    point=sweep.names_pattern(SWEEP),
 
 
 localrules:
