@@ -472,6 +472,11 @@ def kernel_rows(prepared: dict, order: np.ndarray, n_max: int, pool: int = 0):
     return x, y
 
 
+# What a kernel sidecar says its rows are (`kernel_rows`).
+KERNEL_ROWS = ("first n_train entries of the seed's nested order, the validation set, the test set, the next "
+               "n_pool entries of the order")
+
+
 def pool_size(order: np.ndarray, n_max: int, pool: int) -> int:
     """Pool rows a kernel gets: `pool` (config key theory.pool), or fewer when the training pool holds fewer
     points beyond the first n_max of the order."""

@@ -1,9 +1,9 @@
 """Robustness sweeps: the same run at every point of a grid over training and model settings.
 
 A config's `sweep` section maps dotted keys (training settings and the parameterization: the schema's
-`sweep` lists them) to lists of values; every combination is a grid point (`grid_points`) run as a sub-run of its own under
-results/<run_name>/sweep/<point>/ (`point_config`): the base config with the point's values, whose training
-records a divergence instead of failing. A point shares with the base run every job it does not change: the
+`sweep` lists them) to lists of values; every combination is a grid point (`grid_points`) run as a sub-run
+of its own under results/<run_name>/sweep/<point>/ (`point_config`): the base config with the point's
+values, whose training records a divergence instead of failing. A point shares with the base run every job it does not change: the
 prepared data and subsets and the infinite kernels always, the initial networks and their eNTKs (and their
 regressions) when it changes only training settings (`shares_init`).
 
@@ -44,15 +44,17 @@ def grid_points(config: dict) -> list[dict]:
     points = []
     for grid in _grids(config):
         for values in itertools.product(*grid.values()):
-            point = {key: _base_value(config, key) for key in keys} | dict(zip(grid, values))
+            point = {key: config[section][leaf] for key in keys for section, leaf in [_split(key)]}
+            point |= dict(zip(grid, values))
             if point not in points:
                 points.append(point)
     return points
 
 
-def _base_value(config: dict, key: str):
+def _split(key: str) -> tuple[str, str]:
+    """A dotted sweep key as (config section, key in it)."""
     section, leaf = key.split(".")
-    return config[section][leaf]
+    return section, leaf
 
 
 def _value_text(value) -> str:
@@ -91,7 +93,7 @@ def point_config(config: dict, point: dict) -> dict:
     <name>) the point's name and whether it shares the base run's initial networks."""
     sub = copy.deepcopy(config)
     for key, value in point.items():
-        section, leaf = key.split(".")
+        section, leaf = _split(key)
         sub[section][leaf] = value
     sub["sweep"] = {}
     sub["train"]["on_divergence"] = "record"
@@ -111,11 +113,10 @@ def training_outcome(rows) -> dict:
     evaluated = [r for r in rows if r["metric"] != DIVERGED]
     last = max((int(r["step"]) for r in evaluated), default=0)
     at_last = {r["metric"]: float(r["value"]) for r in evaluated if int(r["step"]) == last}
-    nan = float("nan")
+    final = {m: float("nan") if diverged else at_last.get(m, float("nan"))
+             for m in ("train_loss", "test_error", "test_mse")}
     return {"width": ident["width"], "seed": int(ident["seed"]), "n": int(ident["n"]), "diverged": int(diverged),
-            "steps": last, "train_loss": nan if diverged else at_last.get("train_loss", nan),
-            "test_error": nan if diverged else at_last.get("test_error", nan),
-            "test_mse": nan if diverged else at_last.get("test_mse", nan)}
+            "steps": last, **final}
 
 
 def point_status(outcomes) -> dict:

@@ -8,9 +8,6 @@ import torch
 
 from ntkscaling import data, entk, io, methods, models
 
-ROWS = ("first n_train entries of the seed's nested order, the validation set, the test set, the next n_pool "
-        "entries of the order")
-
 with io.log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     w = snakemake.wildcards
@@ -39,7 +36,8 @@ with io.log_to(snakemake.log[0]):
     io.save_json(snakemake.output.meta, {
         "tag": w.method, "method": tag["method"], "k": tag["k"], "kind": w.kind, "width": int(w.width), "seed": int(w.seed),
         "checkpoint": snakemake.input.ckpt, "n_train": n_max, "n_val": int(len(d["x_val"])),
-        "n_test": int(len(d["x_test"])), "n_pool": data.pool_size(order, n_max, pool), "rows": ROWS,
+        "n_test": int(len(d["x_test"])), "n_pool": data.pool_size(order, n_max, pool),
+        "rows": data.KERNEL_ROWS,
         "outputs": "the checkpoint network's uncentred outputs f(x) on the same rows, float64",
         "shape": list(K.shape), "dtype": str(K.dtype), "device": device, "engine": engine, "seconds": seconds,
         "provenance": io.provenance(snakemake.config)})

@@ -36,8 +36,7 @@ with io.log_to(snakemake.log[0]):
         **m,
         "n_train": n_max, "n_val": int(len(d["x_val"])), "n_test": int(len(d["x_test"])),
         "n_pool": data.pool_size(order, n_max, pool), "dtype": "float64", "device": device,
-        "rows": "first n_train entries of the seed's nested order, the validation set, the test set, the next n_pool "
-                "entries of the order",
+        "rows": data.KERNEL_ROWS,
         "kernels": {"ntk": snakemake.output.ntk, "nngp": snakemake.output.nngp}, "seconds": seconds,
         "provenance": io.provenance(snakemake.config)})
     print(f"done in {seconds:.1f}s")
