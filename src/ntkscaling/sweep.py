@@ -4,8 +4,8 @@ A config's `sweep` section maps dotted keys (training settings and the parameter
 `sweep` lists them) to lists of values; every combination is a grid point (`grid_points`) run as a sub-run
 of its own under results/<run_name>/sweep/<point>/ (`point_config`): the base config with the point's
 values, whose training records a divergence instead of failing. A point shares with the base run every job
-it does not change: the prepared data and subsets and the infinite kernels always, the initial networks and their eNTKs (and their
-regressions) when it changes only training settings (`shares_init`).
+it does not change: the prepared data and subsets and the infinite kernels always, the initial networks and
+their eNTKs (and their regressions) when it changes only training settings (`shares_init`).
 
 Then, per point, the training outcome of its networks (`training_outcome`: diverged or not, final training
 loss, test error and MSE); points with a diverged network are reported and left out of the exponents, never
