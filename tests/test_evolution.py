@@ -72,8 +72,10 @@ def test_track_matches_direct_computation():
     assert (0, "distance_prev") not in got  # nothing before step 0
     d = evolution.kernel_distance(kernel_of(ckpts[1]), kernel_of(ckpts[2]))
     assert got[(4, "distance_prev")] == pytest.approx(d)
-    assert got[(4, "velocity_step")] == pytest.approx(d / 3)
-    assert got[(4, "velocity_epoch")] == pytest.approx(d / 0.75)
+    angle = np.arccos(1 - d)  # the angle between the normalized kernels
+    assert got[(4, "angle_prev")] == pytest.approx(angle)
+    assert got[(4, "velocity_step")] == pytest.approx(angle / 3)
+    assert got[(4, "velocity_epoch")] == pytest.approx(angle / 0.75)
     assert got[(1, "distance_final")] == pytest.approx(evolution.kernel_distance(kernel_of(ckpts[1]), B))
     # the kernel's own test error: an independent kernel ridge solve (sklearn) on the same blocks
     K = kernel_of(ckpts[2])
@@ -130,3 +132,27 @@ def test_track_adds_the_spectral_summary_of_every_checkpoint():
     assert len(seen) == 3
     summary = theory.spectral_summary(ckpts[0]["K"], np.eye(3)[labels], np.arange(8), modes=(1, 5), top_k=2)
     assert set(summary) == {"spectrum_b", "target_a", "alignment_top2"} and 0 < summary["alignment_top2"] <= 1
+
+
+def test_a_kernel_turning_at_a_constant_rate_has_a_constant_velocity_on_any_schedule():
+    # K(t) = cos(w t) A + sin(w t) B with A, B Frobenius-orthonormal: the normalized kernel turns by w per step.
+    # The default log-spaced schedule with an inserted epoch checkpoint, as training records it.
+    rng = np.random.default_rng(6)
+    n, w = 16, 4e-4
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    A = Q[:, :8] @ np.diag(rng.uniform(1, 2, 8)) @ Q[:, :8].T  # PSD on orthogonal subspaces: <A, B>_F = 0
+    B = Q[:, 8:] @ np.diag(rng.uniform(1, 2, 8)) @ Q[:, 8:].T
+    A, B = A / np.linalg.norm(A), B / np.linalg.norm(B)
+    steps = sorted({0, 7, 100} | {int(round(s)) for s in np.logspace(0, np.log10(3000), 12)})
+    ckpts = [{"step": s, "epoch": s / 7, "K": np.cos(w * s) * A + np.sin(w * s) * B} for s in steps]
+    labels = rng.integers(0, 2, n)
+    blocks = {"train": slice(0, 10), "val": slice(10, 10), "test": slice(10, n)}
+    rows = evolution.track(ckpts, lambda c: c["K"], labels, blocks, 2, ridges=[0.1], progress=lambda m: None)
+    velocity = np.array([r["value"] for r in rows if r["metric"] == "velocity_step"])
+    assert len(velocity) == len(steps) - 1
+    assert velocity == pytest.approx(w, rel=1e-6)
+    per_epoch = np.array([r["value"] for r in rows if r["metric"] == "velocity_epoch"])
+    assert per_epoch == pytest.approx(7 * w, rel=1e-6)
+    # the squared measure S / dt the velocity used to be: driven by the schedule's gaps, not by the kernel
+    s_rate = np.array([r["value"] for r in rows if r["metric"] == "distance_prev"]) / np.diff(steps)
+    assert s_rate.max() / s_rate.min() > 100

@@ -126,3 +126,20 @@ def test_validation_copies_of_the_training_points_select_interpolation():
     K, y, n, C = _problem(n=30, m=10)
     best, scores = regression.select_ridge(K[:n, :n], K[:n, :n], y[:n], y[:n], C, [10.0, 1.0, 0.0, 0.1])
     assert best == 0.0 and dict(scores)[0.0] < 1e-8 < dict(scores)[0.1]
+
+
+def test_select_ridge_scores_each_ridge_as_the_solve_applies_it_on_a_singular_float32_kernel():
+    # A rank-6 kernel stored in float32 (round-off eigenvalues around 0) whose labels are a function of its
+    # features: the Cholesky path regularizes ridge 0 with its jitter, and that predictor is the best on
+    # validation. Every ridge's validation score must be the one of the Cholesky solve (an independent path).
+    rng = np.random.default_rng(11)
+    n, m, C = 60, 40, 2
+    F = rng.standard_normal((n + m, 6))
+    K = (F @ F.T).astype(np.float32)
+    y = (F[:, 0] > 0).astype(int)
+    grid = [0.0, 1e-4, 1e-2, 0.1, 1.0]
+    best, scores = regression.select_ridge(K[:n, :n], K[n:, :n], y[:n], y[n:], C, grid)
+    solved = regression.kernel_regression(K[:n, :n], K[n:, :n], y[:n], y[n:], C, grid)
+    assert solved[0]["jitter"] > 0  # singular: the solve needed a jitter at ridge 0
+    np.testing.assert_allclose([v for _, v in scores], [r["mse"].mean() for r in solved], rtol=1e-4)
+    assert best == grid[int(np.argmin([r["mse"].mean() for r in solved]))]

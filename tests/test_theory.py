@@ -115,3 +115,7 @@ def test_spectrum_rows_take_validation_and_pool_rows_and_never_test_rows():
     assert len(theory.spectrum_rows(blocks, 16)) == 16
     no_pool = {k: v for k, v in blocks.items() if k != "pool"}
     np.testing.assert_array_equal(theory.spectrum_rows(no_pool, 4096), np.r_[0:70])
+    # an after-kernel's network trained on the first k = 20 rows: they are left out of its spectrum
+    np.testing.assert_array_equal(theory.spectrum_rows(blocks, 4096, trained_on=20), np.r_[20:50, 50:70, 100:130])
+    np.testing.assert_array_equal(theory.spectrum_rows(blocks, 60, trained_on=20), np.r_[20:30, 50:70, 100:130])
+    np.testing.assert_array_equal(theory.spectrum_rows(blocks, 4096, trained_on=50), np.r_[50:70, 100:130])

@@ -12,6 +12,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .planted import PLANTED
+
 SCHEMA_PATH = Path(__file__).resolve().with_name("schema.yaml")  # package data: found installed or not
 
 
@@ -159,6 +161,12 @@ def _class_counts(ds: dict):
     """(per-class training counts, per-class test counts or None) before any job, where cheap; else None."""
     if ds["name"] == "npz":
         return _npz_class_counts(ds)
+    if ds["name"] in PLANTED:  # generated in milliseconds
+        import numpy as np
+
+        from . import data
+        _, y_train, _, y_test = data.load_planted_raw(ds["name"], ds["test_size"], ds["planted"])
+        return np.bincount(y_train, minlength=2).tolist(), np.bincount(y_test, minlength=2).tolist()
     if ds["name"] == "imagefolder":
         from .data import imagefolder_listing  # file names only: cheap even inside cluster jobs
         from .io import InputError
@@ -340,6 +348,10 @@ def _model_checks(model: dict, infinite: bool) -> list[str]:
     if factory is None and model["factory_kwargs"]:
         return [f"config key 'model.factory_kwargs': got {model['factory_kwargs']!r} without model.factory; "
                 f"expected {{}} (they are the arguments of your factory)"]
+    if model["output_scale"] != 1 and not model["center"]:
+        return [f"config key 'model.output_scale': got {model['output_scale']} with model.center: false; expected 1 "
+                f"(lazy training scales the centred network f - f0: an uncentred alpha * f starts at alpha * f0, "
+                f"unbounded as alpha grows), or set model.center: true"]
     if infinite and arch in MODULES:
         return [f"config key 'kernel.infinite': true, but model.arch {arch!r} is made of torch layers (Conv2d, "
                 f"BatchNorm2d) that have no infinite-width rule; set kernel.infinite: false"]
@@ -350,6 +362,8 @@ def input_shape(ds: dict):
     """One input's shape (C, H, W) after downsampling, where known without reading the images (built-in
     datasets, an npz's array header); None for an image folder."""
     channels = {"digits": 1, "cifar10": 3, "mnist": 1}
+    if ds["name"] in PLANTED:
+        return (int(ds["planted"]["dim"]),)
     if ds["name"] in channels:
         h, w = IMAGE_SIZES[ds["name"]]
         return channels[ds["name"]], h // ds["downsample"], w // ds["downsample"]
@@ -415,6 +429,9 @@ def _dataset_checks(config: dict) -> list[str]:
         h, w = IMAGE_SIZES[ds["name"]]
         problems.append(f"config key 'dataset.downsample': got {ds['downsample']}; it must divide the {ds['name']} "
                         f"image size {h}x{w}")
+    if ds["name"] in PLANTED and ds["downsample"] != 1:
+        problems.append(f"config key 'dataset.downsample': got {ds['downsample']}; expected 1 (the {ds['name']} "
+                        f"task has vector inputs, not images)")
     sizes = _dataset_sizes(ds, counts)
     n_classes = 10
     if sizes is not None:

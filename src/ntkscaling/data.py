@@ -7,7 +7,8 @@ float arrays and integer labels:
 - ``cifar10``: the official ``cifar-10-python.tar.gz`` (md5-checked, read with a restricted unpickler);
 - ``mnist``: the four IDX files, gzipped or not;
 - ``imagefolder``: ``train/<class>/*.png|jpg`` and ``test/<class>/...``;
-- ``npz``: one file with ``x_train, y_train, x_test, y_test`` (images NHWC, or (N, D) vectors).
+- ``npz``: one file with ``x_train, y_train, x_test, y_test`` (images NHWC, or (N, D) vectors);
+- ``stripe``: the planted stripe model of planted.py, vectors generated from ``dataset.planted`` (no file).
 
 `prepare` applies the class subset, draws the fixed test set, refuses (or counts) test inputs identical to
 training inputs (`find_overlap`, policy `dataset.test_overlap`), sets aside a fixed validation set drawn from
@@ -33,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import planted as planted_tasks
 from .io import InputError, load_npz
 
-DATASETS = ("digits", "cifar10", "mnist", "imagefolder", "npz")
+DATASETS = ("digits", "cifar10", "mnist", "imagefolder", "npz") + planted_tasks.PLANTED
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_TARBALL = "cifar-10-python.tar.gz"
@@ -251,13 +253,25 @@ def load_npz_raw(path: Path):
     return tuple(out)
 
 
-def load_raw(name: str, root="data", test_size: int = 1000, download: bool = False, file: str | None = None,
-             classes=None):
-    """(x_train, y_train, x_test, y_test) of dataset `name`, images NCHW float32, labels int64.
+def load_planted_raw(name: str, test_size: int, planted: dict | None):
+    """A planted task (planted.py) from the config's `dataset.planted` keys: its test split holds
+    STRIPE_TEST_FACTOR * test_size points, from which `split` draws the balanced test set."""
+    try:
+        return planted_tasks.TASKS[name](planted_tasks.STRIPE_TEST_FACTOR * test_size, **(planted or {}))
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
 
-    With `classes`, only those labels are kept and relabelled 0..K-1 in the given order."""
+
+def load_raw(name: str, root="data", test_size: int = 1000, download: bool = False, file: str | None = None,
+             classes=None, planted: dict | None = None):
+    """(x_train, y_train, x_test, y_test) of dataset `name`, images NCHW float32 (vectors (N, D)), labels int64.
+
+    With `classes`, only those labels are kept and relabelled 0..K-1 in the given order. `planted`: the
+    parameters of a planted task (config key dataset.planted)."""
     root = Path(root)
-    if name == "digits":
+    if name in planted_tasks.PLANTED:
+        out = load_planted_raw(name, test_size, planted)
+    elif name == "digits":
         out = load_digits_raw(test_size, classes)
     elif name == "cifar10":
         out = load_cifar10_raw(root, download=download)
@@ -379,11 +393,11 @@ def check_overlap(pairs, policy: str, what: str) -> None:
 
 
 def split(name: str, root="data", test_size: int = 1000, classes=None, download: bool = False,
-          file: str | None = None, split_seed: int = 0, downsample_factor: int = 1):
+          file: str | None = None, split_seed: int = 0, downsample_factor: int = 1, planted: dict | None = None):
     """(x_pool, y_pool, x_test, y_test): the training pool and the fixed test set (a class-balanced draw
     of test_size from the test split), downsampled, not yet standardized."""
     x_tr, y_tr, x_te, y_te = load_raw(name, root, test_size=test_size, download=download, file=file,
-                                      classes=classes)
+                                      classes=classes, planted=planted)
     x_tr, x_te = downsample(x_tr, downsample_factor), downsample(x_te, downsample_factor)
     if test_size > len(y_te):
         raise DatasetError(f"dataset.test_size={test_size}: the {name} test split has only {len(y_te)} examples")
@@ -405,11 +419,12 @@ def validation_split(y_pool: np.ndarray, val_size: int):
 
 def prepare(name: str, root="data", test_size: int = 1000, classes=None, download: bool = False,
             file: str | None = None, split_seed: int = 0, downsample_factor: int = 1,
-            test_overlap: str = "error", val_size: int = 500):
+            test_overlap: str = "error", val_size: int = 500, planted: dict | None = None):
     """Load, select classes, (optionally) average-pool the images, draw the fixed test set, check it does
     not repeat training inputs (`test_overlap` policy), set aside the validation set (`validation_split`)
     and standardize with the statistics of the remaining training pool."""
-    x_tr, y_tr, x_te, y_te = split(name, root, test_size, classes, download, file, split_seed, downsample_factor)
+    x_tr, y_tr, x_te, y_te = split(name, root, test_size, classes, download, file, split_seed, downsample_factor,
+                                   planted)
     overlap = find_overlap(x_tr, x_te)
     check_overlap(overlap, test_overlap, f"dataset {name!r}")
     pool_idx, val_idx = validation_split(y_tr, val_size)

@@ -5,7 +5,11 @@ the eNTK on a fixed probe set (its n training points, the validation set, the te
 at each checkpoint gives:
 - kernel distance S(K1, K2) = 1 - <K1, K2>_F / (||K1||_F ||K2||_F) to the initial kernel, to the final
   kernel and to the previous checkpoint's kernel (0 for proportional kernels, 1 for orthogonal ones);
-- kernel velocity: the distance to the previous checkpoint per optimizer step and per epoch;
+- kernel velocity: the angle between the kernel and the previous checkpoint's kernel (`kernel_angle`,
+  arccos of their cosine similarity, in radians) per optimizer step and per epoch. The angle is a distance
+  on the sphere of normalized kernels, linear in the change: a kernel turning at a constant rate shows a
+  constant velocity whatever the checkpoint schedule (S = 1 - cos grows as the square of the change, so S/dt
+  would rise with the gap between checkpoints: a log-spaced schedule alone would make it climb);
 - centred kernel alignment with the one-hot labels, on the training block and on the test block;
 - the test error / MSE of kernel regression with that checkpoint's kernel on the same n training points
   (for uncentred networks the linearized predictor, with the checkpoint network's outputs as f0).
@@ -18,8 +22,8 @@ import numpy as np
 
 from .regression import kernel_regression
 
-EVOLUTION_METRICS = ("distance_init", "distance_final", "distance_prev", "velocity_step", "velocity_epoch",
-                     "alignment_train", "alignment_test")
+EVOLUTION_METRICS = ("distance_init", "distance_final", "distance_prev", "angle_prev", "velocity_step",
+                     "velocity_epoch", "alignment_train", "alignment_test")
 
 
 def _flat(K) -> np.ndarray:
@@ -39,6 +43,13 @@ def kernel_distance(K1, K2) -> float:
     if na == 0 or nb == 0:
         raise ValueError("kernel distance is undefined for a zero kernel")
     return float(1.0 - np.vdot(A, B) / (na * nb))
+
+
+def kernel_angle(K1, K2) -> float:
+    """The angle arccos(<K1, K2>_F / (||K1||_F ||K2||_F)) in radians, in [0, pi] (in [0, pi/2] for PSD kernels):
+    the great-circle distance between the normalized kernels, so the angles of successive changes along one
+    path add up. Equal to arccos(1 - S) with S the `kernel_distance`."""
+    return float(np.arccos(np.clip(1.0 - kernel_distance(K1, K2), -1.0, 1.0)))
 
 
 def relative_distance(K, K_ref) -> float:
@@ -103,10 +114,10 @@ def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, 
                   "alignment_train": centered_alignment(K[tr, tr], y_train, n_classes),
                   "alignment_test": centered_alignment(K[te, te], y_test, n_classes)}
         if prev is not None:
-            d = kernel_distance(prev[0], K)
-            values["distance_prev"] = d
-            values["velocity_step"] = d / max(ckpt["step"] - prev[1]["step"], 1e-12)
-            values["velocity_epoch"] = d / max(ckpt["epoch"] - prev[1]["epoch"], 1e-12)
+            values["distance_prev"] = kernel_distance(prev[0], K)
+            angle = values["angle_prev"] = kernel_angle(prev[0], K)
+            values["velocity_step"] = angle / max(ckpt["step"] - prev[1]["step"], 1e-12)
+            values["velocity_epoch"] = angle / max(ckpt["epoch"] - prev[1]["epoch"], 1e-12)
         if spectral is not None:
             values.update(spectral(K))
         rows += [{**at, "metric": m, "value": v} for m, v in values.items()]

@@ -2,7 +2,8 @@
 
 Methods (the `method` column of every table):
 - `network`: the finite network trained on n examples (k = n), at its last step;
-- `network_best`: the same run at its best-validation evaluation (early stopping chosen on validation data);
+- `network_best`: the same run at its best-validation evaluation after step 0 (early stopping chosen on
+  validation data among trained networks);
 - `entk_init`: kernel regression with the empirical NTK of the untrained network (k = 0);
 - `entk_after`: with the eNTK of the network trained on a fixed number k of examples (the "after kernel");
 - `entk_after_n`: with the eNTK of the network trained on the same n examples it regresses on (k = n);

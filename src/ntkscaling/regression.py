@@ -114,20 +114,25 @@ def select_ridge(K_train, K_val_train, y_train, y_val, n_classes: int, grid, met
         (best ridge, [(ridge, mean validation metric), ...] for every ridge of the grid).
 
     One eigendecomposition K_train = V diag(e) V^T serves the whole grid:
-    predictions are K_val V diag(1 / (e + ridge * mean(diag))) V^T Y. Eigenvalues are clipped at 0 and a ridge
-    of 0 is evaluated with the smallest jitter, as the Cholesky path would add to a singular kernel."""
+    predictions are K_val V diag(1 / (e + (ridge + jitter) * mean(diag))) V^T Y, with the jitter the Cholesky
+    path (`kernel_regression`) adds to that ridge: each ridge is scored as the predictor it would choose. A
+    ridge that leaves K_train + ridge numerically singular (a float32 kernel's round-off eigenvalues near or
+    below 0) gets its jitter from the Cholesky path itself; eigenvalues are not clipped, which would score
+    ridge 0 with a shift the solve never applies and so never choose it."""
     if metric not in SELECTION_METRICS:
         raise ValueError(f"selection metric {metric!r} is unknown; expected one of {SELECTION_METRICS}")
     K_train, K_val_train, target, offset = _problem(K_train, K_val_train, y_train, n_classes, center, prior_train)
     base = offset + (0.0 if prior_val is None else np.asarray(prior_val, dtype=np.float64))
     scale = float(np.mean(np.diag(K_train)))
     e, V = scipy.linalg.eigh(np.asarray(K_train, dtype=np.float64), check_finite=False)
-    e = np.clip(e, 0.0, None)
     KV, VtY = K_val_train @ V, V.T @ target
     scores = []
     for ridge in grid:
-        shift = max(float(ridge), JITTERS[0]) * scale
-        pred = (KV @ (VtY.T / (e + shift)).T).reshape(len(y_val), n_classes) + base
+        near_singular = e.min() + float(ridge) * scale <= 1e-6 * scale
+        jitter = cholesky_with_jitter(K_train, float(ridge))[1] if near_singular else 0.0
+        shift = (float(ridge) + jitter) * scale
+        denominator = np.maximum(e + shift, np.finfo(np.float64).eps * len(e) * scale)  # round-off level only
+        pred = (KV @ (VtY.T / denominator).T).reshape(len(y_val), n_classes) + base
         value = float(_scores(pred, y_val, n_classes)[metric].mean())
         scores.append((float(ridge), value if np.isfinite(value) else np.inf))
     best = min(scores, key=lambda rs: (rs[1], -rs[0]))[0]

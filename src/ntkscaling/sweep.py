@@ -1,7 +1,7 @@
 """Robustness sweeps: the same run at every point of a grid over training and model settings.
 
-A config's `sweep` section maps dotted keys (training settings and the parameterization: the schema's
-`sweep` lists them) to lists of values; every combination is a grid point (`grid_points`) run as a sub-run
+A config's `sweep` section maps dotted keys (training settings, the parameterization and the lazy-training
+output scale: the schema's `sweep` lists them) to lists of values; every combination is a grid point (`grid_points`) run as a sub-run
 of its own under results/<run_name>/sweep/<point>/ (`point_config`): the base config with the point's
 values, whose training records a divergence instead of failing. A point shares with the base run every job
 it does not change: the prepared data and subsets and the infinite kernels always, the initial networks and
@@ -82,9 +82,14 @@ def names_pattern(points: list[dict]) -> str:
     return "|".join(re.escape(point_name(p)) for p in points) or "no sweep"
 
 
+# model keys that change how a network trains, not the network it starts from (nor its eNTKs)
+TRAINING_MODEL_KEYS = ("model.output_scale",)
+
+
 def shares_init(point: dict) -> bool:
-    """A point that changes only training settings starts from the base run's initial networks."""
-    return not any(k.startswith("model.") for k in point)
+    """A point that changes only training settings (train.*, model.output_scale) starts from the base run's
+    initial networks."""
+    return not any(k.startswith("model.") and k not in TRAINING_MODEL_KEYS for k in point)
 
 
 def point_config(config: dict, point: dict) -> dict:

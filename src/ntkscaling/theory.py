@@ -148,12 +148,15 @@ def spectrum_table(spec: Spectrum) -> list[dict]:
             for i, (lam, v2, t) in enumerate(zip(spec.eigenvalues, spec.target_power, spec.tail))]
 
 
-def spectrum_rows(blocks: dict, max_rows: int) -> np.ndarray:
-    """The kernel rows whose spectrum stands in for the data distribution, never the test rows: the
-    validation and pool rows (blocks: data.row_blocks), and the first training rows up to max_rows in all."""
+def spectrum_rows(blocks: dict, max_rows: int, trained_on: int = 0) -> np.ndarray:
+    """The kernel rows whose spectrum stands in for the data distribution, never the test rows nor the rows the
+    kernel's network was trained on: the validation and pool rows (blocks: data.row_blocks), then training rows
+    from `trained_on` on (the network of an after-kernel or a tracked checkpoint trained on the first k rows of
+    the nested order: its kernel is fitted to their labels), up to max_rows in all."""
     held = np.r_[blocks["val"], blocks.get("pool", slice(0, 0))][:max_rows]
-    keep = min(blocks["train"].stop, max(max_rows - len(held), 0))
-    return np.r_[0:keep, held]
+    start = min(int(trained_on), blocks["train"].stop)
+    keep = min(blocks["train"].stop - start, max(max_rows - len(held), 0))
+    return np.r_[start:start + keep, held]
 
 
 def kernel_theory(K: np.ndarray, targets: np.ndarray, rows, regressions, modes=(2, None), top_k: int = 10,
@@ -198,10 +201,11 @@ def regression_theory(K: np.ndarray, targets: np.ndarray, blocks: dict, records,
     Args:
         K: the kernel on data.kernel_rows' rows; targets: the regression's targets on them (rows, C);
         blocks: data.row_blocks; records: (n, ridge label, regression.nested_regression result) per
-            regression; settings: the config's theory section.
+            regression; settings: the config's theory section; ident's k: the rows the kernel's network
+            trained on (0 at init and for infinite kernels), left out of the spectrum.
     """
     from .io import tidy_row
-    rows = spectrum_rows(blocks, settings["max_rows"])
+    rows = spectrum_rows(blocks, settings["max_rows"], trained_on=int(ident.get("k") or 0))
     applied = [(n, (res["ridge"] + res["jitter"]) * float(np.mean(np.diag(K[:n, :n]), dtype=np.float64)))
                for n, _, res in records]  # the ridge as regression.py applied it
     spec, fits, predictions = kernel_theory(K, targets, rows, applied, (settings["mode_min"], settings["mode_max"]),

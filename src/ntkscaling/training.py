@@ -3,7 +3,8 @@
 `NetworkModule` wraps the plain network of models.py. By default its output is *centred*:
 f(x) - f0(x), with f0 a frozen copy of the initial network, so the function starts at exactly zero and, in
 the lazy limit, training converges to kernel regression with the network's NTK (the gradients, hence the
-eNTK, are those of f). `train_network` trains it on subset n for a step budget that does not depend on n,
+eNTK, are those of f). `output_scale` alpha multiplies the centred output and divides the loss by alpha^2
+(lazy training: large alpha is the kernel limit, small alpha leaves it). `train_network` trains it on subset n for a step budget that does not depend on n,
 with a learning-rate schedule (linear warm-up, then cosine or linear decay, or constant), saves checkpoints
 on a schedule that always includes step 0 (the initialization) and the last step, evaluates train,
 validation and test metrics at log-spaced steps, and returns tidy rows plus the per-test-point values of the
@@ -51,6 +52,7 @@ class NetworkSettings:
     W_std: float = 2 ** 0.5
     b_std: float = 0.0
     center: bool = True   # train f(x) - f0(x): the function starts at zero (the matched kernel predictor)
+    output_scale: float = 1.0  # alpha: predict alpha (f - f0), loss / alpha^2 (lazy training; centred only)
     factory: str | None = None          # a user's network ("package.module:function" or "file.py:function")
     factory_kwargs: dict | None = None  # its keyword arguments beyond in_shape, out_dim and width
 
@@ -58,6 +60,13 @@ class NetworkSettings:
     def from_config(cls, model: dict, width: int) -> "NetworkSettings":
         return cls(width=int(width), **{f.name: model[f.name] for f in dataclasses.fields(cls)
                                         if f.name != "width" and f.name in model})
+
+    def __post_init__(self):
+        if not self.output_scale > 0:
+            raise ValueError(f"model.output_scale={self.output_scale!r}: expected a number > 0")
+        if self.output_scale != 1.0 and not self.center:
+            raise ValueError(f"model.output_scale={self.output_scale!r} needs model.center: true (an uncentred "
+                             f"network scaled by alpha starts at alpha * f0, unbounded as alpha grows)")
 
 
 @dataclass(frozen=True)
@@ -185,13 +194,15 @@ class NetworkModule(pl.LightningModule):
 
     def forward(self, x):
         out = self.net(x)
-        return out if self.net0 is None else out - self.net0(x)
+        return out if self.net0 is None else self.network.output_scale * (out - self.net0(x))
 
     def training_step(self, batch, batch_idx):
         x, y, *f0 = batch  # f0: the frozen initial outputs, precomputed once (a centred network's f - f0)
-        out = self.net(x) - f0[0] if f0 else self(x)
+        scale = self.network.output_scale
+        out = scale * (self.net(x) - f0[0]) if f0 else self(x)
         t = self.train_settings
-        loss = per_point_loss(out, y, t.loss).mean()
+        # divided by alpha^2: the function moves at the same rate whatever alpha (Chizat, Oyallon, Bach 2019)
+        loss = per_point_loss(out, y, t.loss).mean() / scale ** 2
         if not torch.isfinite(loss):
             raise DivergenceError(
                 f"training diverged: loss={loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
@@ -223,8 +234,9 @@ def checkpoint_steps(total_steps: int, steps_per_epoch: int, log_points: int = 0
 
 class CheckpointAndEvaluate(pl.Callback):
     """Evaluate train/validation/test metrics at each scheduled evaluation step, save a checkpoint at each
-    checkpoint step, and keep the weights of the best validation evaluation so far (early stopping is
-    chosen on validation data: `select` names the metric)."""
+    checkpoint step, and keep the weights of the best validation evaluation so far after step 0 (early
+    stopping is chosen on validation data, `select` names the metric, among trained networks only: the
+    untrained function at step 0 would let a curve's smallest n sit at chance and fake a steep slope)."""
 
     def __init__(self, steps, out_dir, data, loss: str, ident: dict, signature: dict | None = None,
                  eval_steps=(), select: str = "val_mse"):
@@ -265,7 +277,8 @@ class CheckpointAndEvaluate(pl.Callback):
                                           f"(it was {start:.4g} at step 0); lower train.lr")
                 self.rows.append(tidy_row(**self.ident, epoch=epoch, step=step, metric=name, value=value))
                 values[name] = value
-        if self.best is None or values[self.select] < self.best["value"]:
+        # step 0 is the untrained network (a centred one predicts 0): never reported as a trained network
+        if step > 0 and (self.best is None or values[self.select] < self.best["value"]):
             self.best = {"step": step, "epoch": epoch, "value": values[self.select],
                          "state": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}}
 

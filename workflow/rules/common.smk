@@ -61,7 +61,10 @@ def only(section: dict, *keys, drop=()) -> dict:
 # What each kind of job depends on, and nothing else.
 # one network; the width comes from the wildcard (the factory keys only when set: unchanged params otherwise)
 FACTORY = config["model"]["factory"]
-NETWORK = only(config["model"], drop=("widths",) + (() if FACTORY else ("factory", "factory_kwargs")))
+NETWORK = only(config["model"], drop=("widths", "output_scale") + (() if FACTORY else ("factory", "factory_kwargs")))
+# a trained network: the initial one and how its output is scaled in training (only when not 1: runs without
+# it keep their params)
+TRAINED_NETWORK = NETWORK | ({} if config["model"]["output_scale"] == 1 else only(config["model"], "output_scale"))
 # the step budget, or (train.steps: null) the epoch budget: never both, so editing the unused one re-runs nothing
 # (and the divergence policy only when a sweep's point records it: runs without a sweep keep their params)
 TRAINING = only(config["train"], drop=("log_checkpoints", "checkpoint_epochs",

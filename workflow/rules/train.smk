@@ -15,7 +15,7 @@ rule train_network:
         pointwise=f"{TRAIN_DIR}/pointwise.npz",
         final=f"{TRAIN_DIR}/final.ckpt",
     params:
-        network=NETWORK,
+        network=TRAINED_NETWORK,
         train=TRAINING,
         schedule=TRAIN_SCHEDULE,
         dataset=config["dataset"]["name"],
@@ -42,7 +42,7 @@ use rule train_network as track_network with:
         pointwise=f"{TRACK_DIR}/pointwise.npz",
         final=f"{TRACK_DIR}/final.ckpt",
     params:
-        network=NETWORK,
+        network=TRAINED_NETWORK,
         train=TRAINING,
         schedule=TRACK_SCHEDULE,
         dataset=config["dataset"]["name"],

@@ -43,7 +43,7 @@ with io.log_to(snakemake.log[0]):
     print("predictor: " + ("linearized (f0 of each checkpoint + kernel regression on Y - f0)"
                            if snakemake.params.linearized else "kernel regression"), flush=True)
     blocks, settings = data.row_blocks(n, d), snakemake.params.theory
-    spectrum_rows = theory.spectrum_rows(blocks, settings["max_rows"])
+    spectrum_rows = theory.spectrum_rows(blocks, settings["max_rows"], trained_on=n)  # rows it never trains on
     targets = np.eye(int(d["n_classes"]))[y]
 
     def spectral(K):  # the spectrum's decay and label alignment at each checkpoint (mean and sum kinds)

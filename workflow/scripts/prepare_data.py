@@ -5,7 +5,8 @@ with io.log_to(snakemake.log[0]):
     ds = snakemake.params.dataset
     arrays = data.prepare(ds["name"], root=ds["root"], test_size=ds["test_size"], classes=ds["classes"],
                           download=ds["download"], file=ds["file"], downsample_factor=ds["downsample"],
-                          test_overlap=ds["test_overlap"], val_size=ds["val_size"])
+                          test_overlap=ds["test_overlap"], val_size=ds["val_size"],
+                          planted=ds["planted"])
     overlap = int(arrays.pop("test_overlap"))
     io.save_npz(snakemake.output.data, **arrays)
     meta = {"dataset": ds, "x_train": list(arrays["x_train"].shape), "x_val": list(arrays["x_val"].shape),
