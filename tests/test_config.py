@@ -52,6 +52,15 @@ def test_default_config_is_valid_and_defaults_fill():
                                                                r"1024 \+ 250 \+ 500 rows would take 1.3 GB > "
                                                                r"kernel.max_gb=0.5"),
     (lambda c: c.update(bogus=1) or c["model"].update(widths=[]), r"bogus.*\n.*'model.widths': got \[\]"),
+    (lambda c: c["model"].update(output_scale=10.0, center=False), r"'model.output_scale': got 10.0 with "
+                                                                   r"model.center: false"),
+    (lambda c: c["model"].update(output_scale=0), r"'model.output_scale': got 0; expected a number > 0"),
+    (lambda c: c["dataset"].update(name="stripe", planted={"dim": 4, "direction": 9}),
+     r"'dataset.planted.direction': got axis 9; expected 0..3"),
+    (lambda c: c["dataset"].update(name="stripe", downsample=2), r"'dataset.downsample': got 2; expected 1 \(the "
+                                                                 r"stripe task has vector inputs"),
+    (lambda c: c["dataset"].update(name="stripe", planted={"train_size": 1000}),
+     r"'sample_sizes': largest n=1024 exceeds the training pool of stripe \(750 examples"),
 ])
 def test_bad_values_are_named(patch, expected):
     cfg = _default()

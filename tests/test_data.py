@@ -264,3 +264,37 @@ def test_pool_rows_are_the_next_points_of_the_order_after_the_test_rows():
     n_all = len(order)
     assert data.pool_size(order, n_all - 10, 100) == 10 and data.pool_size(order, n_all, 100) == 0
     assert len(data.kernel_rows(d, order, n_all - 10, pool=100)[1]) == n_all - 10 + 500 + 10
+
+
+def test_stripe_is_the_planted_model_deterministic_balanced_and_along_its_direction():
+    from ntkscaling import planted
+    x, y, xt, yt = planted.stripe(3000, dim=6, train_size=20000, direction=[0, 3, 0, 4, 0, 0], seed=5)
+    assert x.shape == (20000, 6) and xt.shape == (3000, 6) and x.dtype == np.float32 and y.dtype == np.int64
+    u = np.array([0, 0.6, 0, 0.8, 0, 0])
+    np.testing.assert_array_equal(y, np.abs(x.astype(np.float64) @ u) > planted.STRIPE_MEDIAN)
+    assert abs(y.mean() - 0.5) < 0.02 and abs(yt.mean() - 0.5) < 0.04  # the median of |N(0,1)| balances them
+    assert abs(x.std() - 1) < 0.02 and abs(x.mean()) < 0.02
+    again = planted.stripe(3000, dim=6, train_size=20000, direction=[0, 3, 0, 4, 0, 0], seed=5)
+    np.testing.assert_array_equal(x, again[0])
+    # the test size and the direction leave the training inputs alone
+    np.testing.assert_array_equal(planted.stripe(10, dim=6, train_size=20000, direction=1, seed=5)[0], x)
+    # a random direction is a unit vector fixed by the seed
+    u1, u2 = planted.stripe_direction(6, None, 1), planted.stripe_direction(6, None, 2)
+    assert np.linalg.norm(u1) == pytest.approx(1) and not np.allclose(u1, u2)
+    np.testing.assert_array_equal(u1, planted.stripe_direction(6, None, 1))
+    np.testing.assert_array_equal(planted.stripe_direction(6, 2, 0), np.eye(6)[2])
+    wide = planted.stripe(100, dim=4, train_size=5000, threshold=1.5, seed=0)[1]
+    assert wide.mean() == pytest.approx(2 * 0.0668, abs=0.02)  # P(|z| > 1.5)
+    for bad in (7, [1, 2], [0, 0, 0, 0, 0, 0]):
+        with pytest.raises(ValueError, match="dataset.planted.direction"):
+            planted.stripe_direction(6, bad, 0)
+
+
+def test_stripe_prepares_like_any_dataset():
+    d = data.prepare("stripe", test_size=200, val_size=100, planted={"dim": 8, "train_size": 1000, "seed": 3})
+    assert d["x_train"].shape == (900, 8) and d["x_val"].shape == (100, 8) and d["x_test"].shape == (200, 8)
+    assert np.bincount(d["y_test"]).tolist() == [100, 100] and int(d["n_classes"]) == 2
+    order = data.nested_order(d["y_train"], 0)
+    assert set(order[:64]) < set(order[:128])
+    with pytest.raises(data.DatasetError, match="dataset.planted.direction"):
+        data.prepare("stripe", test_size=20, val_size=10, planted={"dim": 3, "train_size": 100, "direction": 5})

@@ -71,3 +71,32 @@ def test_trained_to_convergence_the_predictor_is_ridge_zero_kernel_regression(la
         assert _rel(lazy_runs[w]["gd"], lazy_runs[w]["krr"]) < 0.1
     d = [_rel(lazy_runs[w]["net"], lazy_runs[w]["krr"]) for w in WIDTHS]
     assert d[0] > d[2]
+
+
+def test_a_large_output_scale_is_the_lazy_limit_at_a_fixed_width(tmp_path):
+    # Chizat, Oyallon and Bach (2019): at width 128, alpha (f - f0) trained on loss / alpha^2 follows the
+    # linearized model's gradient descent (the closed form above, with the network's own eNTK of the full kind:
+    # at finite width the logits' blocks differ, so the mean kind is exact only at infinite width) ever more
+    # closely as alpha grows, where alpha = 1 at the same width does not
+    d = data.prepare("digits", test_size=100, val_size=60)
+    io.save_npz(tmp_path / "prepared.npz", **d)
+    order = data.nested_order(d["y_train"], 0)
+    io.save_npy(tmp_path / "order.npy", order)
+    x, y = data.kernel_rows(d, order, N)
+    blocks = data.row_blocks(N, d)
+    tr, te = blocks["train"], blocks["test"]
+    xt = torch.from_numpy(x).double()
+    gap = {}
+    for alpha in (1.0, 30.0):
+        _, records, saved = training.train_network(
+            tmp_path / "prepared.npz", tmp_path / "order.npy", n=N, seed=0, out_dir=tmp_path / f"a{alpha}",
+            **run_settings(arch="mlp", width=128, depth=2, center=True, output_scale=alpha, optimizer="sgd",
+                           momentum=0.0, lr=LR, batch_size=N, steps=STEPS, lr_schedule="constant", warmup=0.0,
+                           progress=False))
+        K = entk.empirical_ntk(models.load_network(saved[0]).double(), xt, kind="full", dtype=torch.float64).numpy()
+        K = K.transpose(0, 2, 1, 3).reshape(len(x) * 10, len(x) * 10)  # row a*C + c
+        rows = lambda block: np.arange(block.start * 10, block.stop * 10)  # noqa: E731
+        Y = np.eye(10)[y[tr]].reshape(-1, 1)
+        gd = _gd_predictions(K[np.ix_(rows(tr), rows(tr))], K[np.ix_(rows(te), rows(tr))], Y, LR, STEPS, N, 10)
+        gap[alpha] = _rel(records["network"]["pred"], gd.reshape(-1, 10))
+    assert gap[30.0] < 0.3 * gap[1.0] and gap[30.0] < 0.06

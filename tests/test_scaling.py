@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ntkscaling import scaling
+from ntkscaling import calibration, scaling
 
 
 def test_exact_power_law():
@@ -157,3 +157,82 @@ def test_summary_puts_the_theorys_exponents_beside_the_kernels():
     assert kernel["spectrum_rows"] == 140
     others = summary[(summary["method"] == "network") | (summary["metric"] == "test_error")]
     assert others["alpha_predicted"].isna().all() and len(others) == 3
+
+
+# --- Coverage of the intervals, by simulation with a known truth, at the seed counts users run -------------
+@pytest.mark.parametrize("seeds", [2, 3, 5])
+@pytest.mark.parametrize("scenario", list(calibration.SCENARIOS))
+def test_nominal_95_percent_intervals_cover_the_true_exponents_and_deficit_at_least_90_percent(scenario, seeds):
+    cov = calibration.coverage(scenario, seeds, trials=200, reference_trials=60 if seeds == 2 else 0)
+    assert cov["alpha_coverage"] >= 0.90 and cov["deficit_coverage"] >= 0.90
+    if scenario == "seed-dominated":
+        assert cov["deficit_coverage"] <= 0.99  # calibrated where the seeds dominate, not merely wide
+        if seeds == 2:  # the simulation faults the percentile bootstrap this project reported before
+            assert cov["percentile_deficit_coverage"] < 0.8
+    if scenario == "mixed" and seeds == 5:  # and the intervals stay useful: a deficit of 0.2 is resolved
+        assert cov["deficit_width_median"] < 0.25
+
+
+def test_the_simulated_experiments_have_the_stated_truth():
+    # averaged over many seeds and test points, each curve's exponent is the planted one
+    rng = np.random.default_rng(0)
+    curves = calibration.simulated_experiment(rng, seeds=400, points=400, **calibration.SCENARIOS["mixed"])
+    for key, alpha in calibration.TRUTH.items():
+        assert scaling.fit_power_law(calibration.NS, curves[key].mean(axis=(1, 2)))["alpha"] == pytest.approx(
+            alpha, abs=0.01)
+
+
+def _write_curve(path, method, ns, seed, values, k=0, width=64):
+    meta = {"dataset": "d", "arch": "mlp", "width": width, "seed": seed, "method": method, "n": np.array(ns)}
+    if method.startswith("network"):
+        meta["k"] = np.array(ns)
+    else:
+        meta.update(kind="mean", ridge=np.array(["tuned"] * len(ns)), k=k)
+    np.savez(path, error=values, mse=values, **meta)
+
+
+FIT_CFG = {"metrics": ["test_mse"], "floor": False, "bootstrap": 200, "confidence": 0.95, "n_min": None,
+           "n_max": None, "reference": "network_best"}
+
+
+def test_a_network_reported_at_step_0_for_small_n_cannot_steepen_the_fit(tmp_path):
+    # A centred network stopped at step 0 predicts 0: its test MSE is exactly 1/C at every point. Planted: the
+    # trained network scales as n^-0.5, the kernel as n^-0.3; the "network" at n = 64 and 128 is the zero
+    # function, which alone would make the network's exponent steeper.
+    ns, C = [64, 128, 256, 512, 1024, 2048], 2
+    for seed in (0, 1, 2):
+        net = _curve(ns, 0.5, seeds=1, points=300, noise=0.1, seed=seed, a=2.0)[:, 0]
+        net[:2] = 1.0 / C
+        _write_curve(tmp_path / f"net{seed}.npz", "network_best", ns, seed, net)
+        ker = _curve(ns, 0.3, seeds=1, points=300, noise=0.1, seed=10 + seed, a=0.9)[:, 0]
+        _write_curve(tmp_path / f"ker{seed}.npz", "entk_init", ns, seed, ker)
+    paths = sorted(tmp_path.glob("*.npz"))
+    naive = {r["method"]: r for r in scaling.fit_curves(paths, FIT_CFG)}  # no class count: nothing flagged
+    assert naive["network_best"]["alpha"] > 0.6 and naive["entk_init"]["alpha_deficit"] > 0.3
+    rows = {r["method"]: r for r in scaling.fit_curves(paths, FIT_CFG, n_classes=C)}
+    net, ker = rows["network_best"], rows["entk_init"]
+    assert net["unlearned_n"] == "64;128" and ker["unlearned_n"] == ""
+    assert net["n_min"] == 256 and ker["n_min"] == 256  # both from where the reference has learned
+    assert net["alpha"] == pytest.approx(0.5, abs=0.03)
+    assert ker["alpha_deficit"] == pytest.approx(0.2, abs=0.04) and ker["deficit_lo"] < 0.2 < ker["deficit_hi"]
+
+
+def test_after_kernels_are_fitted_over_n_at_least_k_against_the_reference_over_the_same_range(tmp_path):
+    ns = [64, 128, 256, 512, 1024]
+    for seed in (0, 1):
+        # the network bends: steep below 256, alpha 0.4 from 256 on
+        net = _curve(ns, 0.4, seeds=1, points=200, noise=0.05, seed=seed)[:, 0]
+        net[:2] *= np.array([4.0, 2.0])[:, None]
+        _write_curve(tmp_path / f"net{seed}.npz", "network_best", ns, seed, net)
+        after = _curve(ns, 0.25, seeds=1, points=200, noise=0.05, seed=20 + seed)[:, 0]
+        after[:2] *= 0.2  # below k its kernel has seen more labels than the regression: flattering values
+        _write_curve(tmp_path / f"after{seed}.npz", "entk_after", ns, seed, after, k=256)
+    paths = sorted(tmp_path.glob("*.npz"))
+    rows = {r["method"]: r for r in scaling.fit_curves(paths, FIT_CFG)}
+    after, net = rows["entk_after"], rows["network_best"]
+    assert after["n_min"] == 256 and net["n_min"] == 64
+    assert after["alpha"] == pytest.approx(0.25, abs=0.03)
+    assert after["network_alpha"] == pytest.approx(0.4, abs=0.03)  # the reference over n >= 256, not its own row
+    assert after["alpha_deficit"] == pytest.approx(0.15, abs=0.04)
+    whole = {r["method"]: r for r in scaling.fit_curves(paths, {**FIT_CFG, "after_kernel_from_k": False})}
+    assert whole["entk_after"]["n_min"] == 64 and whole["entk_after"]["alpha_deficit"] > 0.5

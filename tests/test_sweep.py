@@ -41,6 +41,21 @@ def test_point_config_changes_only_the_swept_keys_and_records_divergence():
     assert sweep.shares_init({"train.lr": 1.0, "train.batch_size": 8})
 
 
+def test_output_scale_points_share_the_initial_networks():
+    # the lazy-training scale changes how a network trains, not the network it starts from nor its eNTK
+    cfg = _tiny(model__output_scale=[0.1, 100.0])
+    points = sweep.grid_points(cfg)
+    assert [sweep.point_name(p) for p in points] == ["output_scale=0.1", "output_scale=100"]
+    sub = sweep.point_config(cfg, points[1])
+    assert sub["model"]["output_scale"] == 100.0 and sub["_sweep"]["shares_init"] is True
+    assert not sweep.shares_init({"model.output_scale": 10.0, "model.parameterization": "standard"})
+    uncentred = yaml.safe_load(TINY.read_text())
+    uncentred["model"]["center"] = False
+    uncentred["sweep"] = {"model.output_scale": [1.0, 30.0]}
+    with pytest.raises(config.ConfigError, match=r"sweep point output_scale=30: config key 'model.output_scale'"):
+        config.validate(uncentred, check_data=False)
+
+
 def test_every_point_is_checked_before_any_job():
     with pytest.raises(config.ConfigError, match=r"sweep point lr=-1__optimizer=adam: config key 'train.lr': "
                                                  r"got -1.0; expected a number > 0"):

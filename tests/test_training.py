@@ -221,7 +221,8 @@ def test_learning_rate_follows_the_schedule_in_training(prepared, tmp_path):
 
 def test_best_network_is_chosen_on_validation_data_only(prepared, tmp_path):
     rows, records, _ = _train(prepared, tmp_path, eval_points=6, epochs=10)
-    val = {r["step"]: r["value"] for r in rows if r["metric"] == "val_mse" and r["method"] == "network"}
+    val = {r["step"]: r["value"] for r in rows if r["metric"] == "val_mse" and r["method"] == "network"
+           and r["step"] > 0}  # step 0 is the untrained network: never the best
     best_step = min(val, key=lambda s: (val[s], s))
     assert records["network_best"]["step"] == best_step and len(val) >= 6
     test_at_best = [r["value"] for r in rows if r["method"] == "network_best" and r["metric"] == "test_error"]
@@ -242,3 +243,45 @@ def test_training_leaves_torchs_global_flags_as_they_were(prepared, tmp_path):
     _train(prepared, tmp_path, epochs=1)
     assert (torch.are_deterministic_algorithms_enabled(), det.fill_uninitialized_memory,
             torch.backends.cudnn.benchmark) == before
+
+
+def test_early_stopping_never_reports_the_untrained_network(prepared, tmp_path):
+    # lr 0: every evaluation ties with step 0, the untrained (for a centred network: zero) function
+    rows, records, _ = _train(prepared, tmp_path, lr=0.0, eval_points=4)
+    steps = sorted({r["step"] for r in rows if r["method"] == "network"})
+    assert steps[0] == 0 and records["network_best"]["step"] == steps[1]
+
+
+def test_output_scale_multiplies_the_centred_output_and_divides_the_loss():
+    net = training.NetworkSettings("mlp", 64, depth=1, center=True)
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    outs, losses = {}, {}
+    for alpha in (1.0, 10.0):
+        module = training.NetworkModule(replace(net, output_scale=alpha), in_shape=(1, 8, 8), out_dim=10,
+                                        init_seed=3)
+        with torch.no_grad():
+            module.net.param_layers()[0].weight.add_(0.01)  # move away from f0: f - f0 is not 0
+        outs[alpha] = module(x).detach()
+        losses[alpha] = module.training_step((x, y), 0).item()
+    torch.testing.assert_close(outs[10.0], 10 * outs[1.0])
+    target = torch.nn.functional.one_hot(y, 10)
+    assert losses[10.0] == pytest.approx(((outs[10.0] - target) ** 2).mean().item() / 100, rel=1e-5)
+    with pytest.raises(ValueError, match="model.center: true"):
+        training.NetworkSettings("mlp", 64, depth=1, center=False, output_scale=10.0)
+
+
+def test_output_scale_keeps_the_function_space_step_to_first_order():
+    # one SGD step from initialization (where f - f0 = 0): the parameters move 1/alpha as far, the scaled
+    # output moves as far as with alpha = 1 (Chizat, Oyallon and Bach 2019), up to the step's second order
+    x, y = torch.randn(32, 1, 8, 8, dtype=torch.float64), torch.randint(0, 10, (32,))
+    moved = {}
+    for alpha in (1.0, 100.0):
+        module = training.NetworkModule(training.NetworkSettings("mlp", 256, depth=1, output_scale=alpha),
+                                        in_shape=(1, 8, 8), out_dim=10, init_seed=0).double()
+        opt = torch.optim.SGD(module.net.parameters(), lr=0.1)
+        module.training_step((x, y), 0).backward()
+        opt.step()
+        moved[alpha] = module(x).detach()
+    assert torch.count_nonzero(moved[1.0])
+    rel = (moved[100.0] - moved[1.0]).norm() / moved[1.0].norm()
+    assert rel < 1e-3

@@ -10,6 +10,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .methods import K_EQUALS_N, ridge_label  # noqa: E402
+from .theory import TRUSTED_ROWS_PER_N  # noqa: E402
 
 METHOD_LABELS = {"network": "network", "network_best": "network (best val.)", "entk_init": "eNTK at init",
                  "entk_after": "after-kernel", "entk_after_n": "after-kernel k=n", "infinite_ntk": "infinite NTK",
@@ -95,6 +96,13 @@ def _scaling_axis(ax, df: pd.DataFrame, exponents: pd.DataFrame, metric: str):
         f = _fit_of(exponents, key, metric)
         if f is not None:
             label += f": α={f['alpha']:.2f} [{f['alpha_lo']:.2f}, {f['alpha_hi']:.2f}]"
+            if f["n_min"] > stats["n"].min() or f["n_max"] < stats["n"].max():
+                label += f" over n={f['n_min']:g}..{f['n_max']:g}"
+            flagged = [int(v) for v in str(f.get("unlearned_n", "") or "").split(";") if v not in ("", "nan")]
+            if flagged:  # not better than the zero function there: kept out of the fit
+                out = stats[stats["n"].isin(flagged)]
+                ax.plot(out["n"], out["mean"], "x", color="red", ms=8, mew=2, zorder=5)
+                label += " (x: not learned, not fitted)"
             if pd.notna(f.get("alpha_deficit")) and f["method"] != f.get("network_method"):
                 label += f", Δα={f['alpha_deficit']:.2f} [{f['deficit_lo']:.2f}, {f['deficit_hi']:.2f}]"
             nn = np.geomspace(f["n_min"], f["n_max"], 50)
@@ -156,7 +164,8 @@ def plot_after_kernel(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_nam
             ax.errorbar(after["k"], after["alpha"], yerr=[after["alpha"] - after["alpha_lo"],
                                                           after["alpha_hi"] - after["alpha"]],
                         marker="o", color=METHOD_COLORS["entk_after"], capsize=3,
-                        label="after-kernel, pre-trained on k")
+                        label="after-kernel, pre-trained on k (fitted over n ≥ k)" if
+                        (after["n_min"] >= after["k"]).all() else "after-kernel, pre-trained on k")
             ax.set_xscale("log", base=2)
         else:
             ax.text(0.5, 0.5, "no after_kernel.ks configured", transform=ax.transAxes, ha="center")
@@ -173,7 +182,8 @@ EVOLUTION_LABELS = {"distance_init": "to initial kernel", "distance_final": "to 
 
 
 def plot_kernel_evolution(evolution: pd.DataFrame, title: str, ridge, metric: str = "test_error"):
-    """How the eNTK moves during training: distances (init/final/previous), velocity per epoch, kernel vs
+    """How the eNTK moves during training: distances (init/final/previous), velocity per epoch (the angle
+    between successive kernels per epoch: linear in the change, so independent of the schedule), kernel vs
     network test metric, label alignment, and the spectrum's eigenvalue decay b and share of the target's
     power in its leading modes (where the table has them); x is the training step on a symlog axis (step 0
     included). Lines are means over seeds with a band of one standard deviation; one colour per width."""
@@ -191,7 +201,7 @@ def plot_kernel_evolution(evolution: pd.DataFrame, title: str, ridge, metric: st
     sns.lineplot(vel, x="epoch", y="value", hue="width", style=style, errorbar="sd", marker="o", ms=3,
                  ax=axes[0, 1])
     axes[0, 1].set(xscale="log", yscale="log", xlabel="epoch (log scale)",
-                   ylabel="kernel velocity: distance per epoch (log scale)")
+                   ylabel="kernel velocity: angle to the previous kernel per epoch (rad, log scale)")
     err = df[df["metric"] == metric].assign(
         predictor=lambda d: d["method"].map({"network": "network", "entk_checkpoint": "kernel of checkpoint"}))
     sns.lineplot(err, x="step", y="value", hue="width", style="predictor", errorbar="sd", marker="o", ms=3,
@@ -311,7 +321,7 @@ THEORY_METHODS = ("entk_init", "entk_after", "entk_after_n", "infinite_ntk", "in
 
 def plot_theory(metrics: pd.DataFrame, summary: pd.DataFrame, title: str, ridge, width):
     """Top: per kernel family, the measured test MSE (points, mean +- sd over seeds) and what the kernel's
-    spectrum predicts (line), with the limit n = M/4 of the spectrum's M rows below which the theory is to
+    spectrum predicts (line), with the limit n = M/10 of the spectrum's M rows (theory.TRUSTED_ROWS_PER_N) below which the theory is to
     be trusted. Bottom: per kernel, the measured exponent beside the predicted one and min(a-1, 2b); the
     eigenvalue decay b; the share of the target's power in the leading modes."""
     sns.set_theme(style="whitegrid", context="paper")
@@ -346,7 +356,8 @@ def _theory_axis(ax, df: pd.DataFrame, summary: pd.DataFrame):
         ax.plot(predicted.index, predicted.to_numpy(), "-", color=colors[key], lw=1.2)
     rows = df[df["metric"] == "alpha_powerlaw"]["n"]
     if len(rows):
-        ax.axvline(rows.min() / 4, color="0.4", ls=":", lw=1, label=f"n = M/4 (M = {int(rows.min())} spectrum rows)")
+        ax.axvline(rows.min() / TRUSTED_ROWS_PER_N, color="0.4", ls=":", lw=1,
+                   label=f"n = M/{TRUSTED_ROWS_PER_N} (M = {int(rows.min())} spectrum rows)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("training set size n (log scale)")
@@ -387,20 +398,27 @@ _OTHER_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def plot_sweep(table: pd.DataFrame, keys, metric_names, title: str, ridge, width):
-    """One panel per fitted metric (rows) and swept setting (columns): each method's exponent alpha with its
-    interval at every value of the setting; marker shapes tell apart the values of the other swept settings.
-    Grid points whose networks diverged (status 'diverged') are red crosses on the x axis."""
+    """Two panels per fitted metric (rows) and swept setting (columns): each method's exponent alpha with its
+    interval at every value of the setting, then each kernel's deficit (network alpha - kernel alpha, paired
+    interval; above 0: the network out-scales the kernel) against a line at 0; marker shapes tell apart the
+    values of the other swept settings. Grid points whose networks diverged (status 'diverged') are red
+    crosses on the x axis."""
     sns.set_theme(style="whitegrid", context="paper")
     trained = table[table["status"] == "ok"]
     diverged = table[table["status"] != "ok"]
     df = select(_normalize(trained), ridge, width, SWEEP_METHODS) if len(trained) else trained
-    fig, axes = plt.subplots(len(metric_names), len(keys), squeeze=False,
-                             figsize=(max(4.8 * len(keys), 9.0), 3.8 * len(metric_names)))
-    for row, metric in zip(axes, metric_names):
-        for ax, key in zip(row, keys):
-            _sweep_axis(ax, df[df["metric"] == metric] if len(df) else df, diverged, table, key,
-                        [k for k in keys if k != key])
-            ax.set_ylabel(f"α of {metric} (n^-α)")
+    fig, axes = plt.subplots(2 * len(metric_names), len(keys), squeeze=False,
+                             figsize=(max(4.8 * len(keys), 9.0), 3.8 * 2 * len(metric_names)))
+    for i, metric in enumerate(metric_names):
+        part = df[df["metric"] == metric] if len(df) else df
+        kernels = part[~part["method"].isin(("network", "network_best"))] if len(part) else part
+        for ax_alpha, ax_deficit, key in zip(axes[2 * i], axes[2 * i + 1], keys):
+            others = [k for k in keys if k != key]
+            _sweep_axis(ax_alpha, part, diverged, table, key, others)
+            ax_alpha.set_ylabel(f"α of {metric} (n^-α)")
+            _sweep_axis(ax_deficit, kernels, diverged, table, key, others, value="alpha_deficit")
+            ax_deficit.axhline(0, color="0.3", lw=1)
+            ax_deficit.set_ylabel(f"deficit Δα of {metric}: network α - kernel α")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7, frameon=False)
@@ -409,7 +427,11 @@ def plot_sweep(table: pd.DataFrame, keys, metric_names, title: str, ridge, width
     return fig
 
 
-def _sweep_axis(ax, df: pd.DataFrame, diverged: pd.DataFrame, table: pd.DataFrame, key: str, others: list):
+def _sweep_axis(ax, df: pd.DataFrame, diverged: pd.DataFrame, table: pd.DataFrame, key: str, others: list,
+                value: str = "alpha"):
+    """One swept setting on the x axis: `value` ('alpha' or 'alpha_deficit') with its interval per curve."""
+    columns = {"alpha": ("alpha", "alpha_lo", "alpha_hi"),
+               "alpha_deficit": ("alpha_deficit", "deficit_lo", "deficit_hi")}[value]
     values = list(dict.fromkeys(table[key].astype(str)))  # grid order
     where = {v: i for i, v in enumerate(values)}
     curves = list(df.groupby(["method", "width", "k"], sort=True)) if len(df) else []
@@ -422,7 +444,7 @@ def _sweep_axis(ax, df: pd.DataFrame, diverged: pd.DataFrame, table: pd.DataFram
             if not len(part):
                 continue
             x = part[key].astype(str).map(where).to_numpy() + shift
-            y, lo, hi = (part[col].to_numpy(dtype=float) for col in ("alpha", "alpha_lo", "alpha_hi"))
+            y, lo, hi = (part[col].to_numpy(dtype=float) for col in columns)
             label = curve_label(method, w, k, "", "") if o == 0 else None
             ax.errorbar(x, y, yerr=[y - lo, hi - y], marker=_OTHER_MARKERS[o % len(_OTHER_MARKERS)], ms=5, capsize=2,
                         lw=1, color=colors[(method, w, k, "", "")], label=label)

@@ -1,14 +1,17 @@
-"""Data-scaling fits: metric(n) = a * n^-alpha (optionally + c), with bootstrap intervals.
+"""Data-scaling fits: metric(n) = a * n^-alpha (optionally + c), with calibrated intervals.
 
-The point estimate fits the curve of means (over seeds and test points) at each n; the interval resamples
-seeds and test points with replacement (the same draw at every n, so the curves stay paired) and refits.
-Without a floor the fit is least squares on log metric vs log n; with a floor it is least squares in log
-space on log(a n^-alpha + c), c >= 0.
+Each seed's curve (its per-point values averaged over the test points) is fitted on its own; the exponent is
+the mean of the per-seed exponents. Without a floor the fit is least squares on log metric vs log n; with a
+floor it is least squares in log space on log(a n^-alpha + c), c >= 0.
 
-Every curve of a dataset and architecture is refitted on the *same* bootstrap draws (`bootstrap_exponents`),
-so the difference of two exponents has its own paired interval: `fit_curves` reports, for every curve, the
-deficit alpha_network - alpha_curve against the reference network of the same width (the widest network
-for infinite-width kernels) with its percentile interval.
+The interval (`t_interval`) is Student's t over the per-seed exponents, widened by a bootstrap over test
+points (the same draw at every n and for every curve), its degrees of freedom by Welch and Satterthwaite: the
+seed term is what a new initialization and subset order would change, the test-point term what a new test set
+would. Its coverage at 2, 3 and 5 seeds is measured by simulation in tests/test_scaling.py. Every curve of a
+dataset and architecture shares the seeds and the test-point draws (`bootstrap_exponents`), so the difference
+of two exponents has its own paired interval (`paired_deficit`): `fit_curves` reports, for every curve, the
+deficit alpha_network - alpha_curve against the reference network of the same width (the widest network for
+infinite-width kernels), over the same range of n.
 """
 from __future__ import annotations
 
@@ -65,27 +68,71 @@ def _fit_range(ns, n_min=None, n_max=None) -> np.ndarray:
     return keep
 
 
-def _interval(samples: np.ndarray, confidence: float):
-    tail = (1 - confidence) / 2
-    finite = samples[np.isfinite(samples)]
-    return tuple(float(q) for q in np.quantile(finite, [tail, 1 - tail])) if len(finite) else (np.nan, np.nan)
+def _loglog_slopes(ns: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """-slope of least squares of log(curve) on log(n), for many curves at once (..., len(ns)): the same
+    numbers as fit_power_law's alpha for positive curves, without a Python loop (bootstrap replicates)."""
+    x = np.log(ns) - np.log(ns).mean()
+    ly = np.log(curves)
+    return -(ly - ly.mean(axis=-1, keepdims=True)) @ x / (x @ x)
+
+
+def _exponents(ns: np.ndarray, curves: np.ndarray, floor: bool) -> np.ndarray:
+    """alpha of every curve (..., len(ns)) (fit_power_law; vectorized where the plain log-log fit applies)."""
+    if not floor and len(ns) >= 2 and np.all(np.isfinite(curves)) and np.all(curves > 0):
+        return _loglog_slopes(ns, curves)
+    if curves.shape[-1] < 2:  # an empty fit range (no n where the curve has learned)
+        return np.full(curves.shape[:-1], np.nan)
+    flat = curves.reshape(-1, curves.shape[-1])
+    return np.array([fit_power_law(ns, c, floor=floor)["alpha"] for c in flat]).reshape(curves.shape[:-1])
+
+
+def t_interval(estimate: float, seed_values: np.ndarray, test_replicates: np.ndarray, confidence: float):
+    """The calibrated interval of a seed-averaged exponent (or a paired difference of two):
+    estimate -/+ t_{df} * se, se^2 = var(seed values) / S + var(test-point replicates), df by Welch and
+    Satterthwaite (the seed term has S - 1 degrees of freedom, the test-point term is treated as known).
+
+    Why: with 2-5 seeds a percentile bootstrap over seeds sees at most a handful of distinct resamples and
+    under-covers (nominal 95% covered 75% of simulated truths at 2 seeds); Student's t over the per-seed
+    exponents is exact for normal seed effects at any S >= 2, and the test-point bootstrap adds the noise of
+    the test set that every seed shares (the seed spread cannot see it). With one seed only the test-point
+    term remains (a normal interval): seed-to-seed variation is then not covered.
+    Returns (lo, hi); NaN where the inputs are not finite."""
+    from scipy import stats
+    seeds = np.asarray(seed_values, dtype=np.float64)
+    reps = np.asarray(test_replicates, dtype=np.float64)
+    reps = reps[np.isfinite(reps)]
+    if not np.isfinite(estimate) or not np.all(np.isfinite(seeds)) or len(reps) < 2:
+        return np.nan, np.nan
+    S, q = len(seeds), 0.5 + confidence / 2
+    seed_half = float(stats.t.ppf(q, S - 1)) * float(np.std(seeds, ddof=1)) / np.sqrt(S) if S > 1 else 0.0
+    test_half = float(stats.norm.ppf(q)) * float(np.std(reps, ddof=1))
+    half = float(np.hypot(seed_half, test_half))
+    return float(estimate - half), float(estimate + half)
 
 
 def bootstrap_exponents(ns, curves: dict, floor: bool = False, n_boot: int = 1000, confidence: float = 0.95,
                         seed: int = 0, n_min=None, n_max=None) -> dict:
-    """Exponents of several curves with percentile bootstrap intervals from shared draws.
+    """Exponents of several curves, each the mean of its per-seed exponents, with calibrated intervals whose
+    test-point part comes from draws shared by all curves (so differences are paired: `paired_deficit`).
 
     Args:
         ns: the training-set sizes.
         curves: {key: array (len(ns), n_seeds, n_points)} of per-point metric values (0/1 errors, squared
             errors), all over the same seeds and test points.
-        floor, n_boot, confidence, seed: the fit, the replicates, the interval's coverage, their seed.
+        floor, n_boot, confidence, seed: the fit, the test-point replicates, the interval's coverage, their seed.
         n_min, n_max: the fitted range of n (None: all).
 
     Returns:
-        {key: {'alpha', 'alpha_lo', 'alpha_hi', 'a', 'c', ..., 'boot'}} with `boot` the n_boot refitted
-        exponents. Each replicate draws one weighting of seeds and of test points and refits every curve
-        with it, so differences of exponents are paired (`paired_deficit`).
+        {key: {'alpha', 'alpha_lo', 'alpha_hi', 'a', 'c', ..., 'seed_alphas', 'boot'}}: alpha is the mean over
+        seeds of each seed's exponent (the seed's curve averaged over test points, fitted in log-log space);
+        `seed_alphas` those exponents; `boot` the n_boot replicates of alpha under one weighting of the test
+        points each (the same weightings for every curve); [alpha_lo, alpha_hi] the `t_interval` of both.
+        'a' and 'c' belong to the fit of the seed-mean curve, drawn as its line.
+
+    Example:
+        >>> ns = np.array([16, 32, 64, 128]); v = np.ones((4, 2, 5)) * (2.0 * ns ** -0.5)[:, None, None]
+        >>> round(bootstrap_exponents(ns, {"net": v}, n_boot=20)["net"]["alpha"], 6)
+        0.5
     """
     ns = np.asarray(ns, dtype=np.float64)
     values = {key: np.asarray(v, dtype=np.float64) for key, v in curves.items()}
@@ -96,52 +143,54 @@ def bootstrap_exponents(ns, curves: dict, floor: bool = False, n_boot: int = 100
     ns = ns[keep]
     values = {key: v[keep] for key, v in values.items()}
     S, P = next(iter(values.values())).shape[1:]
-    rng = np.random.default_rng(seed)
-    boot = {key: np.full(n_boot, np.nan) for key in values}
-    for b in range(n_boot):
-        ws = np.bincount(rng.integers(0, S, S), minlength=S) / S
-        wp = np.bincount(rng.integers(0, P, P), minlength=P) / P
-        for key, v in values.items():
-            boot[key][b] = fit_power_law(ns, (v @ wp) @ ws, floor=floor)["alpha"]
+    weights = np.random.default_rng(seed).multinomial(P, np.full(P, 1.0 / P), size=n_boot) / P  # (n_boot, P)
     out = {}
     for key, v in values.items():
-        lo, hi = _interval(boot[key], confidence)
-        out[key] = {**fit_power_law(ns, v.mean(axis=(1, 2)), floor=floor), "alpha_lo": lo, "alpha_hi": hi,
+        seed_alphas = _exponents(ns, v.mean(axis=2).T, floor)  # (S,)
+        boot = _exponents(ns, np.einsum("nsp,bp->bsn", v, weights), floor).mean(axis=1)  # (n_boot,)
+        alpha = float(seed_alphas.mean())
+        lo, hi = t_interval(alpha, seed_alphas, boot, confidence)
+        line = fit_power_law(ns, v.mean(axis=(1, 2)), floor=floor)
+        out[key] = {**line, "alpha": alpha, "alpha_lo": lo, "alpha_hi": hi,
                     "n_min": float(ns.min()) if len(ns) else np.nan, "n_max": float(ns.max()) if len(ns) else np.nan,
                     "n_seeds": int(S), "n_test": int(P), "n_boot": int(n_boot), "confidence": confidence,
-                    "boot": boot[key]}
+                    "seed_alphas": seed_alphas, "boot": boot}
     return out
 
 
 def bootstrap_exponent(ns, values, floor: bool = False, n_boot: int = 1000, confidence: float = 0.95,
                        seed: int = 0, n_min=None, n_max=None) -> dict:
-    """Exponent of one curve with a percentile bootstrap interval over seeds and test points.
+    """Exponent of one curve with its calibrated interval (`bootstrap_exponents`).
 
     values: array (len(ns), n_seeds, n_points) of per-point metric values (e.g. 0/1 errors or squared errors).
     """
     res = bootstrap_exponents(ns, {0: values}, floor, n_boot, confidence, seed, n_min, n_max)[0]
     res.pop("boot")
+    res.pop("seed_alphas")
     return res
 
 
 def paired_deficit(reference: dict, other: dict, confidence: float = 0.95) -> dict:
-    """The difference of two exponents with its interval from the paired replicates.
+    """The difference of two exponents with its calibrated interval from the paired seeds and replicates.
 
     Args:
-        reference, other: two results of one `bootstrap_exponents` call (the same draws).
+        reference, other: two results of one `bootstrap_exponents` call (the same seeds and test-point draws).
 
     Returns:
         {'alpha_deficit': alpha_reference - alpha_other, 'deficit_lo', 'deficit_hi'}: positive when the other
-        curve scales worse than the reference.
+        curve scales worse than the reference. The interval is `t_interval` of the per-seed differences and
+        the replicates' differences: noise common to both curves (the same seeds, the same test points) cancels.
     """
-    lo, hi = _interval(reference["boot"] - other["boot"], confidence)
-    return {"alpha_deficit": reference["alpha"] - other["alpha"], "deficit_lo": lo, "deficit_hi": hi}
+    deficit = reference["alpha"] - other["alpha"]
+    lo, hi = t_interval(deficit, reference["seed_alphas"] - other["seed_alphas"], reference["boot"] - other["boot"],
+                        confidence)
+    return {"alpha_deficit": deficit, "deficit_lo": lo, "deficit_hi": hi}
 
 
 EXPONENT_COLUMNS = ("dataset", "arch", "width", "method", "kind", "ridge", "k", "metric", "alpha", "alpha_lo",
                     "alpha_hi", "a", "c", "n_min", "n_max", "n_points", "n_seeds", "n_test", "n_boot", "confidence",
-                    "network_method", "network_width", "network_alpha", "network_alpha_lo", "network_alpha_hi",
-                    "alpha_deficit", "deficit_lo", "deficit_hi")
+                    "unlearned_n", "network_method", "network_width", "network_alpha", "network_alpha_lo",
+                    "network_alpha_hi", "alpha_deficit", "deficit_lo", "deficit_hi")
 # which per-point array of a pointwise file each fitted metric uses
 POINTWISE_KEY = {"test_error": "error", "test_mse": "mse"}
 
@@ -181,10 +230,36 @@ def _reference_id(cid: tuple, network_widths: list, reference: str):
     return (dataset, arch, width, reference, "", "", "")
 
 
-def fit_curves(pointwise_paths, fit_cfg: dict) -> list[dict]:
+def zero_function_score(metric: str, n_classes: int) -> float:
+    """The test score of the zero function f = 0 (a centred network at step 0, or chance): MSE 1/C against
+    one-hot labels, and error 1 - 1/C (its argmax is one fixed class; the test set is class-balanced)."""
+    return 1.0 / n_classes if metric == "test_mse" else 1.0 - 1.0 / n_classes
+
+
+def unlearned(ns, values: np.ndarray, zero_score: float) -> list:
+    """The n at which a curve has not learned: its mean over seeds and test points is not below the zero
+    function's score by two standard errors (a network reported at step 0, a kernel or network at chance).
+    values: (len(ns), seeds, points)."""
+    flat = values.reshape(len(ns), -1)
+    se = flat.std(axis=1, ddof=1) / np.sqrt(flat.shape[1]) if flat.shape[1] > 1 else np.zeros(len(ns))
+    return [int(n) for n, m, e in zip(ns, flat.mean(axis=1), se) if m + 2 * e >= zero_score]
+
+
+def learned_from(ns, unlearned_ns) -> int:
+    """The first n of the fit range after which no point is unlearned."""
+    later = [n for n in ns if n > max(unlearned_ns)] if unlearned_ns else list(ns)
+    return int(later[0]) if later else int(max(ns)) + 1
+
+
+def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> list[dict]:
     """Read per-point result files (network runs, kernel regressions) and fit every curve and metric, each
     with its paired deficit against the reference network (`fit.reference`, default the network at its
-    best-validation step)."""
+    best-validation step) over the same range of n.
+
+    The range of a curve starts at the largest of fit.n_min, the first n from which both it and its reference
+    network have learned (`unlearned`, with n_classes; every point is flagged in `unlearned_n`) and, for an
+    after-kernel with fit.after_kernel_from_k, its k (below k its kernel has seen more labels than the
+    regression); the reference is refitted over each range its curves use, on the same draws."""
     curves: dict = {}
     for path in pointwise_paths:
         for meta, arrays in read_pointwise(path):
@@ -198,40 +273,52 @@ def fit_curves(pointwise_paths, fit_cfg: dict) -> list[dict]:
         if missing:
             raise ValueError(f"curve {cid}: missing results for (n, seed) {missing}")
         grids[cid] = (ns, seeds)
+    network_widths = sorted({c[2] for c in curves if c[3] == reference})
     rows = []
     for metric in fit_cfg["metrics"]:
-        # curves on the same (dataset, arch, n, seeds, test points) share their bootstrap draws
+        # curves on the same (dataset, arch, n, seeds, test points) share their seeds and test-point draws
         groups: dict = {}
         for cid, points in curves.items():
             ns, seeds = grids[cid]
             values = np.stack([np.stack([points[(n, s)][metric] for s in seeds]) for n in ns])
             groups.setdefault((cid[0], cid[1], ns, seeds, values.shape[2]), {})[cid] = values
-        fits = {}
+        fits, ref_fits, flagged, fit_start = {}, {}, {}, {}
         for (_, _, ns, _, _), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
-            fits.update(bootstrap_exponents(ns, group, floor=fit_cfg["floor"], n_boot=fit_cfg["bootstrap"],
-                                            confidence=fit_cfg["confidence"], n_min=fit_cfg["n_min"],
-                                            n_max=fit_cfg["n_max"]))
-        paired = {cid: key for key, group in groups.items() for cid in group}
-        network_widths = sorted({c[2] for c in fits if c[3] == reference})
+            zero = zero_function_score(metric, n_classes) if n_classes else np.inf
+            flagged.update({cid: unlearned(ns, v, zero) for cid, v in group.items()})
+            starts = {}
+            for cid in group:
+                ref_id = _reference_id(cid, network_widths, reference)
+                start = max(learned_from(ns, flagged[cid] + flagged.get(ref_id, [])) if ref_id in group
+                            else learned_from(ns, flagged[cid]), fit_cfg["n_min"] or 0)
+                if cid[3] == "entk_after" and fit_cfg.get("after_kernel_from_k", True):
+                    start = max(start, int(cid[6]))
+                starts[cid] = start
+            fit_start.update(starts)
+            for start in sorted(set(starts.values())):
+                members = {cid: v for cid, v in group.items() if starts[cid] == start}
+                refs = {cid: v for cid, v in group.items() if cid[3] == reference}
+                res = bootstrap_exponents(ns, {**members, **refs}, floor=fit_cfg["floor"], n_boot=fit_cfg["bootstrap"],
+                                          confidence=fit_cfg["confidence"], n_min=start, n_max=fit_cfg["n_max"])
+                fits.update({cid: res[cid] for cid in members})
+                ref_fits.update({(cid, start): res[cid] for cid in refs})
         for cid in sorted(fits, key=str):
             res = fits[cid]
             dataset, arch, width, method, kind, ridge, k = cid
             row = {"dataset": dataset, "arch": arch, "width": width, "method": method, "kind": kind,
-                   "ridge": ridge, "k": k, "metric": metric,
+                   "ridge": ridge, "k": k, "metric": metric, "unlearned_n": ";".join(map(str, flagged[cid])),
                    **{c: res[c] for c in EXPONENT_COLUMNS if c in res}}
-            ref_id = _reference_id(cid, network_widths, reference)
-            if ref_id in fits:
-                ref = fits[ref_id]
-                row.update(network_method=reference, network_width=ref_id[2], network_alpha=ref["alpha"],
-                           network_alpha_lo=ref["alpha_lo"], network_alpha_hi=ref["alpha_hi"])
-                if paired[ref_id] == paired[cid]:
-                    row.update(paired_deficit(ref, res, fit_cfg["confidence"]))
+            ref = ref_fits.get((_reference_id(cid, network_widths, reference), fit_start[cid]))
+            if ref is not None:
+                row.update(network_method=reference, network_width=_reference_id(cid, network_widths, reference)[2],
+                           network_alpha=ref["alpha"], network_alpha_lo=ref["alpha_lo"],
+                           network_alpha_hi=ref["alpha_hi"], **paired_deficit(ref, res, fit_cfg["confidence"]))
             rows.append(row)
     return rows
 
 
 SUMMARY_COLUMNS = ("dataset", "arch", "width", "method", "kind", "k", "ridge", "metric", "alpha", "alpha_lo",
-                   "alpha_hi", "n_min", "n_max", "n_seeds", "n_test", "network_method", "network_width",
+                   "alpha_hi", "n_min", "n_max", "unlearned_n", "n_seeds", "n_test", "network_method", "network_width",
                    "network_alpha", "network_alpha_lo", "network_alpha_hi", "alpha_deficit", "deficit_lo",
                    "deficit_hi", "alpha_predicted", "alpha_gap", "alpha_powerlaw", "spectrum_rows")
 METHOD_ORDER = METHODS
@@ -240,7 +327,8 @@ METHOD_ORDER = METHODS
 def read_exponents(path):
     """exponents.csv as written by the fit stage, ridges kept as their labels (`tuned`, '0.001')."""
     import pandas as pd
-    return pd.read_csv(path, dtype={"ridge": str, "kind": str, "network_method": str}, keep_default_na=False,
+    return pd.read_csv(path, dtype={"ridge": str, "kind": str, "network_method": str, "unlearned_n": str},
+                       keep_default_na=False,
                        na_values={c: ["", "nan"] for c in ("alpha", "alpha_lo", "alpha_hi", "network_alpha",
                                                               "network_alpha_lo", "network_alpha_hi",
                                                               "alpha_deficit", "deficit_lo", "deficit_hi",

@@ -28,6 +28,7 @@ rule collect_metrics:
 rule fit_exponents:
     input:
         pointwise=pointwise_all,
+        data_meta=f"{SHARED}/data/prepared.json",
         code=code("fit_exponents"),
     output:
         f"{RESULTS}/scaling/exponents.csv",
