@@ -91,3 +91,39 @@ def test_adding_a_grid_value_runs_only_that_point(sweep_run, tmp_path):
     # kernels, the sweep table and figure follow once its outcome is known)
     assert planned(in_sweep(work, "-n", extra=[more])) == {"sweep_lr_0_5_train_network": 3, "sweep_outcome": 1,
                                                            "all": 1}
+
+
+def test_an_output_scale_point_shares_the_initial_networks_and_their_kernels(sweep_run, tmp_path):
+    work, _, _ = sweep_run
+    lazy = tmp_path / "lazy.yaml"
+    lazy.write_text(yaml.safe_dump({"sweep": {"model.output_scale": [30.0]}}))
+    # the lazy point trains its own networks; the initial networks, their eNTKs and regressions and the
+    # infinite kernels are the base run's, already made
+    assert planned(in_sweep(work, "-n", extra=[lazy])) == {"sweep_output_scale_30_train_network": 3,
+                                                           "sweep_outcome": 1, "all": 1}
+
+
+def test_publish_copies_a_finished_sweeps_tables_and_figures_with_their_hashes(sweep_run, tmp_path):
+    import hashlib
+    import json
+
+    from ntkscaling import publish
+    work, _, _ = sweep_run
+    dest = tmp_path / "docs" / "results" / "tiny"
+    written = publish.publish(work / "results" / "tiny", dest)
+    names = {str(p.relative_to(dest)) for p in written}
+    assert {"sweep/summary.csv", "sweep/sweep.png", "sweep/lr=1/summary/exponents.csv",
+            "sweep/lr=1/figures/data_scaling.png"} <= names
+    assert not any(name.startswith("sweep/lr=1000/") for name in names)  # the diverged point has none
+    prov = json.loads((dest / "provenance.json").read_text())
+    assert prov["files"] == {name: hashlib.sha256((dest / name).read_bytes()).hexdigest() for name in names}
+    assert prov["config"]["run_name"] == "tiny"
+    metrics = {r["metric"] for r in _csv(dest / "sweep" / "lr=1" / "scaling" / "metrics.csv")}
+    assert metrics == {"test_error", "test_mse"}
+    (work / "results" / "tiny" / "sweep" / "sweep.png").rename(tmp_path / "moved.png")
+    try:
+        with pytest.raises(publish.PublishError, match="not finished; missing sweep/sweep.png"):
+            publish.publish(work / "results" / "tiny", tmp_path / "again")
+        assert not (tmp_path / "again").exists()
+    finally:
+        (tmp_path / "moved.png").rename(work / "results" / "tiny" / "sweep" / "sweep.png")
