@@ -96,7 +96,7 @@ def test_adding_a_grid_value_runs_only_that_point(sweep_run, tmp_path):
 def test_an_output_scale_point_shares_the_initial_networks_and_their_kernels(sweep_run, tmp_path):
     work, _, _ = sweep_run
     lazy = tmp_path / "lazy.yaml"
-    lazy.write_text(yaml.safe_dump({"sweep": {"model.output_scale": [30.0]}}))
+    lazy.write_text(yaml.safe_dump({"sweep": [{"model.output_scale": [30.0]}]}))  # a list replaces the lr grid
     # the lazy point trains its own networks; the initial networks, their eNTKs and regressions and the
     # infinite kernels are the base run's, already made
     assert planned(in_sweep(work, "-n", extra=[lazy])) == {"sweep_output_scale_30_train_network": 3,

@@ -329,7 +329,8 @@ def read_exponents(path):
     import pandas as pd
     return pd.read_csv(path, dtype={"ridge": str, "kind": str, "network_method": str, "unlearned_n": str},
                        keep_default_na=False,
-                       na_values={c: ["", "nan"] for c in ("alpha", "alpha_lo", "alpha_hi", "network_alpha",
+                       na_values={c: ["", "nan"] for c in ("alpha", "alpha_lo", "alpha_hi", "n_min", "n_max",
+                                                              "network_alpha",
                                                               "network_alpha_lo", "network_alpha_hi",
                                                               "alpha_deficit", "deficit_lo", "deficit_hi",
                                                               "alpha_predicted", "alpha_gap", "alpha_powerlaw",
@@ -381,7 +382,7 @@ def with_predictions(summary, metrics):
         same = ((m["method"] == row.method) & (m["width"] == str(row.width)) & (m["kind"] == row.kind)
                 & (True if pd.isna(row.k) else m["k"] == int(row.k)))  # no k: one per n (entk_after_n)
         alpha = np.nan
-        if row.metric == "test_mse" and row.method not in NETWORK_METHODS:
+        if row.metric == "test_mse" and row.method not in NETWORK_METHODS and np.isfinite(row.n_min):
             curve = m[same & (m["metric"] == "predicted_test_mse") & (m["ridge"] == ridge_label(row.ridge))
                       & m["n"].between(row.n_min, row.n_max)].groupby("n")["value"].mean()
             if len(curve) >= 2 and (curve > 0).all():
