@@ -58,7 +58,7 @@ CASES = [
      "select_ridge(K_tr, K[va, :n], y_tr, y_all[va],", "select_ridge(K_tr, K[te, :n], y_tr, y_all[te],",
      "tests/test_regression.py::test_tuned_ridge_never_reads_the_test_block"),
     ("centred networks subtract the frozen initial function", "src/ntkscaling/training.py",
-     "return out if self.net0 is None else out - self.net0(x)", "return out",
+     "return out if self.net0 is None else self.network.output_scale * (out - self.net0(x))", "return out",
      "tests/test_training.py::test_centred_network_is_exactly_zero_at_init_and_has_the_plain_networks_gradients"),
     ("outputs written to a temporary name and renamed", "src/ntkscaling/io.py",
      "        yield Path(tmp)\n        os.replace(tmp, path)", "        yield path",

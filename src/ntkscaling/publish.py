@@ -3,7 +3,8 @@
     python -m ntkscaling.publish results/<run_name> [docs/results/<run_name>]
 
 What is copied (every number the README quotes comes from these files): summary/exponents.csv (the answer
-table), scaling/exponents.csv (every curve and ridge), scaling/metrics.csv restricted to the test metrics of
+table), scaling/exponents.csv (every curve and ridge), evolution/evolution.csv (the kernel-evolution rows),
+scaling/metrics.csv restricted to the test metrics of
 every (method, n, seed) (the points of the figures), the PNG figures, and for a sweep its summary.csv and
 sweep.png with the same files of every trained grid point under sweep/<point>/. A provenance.json says what
 produced them: the run's config (from its prepared data's record), the library's code version, and the
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from .io import atomic_path, code_version, save_json
 
-RUN_FILES = ("summary/exponents.csv", "scaling/exponents.csv")
+RUN_FILES = ("summary/exponents.csv", "scaling/exponents.csv", "evolution/evolution.csv")
 FIGURES = ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling", "theory")
 METRICS_KEPT = ("test_error", "test_mse")
 
