@@ -355,6 +355,8 @@ def summarize(exponents, ridge, metrics=None):
     import pandas as pd
 
     df = exponents.copy()
+    if "unlearned_n" not in df:  # exponents written before points were flagged
+        df["unlearned_n"] = ""
     df["width"] = df["width"].astype(float)
     df["ridge"] = df["ridge"].map(ridge_label)
     df = df[df["method"].isin(NETWORK_METHODS) | (df["ridge"] == ridge_label(ridge))]
