@@ -3,13 +3,14 @@
     python -m ntkscaling.publish results/<run_name> [docs/results/<run_name>]
 
 What is copied (every number the README quotes comes from these files): summary/exponents.csv (the answer
-table), scaling/exponents.csv (every curve and ridge), evolution/evolution.csv (the kernel-evolution rows),
-scaling/metrics.csv restricted to the test metrics of
-every (method, n, seed) (the points of the figures), the PNG figures, and for a sweep its summary.csv and
-sweep.png with the same files of every trained grid point under sweep/<point>/. A provenance.json says what
-produced them: the run's config (from its prepared data's record), the library's code version, and the
-sha256 of every file copied. A run that is not finished (a missing table or figure) is refused, naming what
-is missing, before anything is written. Torch-free.
+table) with the run's own summary/provenance.json (its config and code version), scaling/exponents.csv (every
+curve and ridge), evolution/evolution.csv (the kernel-evolution rows), scaling/metrics.csv restricted to the
+test metrics of every (method, n, seed) (the points of the figures), the PNG figures, and for a sweep its
+summary.csv and sweep.png with the same files and the outcome.csv (each network's final training loss and
+test metrics) of every trained grid point under sweep/<point>/. A provenance.json says what was published:
+the run's config (from its prepared data's record), the command, the library's code version at publishing,
+and the sha256 of every file copied. A run that is not finished (a missing table or figure) is refused,
+naming what is missing, before anything is written. Torch-free.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from .io import atomic_path, code_version, save_json
 
-RUN_FILES = ("summary/exponents.csv", "scaling/exponents.csv", "evolution/evolution.csv")
+RUN_FILES = ("summary/exponents.csv", "summary/provenance.json", "scaling/exponents.csv", "evolution/evolution.csv")
 FIGURES = ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling", "theory")
 METRICS_KEPT = ("test_error", "test_mse")
 
@@ -46,7 +47,8 @@ def planned(run: Path) -> list[str]:
     """Every file to publish from a finished run, relative to it."""
     if (run / "sweep" / "summary.csv").is_file():
         return ["sweep/summary.csv", "sweep/sweep.png",
-                *(f"sweep/{point}/{name}" for point in sweep_points(run) for name in run_files(run))]
+                *(f"sweep/{point}/{name}" for point in sweep_points(run)
+                  for name in ("outcome.csv", *run_files(run)))]
     return run_files(run)
 
 
@@ -92,7 +94,7 @@ def publish(run, dest) -> list[Path]:
         prepared = json.load(f)
     save_json(dest / "provenance.json", {
         "run": str(run), "command": f"python -m ntkscaling.publish {run} {dest}",
-        "config": prepared.get("provenance", {}).get("config"), "code_version": code_version(),
+        "config": prepared.get("provenance", {}).get("config"), "publish_code_version": code_version(),
         "files": {str(p.relative_to(dest)): _sha256(p) for p in written}})
     return written
 
