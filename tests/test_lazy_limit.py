@@ -27,7 +27,9 @@ def _rel(a, b):
 
 
 @pytest.fixture(scope="module")
-def lazy_runs(tmp_path_factory):
+def digits_rows(tmp_path_factory):
+    """The prepared digits and seed 0's order on disk, the kernel rows (x, y), their train and test slices and
+    the rows as a float64 tensor."""
     root = tmp_path_factory.mktemp("lazy")
     d = data.prepare("digits", test_size=100, val_size=60)
     io.save_npz(root / "prepared.npz", **d)
@@ -35,9 +37,13 @@ def lazy_runs(tmp_path_factory):
     io.save_npy(root / "order.npy", order)
     x, y = data.kernel_rows(d, order, N)
     blocks = data.row_blocks(N, d)
-    tr, te = blocks["train"], blocks["test"]
+    return root, x, y, blocks["train"], blocks["test"], torch.from_numpy(x).double()
+
+
+@pytest.fixture(scope="module")
+def lazy_runs(digits_rows):
+    root, x, y, tr, te, xt = digits_rows
     Y = np.eye(10)[y[tr]]
-    xt = torch.from_numpy(x).double()
     K_inf = infinite.infinite_kernels("mlp", xt.shape[1:], xt, depth=2)[0].numpy()
     pred_inf = _gd_predictions(K_inf[tr, tr], K_inf[te, tr], Y, LR, STEPS, N, 10)
     runs = {}
@@ -73,23 +79,16 @@ def test_trained_to_convergence_the_predictor_is_ridge_zero_kernel_regression(la
     assert d[0] > d[2]
 
 
-def test_a_large_output_scale_is_the_lazy_limit_at_a_fixed_width(tmp_path):
+def test_a_large_output_scale_is_the_lazy_limit_at_a_fixed_width(digits_rows, tmp_path):
     # Chizat, Oyallon and Bach (2019): at width 128, alpha (f - f0) trained on loss / alpha^2 follows the
     # linearized model's gradient descent (the closed form above, with the network's own eNTK of the full kind:
     # at finite width the logits' blocks differ, so the mean kind is exact only at infinite width) ever more
     # closely as alpha grows, where alpha = 1 at the same width does not
-    d = data.prepare("digits", test_size=100, val_size=60)
-    io.save_npz(tmp_path / "prepared.npz", **d)
-    order = data.nested_order(d["y_train"], 0)
-    io.save_npy(tmp_path / "order.npy", order)
-    x, y = data.kernel_rows(d, order, N)
-    blocks = data.row_blocks(N, d)
-    tr, te = blocks["train"], blocks["test"]
-    xt = torch.from_numpy(x).double()
+    root, x, y, tr, te, xt = digits_rows
     gap = {}
     for alpha in (1.0, 30.0):
         _, records, saved = training.train_network(
-            tmp_path / "prepared.npz", tmp_path / "order.npy", n=N, seed=0, out_dir=tmp_path / f"a{alpha}",
+            root / "prepared.npz", root / "order.npy", n=N, seed=0, out_dir=tmp_path / f"a{alpha}",
             **run_settings(arch="mlp", width=128, depth=2, center=True, output_scale=alpha, optimizer="sgd",
                            momentum=0.0, lr=LR, batch_size=N, steps=STEPS, lr_schedule="constant", warmup=0.0,
                            progress=False))
