@@ -32,7 +32,7 @@ class PublishError(ValueError):
     """The run is not finished, or not a run of this workflow."""
 
 
-def run_files(run: Path) -> list[str]:
+def run_files() -> list[str]:
     """The files of one run (or a sweep's grid point) to publish, relative to it."""
     return [*RUN_FILES, "scaling/metrics.csv", *(f"figures/{name}.png" for name in FIGURES)]
 
@@ -48,8 +48,8 @@ def planned(run: Path) -> list[str]:
     if (run / "sweep" / "summary.csv").is_file():
         return ["sweep/summary.csv", "sweep/sweep.png",
                 *(f"sweep/{point}/{name}" for point in sweep_points(run)
-                  for name in ("outcome.csv", *run_files(run)))]
-    return run_files(run)
+                  for name in ("outcome.csv", *run_files()))]
+    return run_files()
 
 
 def _filtered_metrics(source: Path, dest: Path):

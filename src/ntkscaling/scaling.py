@@ -4,10 +4,11 @@ Each seed's curve (its per-point values averaged over the test points) is fitted
 the mean of the per-seed exponents. Without a floor the fit is least squares on log metric vs log n; with a
 floor it is least squares in log space on log(a n^-alpha + c), c >= 0.
 
-The interval (`t_interval`) is Student's t over the per-seed exponents, widened by a bootstrap over test
-points (the same draw at every n and for every curve), its degrees of freedom by Welch and Satterthwaite: the
-seed term is what a new initialization and subset order would change, the test-point term what a new test set
-would. Its coverage at 2, 3 and 5 seeds is measured by simulation in tests/test_scaling.py. Every curve of a
+The interval (`t_interval`) combines in quadrature Student's t over the per-seed exponents (S - 1 degrees of
+freedom) and a normal interval from a bootstrap over test points (the same draw at every n and for every
+curve): the seed term is what a new initialization and subset order would change, the test-point term what a
+new test set would. Its coverage at 2, 3 and 5 seeds is measured by simulation (ntkscaling.calibration,
+tests/test_scaling.py). Every curve of a
 dataset and architecture shares the seeds and the test-point draws (`bootstrap_exponents`), so the difference
 of two exponents has its own paired interval (`paired_deficit`): `fit_curves` reports, for every curve, the
 deficit alpha_network - alpha_curve against the reference network of the same width (the widest network for
@@ -88,8 +89,8 @@ def _exponents(ns: np.ndarray, curves: np.ndarray, floor: bool) -> np.ndarray:
 
 def t_interval(estimate: float, seed_values: np.ndarray, test_replicates: np.ndarray, confidence: float):
     """The calibrated interval of a seed-averaged exponent (or a paired difference of two):
-    estimate -/+ t_{df} * se, se^2 = var(seed values) / S + var(test-point replicates), df by Welch and
-    Satterthwaite (the seed term has S - 1 degrees of freedom, the test-point term is treated as known).
+    estimate -/+ hypot(t_{S-1} * sd(seed values) / sqrt(S), z * sd(test-point replicates)), each part at the
+    interval's own quantile (conservative where both matter; coverage in ntkscaling.calibration).
 
     Why: with 2-5 seeds a percentile bootstrap over seeds sees at most a handful of distinct resamples and
     under-covers (nominal 95% covered 75% of simulated truths at 2 seeds); Student's t over the per-seed
