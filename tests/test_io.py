@@ -22,6 +22,20 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path):
     np.testing.assert_array_equal(np.load(target), np.arange(4.0))
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_outputs_get_the_umask_permissions_as_open_would(tmp_path, umask):
+    import os
+    import stat
+    old = os.umask(umask)
+    try:
+        io.save_json(tmp_path / "atomic.json", {"a": 1})
+        (tmp_path / "plain.txt").write_text("x")  # the reference: what open() gives under this umask
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "atomic.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o666 & ~umask
+
+
 def _run_python(code, cwd):
     import os
     import subprocess
