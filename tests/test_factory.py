@@ -158,8 +158,8 @@ def test_infinite_kernel_of_a_factory_made_of_library_layers(tmp_path):
     for name in ("as_sequential", "as_network"):
         net = models.network_from_factory(f"{tmp_path / 'layered.py'}:{name}", (1, 8, 8), 3, 16, seed=0)
         kernel = infinite.infinite_kernels_of(models.infinite_layers(net), x)
-        np.testing.assert_allclose(kernel.ntk, ref[0], rtol=1e-12)
-        np.testing.assert_allclose(kernel.nngp, ref[1], rtol=1e-12)
+        np.testing.assert_allclose(kernel.ntk, ref.ntk, rtol=1e-12)
+        np.testing.assert_allclose(kernel.nngp, ref.nngp, rtol=1e-12)
     skip = models.network_from_factory(f"{tmp_path / 'layered.py'}:with_skip", (1, 8, 8), 3, 16, seed=0)
     with pytest.raises(ValueError, match="it is a Skip, not a sequence"):
         models.infinite_layers(skip)

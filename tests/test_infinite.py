@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ntkscaling import entk, infinite, infinite_blocks, io, models, native
+from ntkscaling.layers import Kernel
 
 
 def _load(reference_dir, folder, x_name):
@@ -31,8 +32,9 @@ def _native_or_skip():
 def test_matches_neural_tangents_float64(reference_dir, folder, x_name, arch, depth, path):
     x, meta, ref_ntk, ref_nngp = _load(reference_dir, folder, x_name)
     use_native = path == "native" and _native_or_skip()
-    ntk, nngp = infinite.infinite_kernels(arch, x.shape[1:], x, depth=depth, W_std=meta["W_std"],
-                                          b_std=meta["b_std"], native=use_native, batch_size=3)
+    kernel = infinite.infinite_kernels(arch, x.shape[1:], x, depth=depth, W_std=meta["W_std"], b_std=meta["b_std"],
+                                       native=use_native, batch_size=3)
+    ntk, nngp = kernel.ntk, kernel.nngp
     scale_ntk, scale_nngp = np.abs(ref_ntk).max(), np.abs(ref_nngp).max()
     off = ~np.eye(len(x), dtype=bool)
     assert np.abs(nngp.numpy() - ref_nngp).max() / scale_nngp < 1e-10
@@ -48,7 +50,8 @@ def test_mlp_diagonal_closed_form():
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.normal(size=(5, 7)))
     W2, b2, depth = 1.7, 0.3, 3
-    ntk, nngp = infinite.infinite_kernels("mlp", (7,), x, depth=depth, W_std=W2 ** 0.5, b_std=b2 ** 0.5)
+    kernel = infinite.infinite_kernels("mlp", (7,), x, depth=depth, W_std=W2 ** 0.5, b_std=b2 ** 0.5)
+    ntk, nngp = kernel.ntk, kernel.nngp
     for i in range(5):
         S = float((x[i] ** 2).mean())
         T = 0.0
@@ -67,15 +70,28 @@ def test_mlp_diagonal_closed_form():
 def test_float32_close_to_float64_and_blocks_and_cross(arch, shape, depth):
     g = torch.Generator().manual_seed(1)
     x = torch.randn((6,) + shape, generator=g, dtype=torch.float64)
-    ntk64, nngp64 = infinite.infinite_kernels(arch, shape, x, depth=depth, b_std=0.2)
-    ntk32, nngp32 = infinite.infinite_kernels(arch, shape, x, depth=depth, b_std=0.2, dtype=torch.float32)
-    for a, b in ((ntk32, ntk64), (nngp32, nngp64)):
+    k64 = infinite.infinite_kernels(arch, shape, x, depth=depth, b_std=0.2)
+    k32 = infinite.infinite_kernels(arch, shape, x, depth=depth, b_std=0.2, dtype=torch.float32)
+    ntk64 = k64.ntk
+    for a, b in ((k32.ntk, k64.ntk), (k32.nngp, k64.nngp)):
         assert (a.double() - b).abs().max() / b.abs().max() < 1e-5
-    small, _ = infinite.infinite_kernels(arch, shape, x, depth=depth, b_std=0.2, batch_size=4)
+    small = infinite.infinite_kernels(arch, shape, x, depth=depth, b_std=0.2, batch_size=4).ntk
     np.testing.assert_allclose(small, ntk64, rtol=1e-13)
-    cross, _ = infinite.infinite_kernels(arch, shape, x[:2], x[2:], depth=depth, b_std=0.2, batch_size=3)
+    cross = infinite.infinite_kernels(arch, shape, x[:2], x[2:], depth=depth, b_std=0.2, batch_size=3).ntk
     np.testing.assert_allclose(cross, ntk64[:2, 2:], rtol=1e-13)
     assert torch.linalg.eigvalsh(ntk64).min() > -1e-12 * ntk64.diagonal().max()
+
+
+def test_kernels_are_read_by_name_never_unpacked():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    kernel = infinite.infinite_kernels("mlp", (4,), x, depth=1)
+    of_layers = infinite.infinite_kernels_of(models.infinite_layers(models.build("mlp", 8, (4,), 1, depth=1)), x)
+    for k in (kernel, of_layers):
+        assert isinstance(k, Kernel)
+        with pytest.raises(TypeError, match="read by name"):
+            ntk, nngp = k
+    np.testing.assert_allclose(kernel.ntk, of_layers.ntk, rtol=1e-12)
+    assert not torch.allclose(kernel.ntk, kernel.nngp)  # distinct fields: a swap would be visible
 
 
 def test_compiled_pair_steps_match_eager_and_reference(reference_dir):
@@ -90,16 +106,15 @@ def test_compiled_pair_steps_match_eager_and_reference(reference_dir):
     fused = infinite.infinite_kernels("myrtle5", x.shape[1:], x, W_std=meta["W_std"], b_std=meta["b_std"],
                                       compile=True, batch_size=3, native=False)
     assert not infinite_blocks._FUSED.get("failed"), "torch.compile fell back to eager on this machine"
-    for e, f, ref in zip(eager, fused, (ref_ntk, ref_nngp)):
+    for e, f, ref in ((eager.ntk, fused.ntk, ref_ntk), (eager.nngp, fused.nngp, ref_nngp)):
         np.testing.assert_allclose(f, e, rtol=1e-13)
         off = ~np.eye(len(x), dtype=bool)
         assert np.abs(f.numpy() - ref)[off].max() / np.abs(ref).max() < 1e-10
     g = torch.Generator().manual_seed(2)
     y = torch.randn((5, 2, 8, 8), generator=g, dtype=torch.float64)
-    ntk64, nngp64 = infinite.infinite_kernels("myrtle5", (2, 8, 8), y, b_std=0.3, compile=True, native=False)
-    ntk32, nngp32 = infinite.infinite_kernels("myrtle5", (2, 8, 8), y, b_std=0.3, compile=True,
-                                              dtype=torch.float32)
-    for a, b in ((ntk32, ntk64), (nngp32, nngp64)):
+    k64 = infinite.infinite_kernels("myrtle5", (2, 8, 8), y, b_std=0.3, compile=True, native=False)
+    k32 = infinite.infinite_kernels("myrtle5", (2, 8, 8), y, b_std=0.3, compile=True, dtype=torch.float32)
+    for a, b in ((k32.ntk, k64.ntk), (k32.nngp, k64.nngp)):
         assert (a.double() - b).abs().max() / b.abs().max() < 1e-5
 
 
@@ -116,14 +131,14 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="torch.compile of the infinite-kernel ReLU step failed.*no C"):
         fallback = infinite.infinite_kernels("myrtle5", (1, 8, 8), x, compile=True, native=False)
     eager = infinite.infinite_kernels("myrtle5", (1, 8, 8), x, compile=False, native=False)
-    for a, b in zip(fallback, eager):
+    for a, b in ((fallback.ntk, eager.ntk), (fallback.nngp, eager.nngp)):
         np.testing.assert_array_equal(a, b)
 
 
 def test_empirical_ntk_approaches_infinite_ntk_as_width_grows():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(8, 10, generator=g, dtype=torch.float64)
-    ntk_inf, _ = infinite.infinite_kernels("mlp", (10,), x, depth=2, b_std=0.1)
+    ntk_inf = infinite.infinite_kernels("mlp", (10,), x, depth=2, b_std=0.1).ntk
     widths = [64, 256, 1024, 4096]
     errors = []
     for w in widths:

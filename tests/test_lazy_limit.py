@@ -44,7 +44,7 @@ def digits_rows(tmp_path_factory):
 def lazy_runs(digits_rows):
     root, x, y, tr, te, xt = digits_rows
     Y = np.eye(10)[y[tr]]
-    K_inf = infinite.infinite_kernels("mlp", xt.shape[1:], xt, depth=2)[0].numpy()
+    K_inf = infinite.infinite_kernels("mlp", xt.shape[1:], xt, depth=2).ntk.numpy()
     pred_inf = _gd_predictions(K_inf[tr, tr], K_inf[te, tr], Y, LR, STEPS, N, 10)
     runs = {}
     for width in WIDTHS:

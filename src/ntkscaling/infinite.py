@@ -42,7 +42,7 @@ def _plain_kernels(layers, x1, x2) -> Kernel:
 
 def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float = 2 ** 0.5, b_std: float = 0.0,
                      dtype=torch.float64, batch_size=None, max_memory_gb: float = 2.0, progress=None,
-                     compile=None, native=None, implementation: str = "auto"):
+                     compile=None, native=None, implementation: str = "auto") -> Kernel:
     """Infinite-width NTK and NNGP of `arch` (the architecture `build` makes) between x1 and x2.
 
     Args:
@@ -52,11 +52,11 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
         dtype: float64 by default (the recursions lose digits in float32).
 
     Returns:
-        (ntk, nngp): two torch.Tensor, each (n1, n2), in that order.
+        layers.Kernel: fields `ntk` and `nngp`, each a torch.Tensor (n1, n2), read by name.
 
     Example:
-        >>> ntk, nngp = infinite_kernels("mlp", (8,), torch.randn(5, 8, dtype=torch.float64), depth=2)
-        >>> ntk.shape, nngp.shape
+        >>> kernel = infinite_kernels("mlp", (8,), torch.randn(5, 8, dtype=torch.float64), depth=2)
+        >>> kernel.ntk.shape, kernel.nngp.shape
         (torch.Size([5, 5]), torch.Size([5, 5]))
 
     implementation: 'blocks' (the production engine, infinite_blocks.py), 'plain' (the definition: every
@@ -70,9 +70,8 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     the compilation (10-20 s the first time, then cached on disk).
     """
     layers = [from_spec(s) for s in layer_specs(arch, 1, in_shape, 1, depth=depth, W_std=W_std, b_std=b_std)]
-    kernel = infinite_kernels_of(layers, x1, x2, dtype=dtype, implementation=implementation, batch_size=batch_size,
-                                 max_memory_gb=max_memory_gb, progress=progress, compile=compile, native=native)
-    return kernel.ntk, kernel.nngp
+    return infinite_kernels_of(layers, x1, x2, dtype=dtype, implementation=implementation, batch_size=batch_size,
+                               max_memory_gb=max_memory_gb, progress=progress, compile=compile, native=native)
 
 
 def infinite_kernels_of(layers, x1, x2=None, dtype=torch.float64, implementation: str = "auto",

@@ -21,21 +21,26 @@ test in tests/test_layers.py against the autograd Jacobian and a neural-tangents
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class Kernel(NamedTuple):
-    """The two kernels of the infinite-width recursion, by name (never by position): `nngp` (Sigma, the
-    covariance of the layer's outputs, averaged over its channels) and `ntk` (Theta; None before the first
-    layer with parameters). Each (n1, n2) for vectors or (n1, n2, H, W, H, W) for images. In the plain walk
-    both sides are the same inputs, so each input's own variances (what a ReLU needs) are the diagonal."""
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """The two kernels of the infinite-width recursion, by name (never by position: unpacking one raises, so
+    no caller can swap them): `nngp` (Sigma, the covariance of the layer's outputs, averaged over its
+    channels) and `ntk` (Theta; None before the first layer with parameters). Each (n1, n2) for vectors or
+    (n1, n2, H, W, H, W) for images. In the plain walk both sides are the same inputs, so each input's own
+    variances (what a ReLU needs) are the diagonal. Every public infinite-kernel function returns one."""
     nngp: torch.Tensor
     ntk: torch.Tensor | None
+
+    def __iter__(self):
+        raise TypeError("a Kernel is read by name (kernel.ntk, kernel.nngp), never unpacked by position")
 
     def map(self, step) -> "Kernel":
         """The same linear step applied to both kernels."""

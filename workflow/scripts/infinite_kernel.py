@@ -22,10 +22,10 @@ with io.log_to(snakemake.log[0]):
         net = models.network_from_factory(m["factory"], x.shape[1:], int(d["n_classes"]), m["width"], 0,
                                           **m["factory_kwargs"])
         kernel = infinite.infinite_kernels_of(models.infinite_layers(net), x, progress=progress)
-        ntk, nngp = kernel.ntk, kernel.nngp
     else:
-        ntk, nngp = infinite.infinite_kernels(m["arch"], x.shape[1:], x, depth=m["depth"], W_std=m["W_std"],
-                                              b_std=m["b_std"], progress=progress)
+        kernel = infinite.infinite_kernels(m["arch"], x.shape[1:], x, depth=m["depth"], W_std=m["W_std"],
+                                           b_std=m["b_std"], progress=progress)
+    ntk, nngp = kernel.ntk, kernel.nngp
     seconds = time.perf_counter() - t0
     for name, K in (("ntk", ntk), ("nngp", nngp)):
         K = K.cpu().numpy()
