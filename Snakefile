@@ -19,3 +19,9 @@ rule all:
     input:
         *([SWEEP_SHARED, SWEEP_OUTCOMES, sweep_targets] if SWEEP else [all_targets()]),
     default_target: True
+
+
+onsuccess:
+    from ntkscaling import console
+
+    print(console.closing_summary(SHARED, config["fit"]["figure_width"]), flush=True)
