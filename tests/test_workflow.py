@@ -40,7 +40,22 @@ def tiny_run(tmp_path_factory):
     copy_repo(work / "repo")
     res = snakemake("--configfile", str(TINY), cwd=work, repo=work / "repo")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (work / "console.txt").write_text(res.stdout + res.stderr)
     return work
+
+
+def test_a_finished_run_ends_with_its_headline_numbers(tiny_run):
+    import csv
+    text = (tiny_run / "console.txt").read_text()
+    summary = text[text.index("ntkscaling: finished (results/tiny)"):]
+    with open(tiny_run / "results" / "tiny" / "summary" / "exponents.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    widest = max(float(r["width"]) for r in rows if r["width"] not in ("", "inf"))
+    entk = next(r for r in rows if r["method"] == "entk_init" and r["ridge"] == "tuned" and
+                float(r["width"]) == widest and r["metric"] == "test_error")
+    assert (f"entk_init" in summary and f"{float(entk['alpha']):.2f} [{float(entk['alpha_lo']):.2f}, "
+            f"{float(entk['alpha_hi']):.2f}]  deficit {float(entk['alpha_deficit']):.2f}") in summary
+    assert "table: results/tiny/summary/exponents.csv" in summary
 
 
 def in_tiny(*args, cwd, config=TINY):
