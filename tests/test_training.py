@@ -1,4 +1,5 @@
 """Training: determinism, the checkpoint schedule, divergence errors, weights-only checkpoint loading."""
+import csv
 from dataclasses import replace
 
 import numpy as np
@@ -117,15 +118,25 @@ def test_crafted_checkpoint_is_refused_without_running_its_code(prepared, tmp_pa
 @pytest.mark.parametrize("stop", [2, 6, 1])  # mid-epoch, an epoch boundary (3 steps per epoch), the first step
 def test_resumed_run_gives_the_same_numbers(prepared, tmp_path, stop):
     import shutil
-    full_rows, full_pw, full_saved = _train(prepared, tmp_path / "full", checkpoint_epochs=[2])
+    full_rows, full_pw, full_saved = _train(prepared, tmp_path / "full", checkpoint_epochs=[2],
+                                            live_csv=tmp_path / "full.csv")
     assert stop in full_saved
     part = tmp_path / "part"  # what an interrupted run leaves: checkpoints up to `stop`, then nothing
     part.mkdir()
     for step, path in full_saved.items():
         if step <= stop:
             shutil.copy2(path, part / path.name)
-    rows, pw, saved = _train(prepared, part, checkpoint_epochs=[2])
+    (tmp_path / "part.csv").write_text("step\n999\n")  # the interrupted run's record, lines past the checkpoint
+    rows, pw, saved = _train(prepared, part, checkpoint_epochs=[2], live_csv=tmp_path / "part.csv")
     assert rows == [{**r} for r in full_rows]
+    # the live record: one line per evaluation, the tidy rows' values, the same after a resume
+    assert (tmp_path / "part.csv").read_text() == (tmp_path / "full.csv").read_text()
+    with open(tmp_path / "full.csv", newline="") as f:
+        live = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in live] == sorted({r["step"] for r in full_rows})
+    for r in full_rows:
+        line = next(x for x in live if int(x["step"]) == r["step"])
+        assert float(line[r["metric"]]) == pytest.approx(r["value"], rel=1e-5)
     for method in full_pw:
         for k in full_pw[method]:
             np.testing.assert_array_equal(pw[method][k], full_pw[method][k])

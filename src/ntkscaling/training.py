@@ -239,13 +239,14 @@ class CheckpointAndEvaluate(pl.Callback):
     untrained function at step 0 would let a curve's smallest n sit at chance and fake a steep slope)."""
 
     def __init__(self, steps, out_dir, data, loss: str, ident: dict, signature: dict | None = None,
-                 eval_steps=(), select: str = "val_mse"):
+                 eval_steps=(), select: str = "val_mse", live_csv=None):
         self.steps, self.out_dir = set(steps), Path(out_dir)
         self.eval_steps = set(eval_steps) | self.steps
         self.data, self.loss, self.ident, self.select = data, loss, ident, select
         self.signature = signature or {}
         self.rows, self.saved, self.initial = [], {}, {}
         self.best = None  # {"step", "epoch", "value", "state"}: the best validation evaluation so far
+        self.live = LiveRecord(live_csv) if live_csv else None
 
     # Saved in every checkpoint and restored on resume: the rows so far, the best evaluation, and what run
     # they belong to.
@@ -257,6 +258,8 @@ class CheckpointAndEvaluate(pl.Callback):
         self.rows, self.initial = list(state["rows"]), dict(state["initial"])
         self.saved = {int(k): Path(v) for k, v in state["saved"].items()}
         self.best = state.get("best")
+        if self.live:  # resumed: the record restarts from what the checkpoint holds
+            self.live.rewrite(self.rows)
 
     def evaluated(self, step: int) -> bool:
         return any(r["step"] == step for r in self.rows)
@@ -277,6 +280,8 @@ class CheckpointAndEvaluate(pl.Callback):
                                           f"(it was {start:.4g} at step 0); lower train.lr")
                 self.rows.append(tidy_row(**self.ident, epoch=epoch, step=step, metric=name, value=value))
                 values[name] = value
+        if self.live:
+            self.live.append(step, epoch, values)
         # step 0 is the untrained network (a centred one predicts 0): never reported as a trained network
         if step > 0 and (self.best is None or values[self.select] < self.best["value"]):
             self.best = {"step": step, "epoch": epoch, "value": values[self.select],
@@ -300,6 +305,32 @@ class CheckpointAndEvaluate(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if trainer.global_step in self.eval_steps:
             self.record(trainer, module)
+
+
+class LiveRecord:
+    """One CSV line per evaluation, written as training goes (`tail -f` follows it): step, epoch and the
+    train/validation/test loss, MSE and error. A log, not an output: metrics.csv, written when the job
+    ends, is what the workflow reads."""
+    COLUMNS = ("step", "epoch") + tuple(f"{split}_{metric}" for split in ("train", "val", "test")
+                                        for metric in ("loss", "mse", "error"))
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.rewrite([])
+
+    def rewrite(self, rows):
+        by_step = {}
+        for r in rows:
+            by_step.setdefault((r["step"], r["epoch"]), {})[r["metric"]] = r["value"]
+        with open(self.path, "w") as f:
+            f.write(",".join(self.COLUMNS) + "\n")
+        for (step, epoch), values in by_step.items():
+            self.append(step, epoch, values)
+
+    def append(self, step, epoch, values: dict):
+        fields = [str(step), f"{epoch:.6g}"] + [f"{values[c]:.6g}" if c in values else "" for c in self.COLUMNS[2:]]
+        with open(self.path, "a") as f:
+            f.write(",".join(fields) + "\n")
 
 
 class LineProgress(pl.Callback):
@@ -360,7 +391,7 @@ def saved_checkpoint_steps(ckpt_path) -> set[int]:
 
 def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network: NetworkSettings,
                   train: TrainSettings = TrainSettings(), *, log_points=0, checkpoint_epochs=(), dataset="",
-                  accelerator="auto", progress=None, resume=True, cache_f0=True):
+                  accelerator="auto", progress=None, resume=True, cache_f0=True, live_csv=None):
     """Train `network` on nested subset n of a prepared dataset as `train` says.
 
     Args:
@@ -374,6 +405,7 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network
             the last step).
         cache_f0: False recomputes a centred network's f0 at every step instead of once (the plain
             definition; benchmarks/bench_training.py times both).
+        live_csv: a file that gets one line per evaluation as training goes (`LiveRecord`), or None.
 
     Returns:
         (tidy rows, pointwise records, checkpoint paths by step). The pointwise records are
@@ -382,7 +414,7 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network
     """
     with _torch_flags_restored():
         return _train(prepared_path, order_path, n, seed, out_dir, network, train, log_points, checkpoint_epochs,
-                      dataset, accelerator, progress, resume, cache_f0)
+                      dataset, accelerator, progress, resume, cache_f0, live_csv)
 
 
 @contextlib.contextmanager
@@ -402,7 +434,7 @@ def _torch_flags_restored():
 
 
 def _train(prepared_path, order_path, n, seed, out_dir, network, train, log_points, checkpoint_epochs, dataset,
-           accelerator, progress, resume, cache_f0):
+           accelerator, progress, resume, cache_f0, live_csv):
     train = dataclasses.replace(train, batch_size=min(int(train.batch_size), int(n)))
     pl.seed_everything(int(seed) * 1_000_003 + int(n), workers=True, verbose=False)
     dm = SubsetDataModule(prepared_path, order_path, n, train.batch_size, seed=int(seed) * 1_000_003 + int(n))
@@ -425,7 +457,7 @@ def _train(prepared_path, order_path, n, seed, out_dir, network, train, log_poin
         with torch.no_grad():
             dm.f0_train = module.net0(dm.x_train)
     cb = CheckpointAndEvaluate(schedule, out_dir, dm, train.loss, ident, signature, eval_steps,
-                               SELECT_BY[train.select_by])
+                               SELECT_BY[train.select_by], live_csv)
     for stale in out_dir.glob(".step*.ckpt.tmp"):  # cut short by an interruption: never trusted
         stale.unlink()
     start = _resume_point(out_dir, signature) if resume else None

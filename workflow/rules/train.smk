@@ -25,6 +25,7 @@ rule train_network:
         CONDA_ENV
     log:
         f"{LOGS}/train/w{{width}}_s{{seed}}_n{{n}}.log",
+        live=f"{LOGS}/train/w{{width}}_s{{seed}}_n{{n}}.csv",  # one line per evaluation, as it goes
     benchmark:
         f"{LOGS}/benchmarks/train/w{{width}}_s{{seed}}_n{{n}}.tsv"
     threads: 1
@@ -50,5 +51,6 @@ use rule train_network as track_network with:
         select_by=config["select_by"],
     log:
         f"{LOGS}/track/w{{width}}_s{{seed}}_n{{n}}.log",
+        live=f"{LOGS}/track/w{{width}}_s{{seed}}_n{{n}}.csv",  # one line per evaluation, as it goes
     benchmark:
         f"{LOGS}/benchmarks/track/w{{width}}_s{{seed}}_n{{n}}.tsv"
