@@ -195,6 +195,31 @@ def test_config_checks_the_network_before_any_job(user_file, model, infinite, me
         config.validate(cfg)
 
 
+@pytest.mark.parametrize("source,message", [
+    ("import torch\n\ndef net(in_shape, out_dim, width):\n    return torch.nn.Linear(3, out_dim\n",
+     r".*broken.py does not load: SyntaxError: .* \(.*broken.py, line 4\)"),
+    ("import torch\nimport no_such_package_here\n",
+     r".*broken.py does not load: ModuleNotFoundError: No module named 'no_such_package_here' \(.*broken.py, line 2\)"),
+    ("import torch\n\nWIDTHS = {}\nDEFAULT = WIDTHS['base']\n",
+     r".*broken.py does not load: KeyError: 'base' \(.*broken.py, line 4\)"),
+])
+def test_a_factory_file_that_does_not_load_is_refused_naming_file_and_line(tmp_path, source, message):
+    from ntkscaling import config
+    path = tmp_path / "broken.py"
+    path.write_text(source)
+    with pytest.raises(config.ConfigError, match=r"'model.factory': model.factory='.*broken.py:net': " + message):
+        config.validate(_config(arch="mine", factory=f"{path}:net"))
+
+
+def test_a_factory_module_that_does_not_import_is_refused(tmp_path, monkeypatch):
+    from ntkscaling import config
+    (tmp_path / "brokenpkg_ntk.py").write_text("x = 1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(config.ConfigError, match=r"cannot import brokenpkg_ntk: ZeroDivisionError: division by "
+                                                 r"zero \(.*brokenpkg_ntk.py, line 1\)"):
+        config.validate(_config(arch="mine", factory="brokenpkg_ntk:net"))
+
+
 def test_config_accepts_a_factory_under_its_own_label(user_file):
     from ntkscaling import config
     cfg = config.validate(dict(_config(arch="small-resnet_2", factory=f"{user_file}:small_resnet",

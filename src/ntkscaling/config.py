@@ -391,9 +391,10 @@ def _factory_checks(config: dict) -> list[str]:
     from . import models  # imports torch: only for a factory
     try:
         function = models.resolve_factory(factory)
-        shape = input_shape(config["dataset"])
-    except ValueError as e:
+    except ValueError as e:  # not found, or its file does not load (the message names the file and line)
         return [f"config key 'model.factory': {e}"]
+    try:
+        shape = input_shape(config["dataset"])
     except Exception:  # an unreadable npz: the dataset checks say so
         shape = None
     if shape is None:

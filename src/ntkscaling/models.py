@@ -156,15 +156,30 @@ def resolve_factory(factory: str):
             raise ValueError(f"model.factory={factory!r}: {path} is not a file")
         spec = importlib.util.spec_from_file_location(f"ntkscaling_user_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            raise ValueError(f"model.factory={factory!r}: {path} does not load: {_where_it_failed(e)}") from None
     else:
         try:
             module = importlib.import_module(where)
-        except ImportError as e:
-            raise ValueError(f"model.factory={factory!r}: cannot import {where} ({e})") from None
+        except Exception as e:  # ImportError, or an error in the module's own code
+            raise ValueError(f"model.factory={factory!r}: cannot import {where}: {_where_it_failed(e)}") from None
     if not callable(getattr(module, name, None)):
         raise ValueError(f"model.factory={factory!r}: {where} has no function {name!r}")
     return getattr(module, name)
+
+
+def _where_it_failed(error: Exception) -> str:
+    """An import's error as a user can act on it: its type and message, and the file and line it comes from
+    (a SyntaxError's own, else the last frame of the traceback)."""
+    import traceback
+    if isinstance(error, SyntaxError):
+        return f"SyntaxError: {error.msg} ({error.filename}, line {error.lineno})"
+    frames = traceback.extract_tb(error.__traceback__)
+    user = [f for f in frames if "importlib" not in f.filename]
+    at = f" ({user[-1].filename}, line {user[-1].lineno})" if user else ""
+    return f"{type(error).__name__}: {error}{at}"
 
 
 def build_network(settings: dict, in_shape, out_dim: int, seed: int) -> nn.Module:
