@@ -305,6 +305,83 @@ def test_checkpoint_without_a_training_schedule_is_named(init_checkpoint):
         training.saved_checkpoint_steps(init_checkpoint)
 
 
+# ------------------------------------------------------------------------- the public Python API
+def _kr_args():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(14, 3))
+    K = x @ x.T + 1.0
+    y = np.array([0, 1, 2] * 4 + [0, 1])
+    return {"K_train": K[:10, :10], "K_test_train": K[10:, :10], "y_train": y[:10], "y_test": y[10:],
+            "n_classes": 3, "ridges": [0.0, 0.1]}
+
+
+def _with(**changes):
+    def make():
+        args = _kr_args()
+        for key, change in changes.items():
+            args[key] = change(args[key]) if callable(change) else change
+        return args
+    return make
+
+
+def _asymmetric(K):
+    K = K.copy()
+    K[0, 1] += 1.0
+    return K
+
+
+def _nan_at(K):
+    K = K.astype(float).copy()
+    K[1, 2] = np.nan
+    return K
+
+
+# (case, arguments of kernel_regression, text the error must contain: the argument and what is expected)
+API_CASES = [
+    ("NaN in the training kernel", _with(K_train=_nan_at), "K_train: 1 of its 100 values are NaN or infinite"),
+    ("inf in the test kernel", _with(K_test_train=lambda K: K * np.inf), "K_test_train: 40 of its 40 values"),
+    ("non-symmetric training kernel", _with(K_train=_asymmetric), "K_train: not symmetric"),
+    ("non-square training kernel", _with(K_train=lambda K: K[:, :9]), "K_train: expected a square kernel"),
+    ("test kernel with the wrong columns", _with(K_test_train=lambda K: K[:, :8]),
+     "K_test_train: shape (4, 8), expected (m,) + (10,)"),
+    ("one-dimensional kernel", _with(K_train=lambda K: K[0]), "K_train: expected a 2-dimensional or 4-dimensional"),
+    ("label -1", _with(y_train=lambda y: np.where(np.arange(10) == 3, -1, y)),
+     "y_train: labels must lie in 0..2 (n_classes=3), got values from -1 to 2"),
+    ("label = n_classes", _with(y_test=lambda y: y + 1), "y_test: labels must lie in 0..2"),
+    ("fractional label", _with(y_train=lambda y: y + 0.5), "y_train: expected integer class labels"),
+    ("labels one short", _with(y_train=lambda y: y[:9]), "y_train: 9 labels, expected 10"),
+    ("test labels one too many", _with(y_test=lambda y: np.append(y, 0)), "y_test: 5 labels, expected 4"),
+    ("text labels", _with(y_train=lambda y: y.astype(str)), "y_train: expected real numbers"),
+    ("one class", _with(n_classes=1), "n_classes: expected a whole number >= 2, got 1"),
+    ("fractional class count", _with(n_classes=2.5), "n_classes: expected a whole number >= 2, got 2.5"),
+    ("negative ridge", _with(ridges=[0.1, -1.0]), "ridges: expected numbers >= 0"),
+    ("NaN ridge", _with(ridges=[np.nan]), "ridges: 1 of its 1 values are NaN or infinite"),
+    ("prior of the wrong shape", _with(prior_train=np.zeros((10, 2))), "prior_train: shape (10, 2), expected (10, 3)"),
+    ("NaN prior", _with(prior_test=np.full((4, 3), np.nan)), "prior_test: 12 of its 12 values are NaN"),
+]
+
+
+@pytest.mark.parametrize("case,make,expected", API_CASES, ids=[c[0] for c in API_CASES])
+def test_bad_api_argument_is_named(case, make, expected):
+    from ntkscaling import arguments, regression
+    args = make()
+    with pytest.raises(arguments.ArgumentError) as err:
+        regression.kernel_regression(**args)
+    assert expected in str(err.value)
+    if "y_test" not in expected and "prior_test" not in expected and "K_test" not in expected:
+        renamed = {"K_test_train": "K_val_train", "y_test": "y_val", "ridges": "grid", "prior_test": "prior_val"}
+        val = {renamed.get(key, key): value for key, value in args.items()}
+        with pytest.raises(arguments.ArgumentError, match=expected.replace("ridges", "grid").split(":")[0]):
+            regression.select_ridge(**val)  # the validation-side twin says the same
+
+
+def test_good_api_arguments_still_solve():
+    from ntkscaling import regression
+    args = _kr_args()
+    res = regression.kernel_regression(**args)
+    assert len(res) == 2 and res[0]["pred"].shape == (4, 3)
+
+
 # ------------------------------------------------------------------------- through the workflow itself
 def _snakemake(*args, cwd):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "2", *args]

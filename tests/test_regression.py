@@ -48,7 +48,7 @@ def test_singular_kernel_gets_recorded_jitter():
         regression.kernel_regression(K * np.nan, K[:5], y[:30], y[30:], 2, ridges=[0.0])
     bad_test_rows = K[:5].copy()
     bad_test_rows[2, 3] = np.inf  # only the test block: no solve would notice, the predictions would be NaN
-    with pytest.raises(ValueError, match="kernel contains NaN or inf"):
+    with pytest.raises(ValueError, match="K_test_train: 1 of its 150 values are NaN or infinite"):
         regression.kernel_regression(K, bad_test_rows, y[:30], y[30:], 2, ridges=[0.0])
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from . import arguments
+
 JITTERS = tuple(10.0 ** e for e in range(-12, -1))
 SELECTION_METRICS = ("mse", "error")
 
@@ -46,12 +48,38 @@ def cholesky_with_jitter(K: np.ndarray, rel_ridge: float):
     raise SingularKernelError(f"kernel is not positive definite even with jitter {JITTERS[-1]} * mean(diag)")
 
 
+def _checked(K_train, K_other_train, y_train, y_other, n_classes, prior_train, prior_other, ridges, other: str,
+             ridges_name: str = "ridges"):
+    """The arguments of one regression, checked (`arguments`): kernels of real finite numbers, K_train square
+    and symmetric, one label in 0..C-1 per row on each side, priors (rows, C), ridges >= 0. Names `other`
+    the held-out side (K_test_train or K_val_train)."""
+    C = arguments.n_classes(n_classes)
+    K_train = arguments.array("K_train", K_train, ndim=(2, 4))
+    K_other_train = arguments.array(other, K_other_train, ndim=K_train.ndim)
+    arguments.symmetric_kernel("K_train", K_train)
+    n, m = K_train.shape[0], K_other_train.shape[0]
+    if K_train.ndim == 4 and K_train.shape[2:] != (C, C):
+        raise arguments.ArgumentError(f"K_train: a full kernel (n, n, C, C) with C = n_classes = {C}, got "
+                                      f"shape {K_train.shape}")
+    if K_other_train.shape[1:] != K_train.shape[1:]:
+        raise arguments.ArgumentError(f"{other}: shape {K_other_train.shape}, expected (m,) + "
+                                      f"{K_train.shape[1:]} (its columns are the {n} training points)")
+    y_train = arguments.labels("y_train", y_train, C, length=n)
+    y_other = arguments.labels(f"y_{other.split('_')[1]}", y_other, C, length=m)
+    priors = []
+    for name, prior, rows in (("prior_train", prior_train, n), (f"prior_{other.split('_')[1]}", prior_other, m)):
+        if prior is not None:
+            prior = arguments.array(name, prior, ndim=2)
+            if prior.shape != (rows, C):
+                raise arguments.ArgumentError(f"{name}: shape {prior.shape}, expected ({rows}, {C})")
+        priors.append(prior)
+    return K_train, K_other_train, y_train, y_other, C, *priors, arguments.nonnegative_numbers(ridges_name, ridges)
+
+
 def _problem(K_train, K_other_train, y_train, n_classes: int, center: bool, prior_train):
     """The float64 matrices and the residual target of one regression: (K_train, K_other_train, target,
     offset added back to predictions). Full kernels are flattened to (n*C, n*C)."""
-    K_train, K_other_train = np.asarray(K_train), np.asarray(K_other_train, dtype=np.float64)
-    if not (np.all(np.isfinite(K_train)) and np.all(np.isfinite(K_other_train))):
-        raise ValueError("kernel contains NaN or inf; it cannot be used for regression")
+    K_other_train = np.asarray(K_other_train, dtype=np.float64)
     offset = 1.0 / n_classes if center else 0.0
     target = np.eye(n_classes)[y_train] - offset
     if prior_train is not None:
@@ -90,6 +118,8 @@ def kernel_regression(K_train, K_test_train, y_train, y_test, n_classes: int, ri
         >>> bool(kernel_regression(K[:30, :30], K[30:, :30], y[:30], y[30:], 2, [1e-3])[0]["error"].mean() < 0.5)
         True
     """
+    K_train, K_test_train, y_train, y_test, n_classes, prior_train, prior_test, ridges = _checked(
+        K_train, K_test_train, y_train, y_test, n_classes, prior_train, prior_test, ridges, "K_test_train")
     K_train, K_test_train, target, offset = _problem(K_train, K_test_train, y_train, n_classes, center,
                                                      prior_train)
     base = offset + (0.0 if prior_test is None else np.asarray(prior_test, dtype=np.float64))
@@ -121,6 +151,8 @@ def select_ridge(K_train, K_val_train, y_train, y_val, n_classes: int, grid, met
     ridge 0 with a shift the solve never applies and so never choose it."""
     if metric not in SELECTION_METRICS:
         raise ValueError(f"selection metric {metric!r} is unknown; expected one of {SELECTION_METRICS}")
+    K_train, K_val_train, y_train, y_val, n_classes, prior_train, prior_val, grid = _checked(
+        K_train, K_val_train, y_train, y_val, n_classes, prior_train, prior_val, grid, "K_val_train", "grid")
     K_train, K_val_train, target, offset = _problem(K_train, K_val_train, y_train, n_classes, center, prior_train)
     base = offset + (0.0 if prior_val is None else np.asarray(prior_val, dtype=np.float64))
     scale = float(np.mean(np.diag(K_train)))

@@ -1,0 +1,81 @@
+"""Argument checks of the public API (regression, fits, kernels): a wrong shape, a NaN, a label outside the
+classes or a non-symmetric kernel is refused before any computation, with an error that names the argument
+and says what was expected, instead of a torch or LAPACK message from deep inside or a silent wrong answer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class ArgumentError(ValueError):
+    """A public function's argument is not what it expects (the message names it)."""
+
+
+def _shape(value) -> tuple:
+    return tuple(np.shape(value))
+
+
+def array(name: str, value, ndim: int | tuple | None = None, finite: bool = True) -> np.ndarray:
+    """`value` as an array of real numbers with `ndim` dimensions (one of them, for a tuple), all finite."""
+    try:
+        out = np.asarray(value)
+    except Exception as e:  # ragged lists
+        raise ArgumentError(f"{name}: cannot be read as an array ({e})") from None
+    if out.dtype == object or not (np.issubdtype(out.dtype, np.number) or out.dtype == bool):
+        raise ArgumentError(f"{name}: expected real numbers, got an array of {out.dtype}")
+    if np.iscomplexobj(out):
+        raise ArgumentError(f"{name}: expected real numbers, got complex values")
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and out.ndim not in allowed:
+        want = " or ".join(f"{d}-dimensional" for d in allowed)
+        raise ArgumentError(f"{name}: expected a {want} array, got shape {out.shape}")
+    if finite and out.size and not np.all(np.isfinite(out)):
+        bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+        raise ArgumentError(f"{name}: {bad} of its {out.size} values are NaN or infinite")
+    return out
+
+
+def labels(name: str, y, n_classes: int, length: int | None = None) -> np.ndarray:
+    """Integer class labels in 0..n_classes-1 (a label -1 is not 'the last class'), `length` of them."""
+    y = array(name, y, ndim=1)
+    if y.size and not np.all(np.equal(np.mod(y, 1), 0)):
+        raise ArgumentError(f"{name}: expected integer class labels, got non-integer values")
+    y = y.astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ArgumentError(f"{name}: labels must lie in 0..{n_classes - 1} (n_classes={n_classes}), got values "
+                            f"from {y.min()} to {y.max()}")
+    if length is not None and len(y) != length:
+        raise ArgumentError(f"{name}: {len(y)} labels, expected {length} (one per kernel row)")
+    return y
+
+
+def n_classes(value) -> int:
+    if isinstance(value, bool) or not float(value).is_integer() or int(value) < 2:
+        raise ArgumentError(f"n_classes: expected a whole number >= 2, got {value!r}")
+    return int(value)
+
+
+def symmetric_kernel(name: str, K: np.ndarray, rtol: float = 1e-5) -> None:
+    """A square kernel (n, n) or (n, n, C, C) that equals its transpose to `rtol` of its largest entry:
+    the solvers read one triangle only, so an asymmetric matrix would be used silently."""
+    if K.ndim == 2 and K.shape[0] != K.shape[1] or K.ndim == 4 and (K.shape[0] != K.shape[1] or
+                                                                   K.shape[2] != K.shape[3]):
+        raise ArgumentError(f"{name}: expected a square kernel (n, n) or (n, n, C, C), got shape {K.shape}")
+    T = K.T if K.ndim == 2 else K.transpose(1, 0, 3, 2)
+    scale = float(np.abs(K).max()) if K.size else 0.0
+    gap = float(np.abs(K - T).max()) if K.size else 0.0
+    if gap > rtol * max(scale, np.finfo(np.float64).tiny):
+        raise ArgumentError(f"{name}: not symmetric (largest |K - K^T| is {gap:.3g}, {gap / scale:.2g} of its "
+                            f"largest entry); a kernel of training points with themselves must be symmetric")
+
+
+def rows_match(name: str, value: np.ndarray, rows: int, what: str) -> None:
+    if value.shape[0] != rows:
+        raise ArgumentError(f"{name}: {value.shape[0]} rows, expected {rows} ({what})")
+
+
+def nonnegative_numbers(name: str, values) -> list[float]:
+    out = array(name, values, ndim=(0, 1)).reshape(-1)
+    if np.any(out < 0):
+        raise ArgumentError(f"{name}: expected numbers >= 0, got {out.tolist()}")
+    return [float(v) for v in out]
