@@ -375,6 +375,35 @@ def test_bad_api_argument_is_named(case, make, expected):
             regression.select_ridge(**val)  # the validation-side twin says the same
 
 
+FIT_CASES = [
+    ("sizes and values of different lengths", lambda sc: sc.fit_power_law([16, 32, 64], [0.5, 0.4]),
+     "n and y: 3 sizes but 2 values"),
+    ("a size of 0", lambda sc: sc.fit_power_law([0, 32, 64], [0.5, 0.4, 0.3]), "n: training-set sizes must be > 0"),
+    ("text sizes", lambda sc: sc.fit_power_law(["16", "32"], [0.5, 0.4]), "n: expected real numbers"),
+    ("curves over other sizes", lambda sc: sc.bootstrap_exponents([16, 32, 64], {"a": np.ones((2, 2, 5))}),
+     "curves: every curve must be (len(ns)=3, seeds, points)"),
+    ("curves over other test points", lambda sc: sc.bootstrap_exponents(
+        [16, 32], {"a": np.ones((2, 2, 5)), "b": np.ones((2, 2, 6))}), "with the same seeds and test points"),
+    ("a curve without seeds", lambda sc: sc.bootstrap_exponents([16, 32], {"a": np.ones((2, 5))}),
+     "curves['a']: expected a 3-dimensional array"),
+    ("confidence 95", lambda sc: sc.bootstrap_exponents([16, 32], {"a": np.ones((2, 2, 5))}, confidence=95),
+     "confidence: expected a number between 0 and 1, got 95"),
+    ("a deficit of unpaired curves", lambda sc: sc.paired_deficit(
+        sc.bootstrap_exponents([16, 32], {"a": np.ones((2, 2, 5))}, n_boot=10)["a"],
+        sc.bootstrap_exponents([16, 32], {"a": np.ones((2, 3, 5))}, n_boot=10)["a"]), "reference and other: not paired"),
+    ("a deficit of a bare exponent", lambda sc: sc.paired_deficit({"alpha": 0.5}, {"alpha": 0.4}),
+     "reference: expected one curve's result of bootstrap_exponents"),
+]
+
+
+@pytest.mark.parametrize("case,call,expected", FIT_CASES, ids=[c[0] for c in FIT_CASES])
+def test_bad_fit_argument_is_named(case, call, expected):
+    from ntkscaling import arguments, scaling
+    with pytest.raises(arguments.ArgumentError) as err:
+        call(scaling)
+    assert expected in str(err.value)
+
+
 def test_good_api_arguments_still_solve():
     from ntkscaling import regression
     args = _kr_args()

@@ -21,6 +21,7 @@ import math
 import numpy as np
 from scipy.optimize import least_squares
 
+from . import arguments
 from .io import load_npz
 from .methods import K_EQUALS_N, METHODS, NETWORK_METHODS, ridge_label
 
@@ -39,8 +40,13 @@ def fit_power_law(n, y, floor: bool = False) -> dict:
         >>> round(fit_power_law([10, 100, 1000], [1.0, 0.5, 0.25])["alpha"], 3)
         0.301
     """
-    n, y = np.asarray(n, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    ok = (y > 0) & np.isfinite(y) & (n > 0)
+    n, y = arguments.array("n", n, ndim=1), arguments.array("y", y, ndim=1, finite=False).astype(np.float64)
+    if len(n) != len(y):
+        raise arguments.ArgumentError(f"n and y: {len(n)} sizes but {len(y)} values; expected one value per size")
+    if np.any(n <= 0):
+        raise arguments.ArgumentError(f"n: training-set sizes must be > 0, got {n.tolist()}")
+    n = n.astype(np.float64)
+    ok = (y > 0) & np.isfinite(y)
     n, y = n[ok], y[ok]
     nan = {"a": np.nan, "alpha": np.nan, "c": np.nan if floor else 0.0, "n_points": int(ok.sum())}
     if len(n) < (3 if floor else 2):
@@ -135,11 +141,18 @@ def bootstrap_exponents(ns, curves: dict, floor: bool = False, n_boot: int = 100
         >>> round(bootstrap_exponents(ns, {"net": v}, n_boot=20)["net"]["alpha"], 6)
         0.5
     """
-    ns = np.asarray(ns, dtype=np.float64)
-    values = {key: np.asarray(v, dtype=np.float64) for key, v in curves.items()}
+    ns = arguments.array("ns", ns, ndim=1).astype(np.float64)
+    if not curves:
+        raise arguments.ArgumentError("curves: expected at least one curve")
+    # NaN is allowed: a diverged network's points (its fit is NaN, reported as such)
+    values = {key: arguments.array(f"curves[{key!r}]", v, ndim=3, finite=False).astype(np.float64)
+              for key, v in curves.items()}
     shapes = {v.shape for v in values.values()}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[0] != len(ns):
-        raise ValueError(f"values must all be (len(ns)={len(ns)}, seeds, points), got {sorted(shapes)}")
+    if len(shapes) != 1 or next(iter(shapes))[0] != len(ns):
+        raise arguments.ArgumentError(f"curves: every curve must be (len(ns)={len(ns)}, seeds, points) with the "
+                                      f"same seeds and test points, got shapes {sorted(shapes)}")
+    if not 0 < confidence < 1:
+        raise arguments.ArgumentError(f"confidence: expected a number between 0 and 1, got {confidence!r}")
     keep = _fit_range(ns, n_min, n_max)
     ns = ns[keep]
     values = {key: v[keep] for key, v in values.items()}
@@ -182,6 +195,14 @@ def paired_deficit(reference: dict, other: dict, confidence: float = 0.95) -> di
         curve scales worse than the reference. The interval is `t_interval` of the per-seed differences and
         the replicates' differences: noise common to both curves (the same seeds, the same test points) cancels.
     """
+    for name, res in (("reference", reference), ("other", other)):
+        if not {"alpha", "seed_alphas", "boot"} <= set(res):
+            raise arguments.ArgumentError(f"{name}: expected one curve's result of bootstrap_exponents (with "
+                                          f"'alpha', 'seed_alphas' and 'boot'), got keys {sorted(res)}")
+    if np.shape(reference["seed_alphas"]) != np.shape(other["seed_alphas"]) or \
+            np.shape(reference["boot"]) != np.shape(other["boot"]):
+        raise arguments.ArgumentError("reference and other: not paired (different seeds or replicates); take both "
+                                      "from one bootstrap_exponents call")
     deficit = reference["alpha"] - other["alpha"]
     lo, hi = t_interval(deficit, reference["seed_alphas"] - other["seed_alphas"], reference["boot"] - other["boot"],
                         confidence)
