@@ -118,7 +118,7 @@ def headline_rows(exponents_csv: Path, width=None) -> list[str]:
             deficit = "" if r["method"] == r.get("network_method") else \
                 "  deficit " + _interval(r["alpha_deficit"], r["deficit_lo"], r["deficit_hi"])
             lines.append(f"    {_method_label(r):<18} {_interval(r['alpha'], r['alpha_lo'], r['alpha_hi']):<22}"
-                         f"{deficit}")
+                         f"{deficit}".rstrip())
     return lines
 
 

@@ -92,14 +92,16 @@ wildcard_constraints:
 
 def code(script):
     """The library files a workflow script imports (directly or not), as code inputs: editing one re-runs
-    exactly the jobs whose scripts import it (see ntkscaling.code_inputs)."""
-    return code_inputs.library_files(REPO / "workflow" / "scripts" / f"{script}.py", REPO / "src" / "ntkscaling")
+    exactly the jobs whose scripts import it (see ntkscaling.code_inputs). Relative to the working directory,
+    so that a finished run moved or copied with its checkout to another path plans nothing."""
+    files = code_inputs.library_files(REPO / "workflow" / "scripts" / f"{script}.py", REPO / "src" / "ntkscaling")
+    return [os.path.relpath(f) for f in files]
 
 
 def network_code(script):
     """code(script) plus the file of the user's network (model.factory), for the jobs that build a network:
     editing that file re-runs them (and what depends on them), nothing else."""
-    return code(script) + code_inputs.factory_files(FACTORY)
+    return code(script) + [os.path.relpath(f) for f in code_inputs.factory_files(FACTORY)]
 
 
 def network_pointwise(wildcards=None):
