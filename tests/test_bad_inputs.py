@@ -457,16 +457,22 @@ def test_bad_files_inside_jobs_end_them_with_the_file_named_and_no_traceback(tmp
     res = _snakemake(kernel, "--configfile", str(config), cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     before = _files(tmp_path)
-    cases = [  # (file to spoil, how, target that reads it, the job's log)
+    changed = "its content differs from what the job that wrote it recorded"  # the producer's digest
+    cases = [  # (file to spoil, how, target that reads it, the job's log, message, digest re-recorded)
         (kernel, _truncate, "results/tiny/regression/entk_init/w16/s0/mean/metrics.csv",
-         "logs/tiny/regress_kernel/entk_init_w16_s0_mean.log", "truncated or corrupt .npy"),
+         "logs/tiny/regress_kernel/entk_init_w16_s0_mean.log", changed, False),
         ("results/tiny/init/w16/s0.ckpt", lambda p: p.write_bytes(os.urandom(400)), kernel,
-         "logs/tiny/entk_kernel/entk_init_w16_s0_mean.log", "not a readable checkpoint"),
+         "logs/tiny/entk_kernel/entk_init_w16_s0_mean.log", changed, False),
         ("results/tiny/data/order_s0.npy", lambda p: p.write_text("not an array"),
-         "results/tiny/train/w16/s0/n16/metrics.csv", "logs/tiny/train/w16_s0_n16.log", "not an .npy array file"),
+         "results/tiny/train/w16/s0/n16/metrics.csv", "logs/tiny/train/w16_s0_n16.log", changed, False),
+        # a producer that wrote a bad file and recorded it: the reader's own checks still name it
+        (kernel, _truncate, "results/tiny/regression/entk_init/w16/s0/mean/metrics.csv",
+         "logs/tiny/regress_kernel/entk_init_w16_s0_mean.log", "truncated or corrupt .npy", True),
     ]
-    for spoilt, spoil, target, log, expected in cases:
+    for spoilt, spoil, target, log, expected, rerecord in cases:
         spoil(tmp_path / spoilt)
+        if rerecord:
+            io.record_digest(tmp_path / spoilt)
         res = _snakemake(target, "--configfile", str(config), cwd=tmp_path)
         out = res.stdout + res.stderr
         text = (tmp_path / log).read_text()

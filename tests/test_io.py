@@ -1,4 +1,7 @@
-"""Atomic outputs: an interrupted write leaves neither a partial file nor a temporary behind."""
+"""Atomic outputs: an interrupted write leaves neither a partial file nor a temporary behind, and every output's
+digest is recorded and checked where a job reads it."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -18,7 +21,7 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path):
         with io.atomic_path(target) as tmp:
             tmp.write_bytes(b"half a kernel")
             raise RuntimeError("killed mid-write")
-    assert target.read_bytes() == before and list(tmp_path.iterdir()) == [target]
+    assert target.read_bytes() == before and list(tmp_path.iterdir()) == [target]  # outside results/: no record
     np.testing.assert_array_equal(np.load(target), np.arange(4.0))
 
 
@@ -104,3 +107,28 @@ def test_table_width_is_an_int_or_inf():
     assert io.table_width("16") == 16 and isinstance(io.table_width("16"), int)
     assert io.table_width("inf") == float("inf") and io.table_width(float("inf")) == float("inf")
     assert io.table_width(np.int64(64)) == 64
+
+
+def test_every_output_records_its_digest_and_a_changed_file_is_refused(tmp_path, monkeypatch):
+    import hashlib
+    monkeypatch.chdir(tmp_path)
+    kernel, table = Path("results/run/kernels/mean.npy"), Path("results/run/scaling/metrics.csv")
+    io.save_npy(kernel, np.arange(12.0).reshape(3, 4))
+    io.write_rows(table, [{"dataset": "d", "arch": "mlp", "width": 8, "seed": 0, "method": "network", "n": n,
+                           "k": n, "metric": "test_error", "value": 0.1} for n in (16, 32, 64)])
+    for path in (kernel, table):  # the record is the file's own SHA-256 (an independent hashlib reference)
+        assert io.digest_path(path).read_text().strip() == hashlib.sha256(path.read_bytes()).hexdigest()
+    io.verify_inputs([str(kernel), [str(table)], "src/ntkscaling/io.py", "data/mine.npz"])  # others: not checked
+    io.verify(tmp_path / kernel)  # an absolute path inside the working directory is the same workflow file
+    io.save_npy(tmp_path / "elsewhere.npy", np.zeros(2))  # outside results/ (the API's files): no record
+    assert not io.digest_path(tmp_path / "elsewhere.npy").exists()
+    np.save(kernel, np.arange(12.0).reshape(3, 4)[::-1])  # other numbers, same shape and dtype
+    with pytest.raises(io.FileFormatError, match="mean.npy: its content differs from what the job that wrote"):
+        io.verify_inputs([str(kernel)])
+    lines = table.read_text().splitlines(keepends=True)
+    table.write_text("".join(lines[:-1]))  # cut at a row boundary: still a valid CSV
+    with pytest.raises(io.FileFormatError, match="metrics.csv: its content differs"):
+        io.verify(table)
+    io.digest_path(table).unlink()
+    with pytest.raises(io.FileFormatError, match=r"metrics.csv: no record of the job that wrote it \(.metrics.csv"):
+        io.verify(table)

@@ -1,12 +1,16 @@
 """Atomic file output, the tidy-table format every stage of the pipeline writes, and job logging.
 
 Outputs are written to a temporary name in the target folder and renamed, so an interrupted job never
-leaves a partial file that a later run would trust. Long loops report through `Progress`.
+leaves a partial file that a later run would trust. Each output's SHA-256 is recorded beside it
+(`.<name>.sha256`, `record_digest`); a job checks every workflow file it reads against that record
+(`verify_inputs`), so an altered, truncated or swapped intermediate stops the job, named, instead of being
+used. Long loops report through `Progress`.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -112,21 +116,97 @@ def _umask() -> int:
     return mask
 
 
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds. The file gets
-    the permissions of the umask, as open() would give it (mkstemp's own are owner-only)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _temporary(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds, then record
+    its digest when it is a workflow file (`record_digest`, `is_workflow_file`). The file gets the
+    permissions of the umask, as open() would give it (mkstemp's own are owner-only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
     try:
-        yield Path(tmp)
+        yield tmp
+        digest = file_digest(tmp) if is_workflow_file(path) else None
         os.replace(tmp, path)
+        if digest:
+            record_digest(path, digest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+DIGEST_SUFFIX = ".sha256"
+WORKFLOW_ROOT = "results"  # the files jobs write; what a job reads from here must carry its producer's record
+
+
+def is_workflow_file(path) -> bool:
+    """Whether `path` lies under results/ of the working directory: a file a workflow job writes (and that
+    the next job must find recorded). Files written anywhere else (the Python API's, docs/) get no record."""
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            return False
+    return path.parts[:1] == (WORKFLOW_ROOT,)
+
+
+def digest_path(path) -> Path:
+    """Where the record of `path`'s content lives: `.<name>.sha256` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{DIGEST_SUFFIX}")
+
+
+def file_digest(path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def record_digest(path, digest: str | None = None) -> None:
+    """Record the SHA-256 of the file at `path` (written by a job) beside it, atomically."""
+    path = Path(path)
+    target = digest_path(path)
+    tmp = _temporary(target)
+    try:
+        tmp.write_text((digest or file_digest(path)) + "\n")
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def verify(path) -> None:
+    """Refuse a workflow file whose content is not what its producer recorded (altered, truncated, replaced
+    by another file) or that has no record (not written by a job of this workflow)."""
+    path = Path(path)
+    record = digest_path(path)
+    if not record.is_file():
+        raise FileFormatError(f"{path}: no record of the job that wrote it ({record.name} is missing), so it "
+                              f"cannot be trusted; {REWRITE}")
+    want = record.read_text().strip()
+    if file_digest(path) != want:
+        raise FileFormatError(f"{path}: its content differs from what the job that wrote it recorded "
+                              f"(sha256 in {record.name}): altered, truncated or replaced; {REWRITE}")
+
+
+def verify_inputs(inputs) -> None:
+    """`verify` every file among a job's inputs that a workflow job wrote (under results/); code inputs and
+    the user's data files are not job outputs and are not checked here."""
+    for item in inputs:
+        for name in (item if isinstance(item, (list, tuple)) else [item]):
+            path = Path(str(name))
+            if is_workflow_file(path) and path.is_file():
+                verify(path)
 
 
 def save_npz(path, **arrays):
@@ -200,6 +280,15 @@ def die_with_parent() -> None:
         return
     if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def job(smk):
+    """A workflow job: everything it prints goes to its log (`log_to`), and every input a job of the workflow
+    wrote is checked against its producer's record (`verify_inputs`) before any work."""
+    with log_to(smk.log[0]) as f:
+        verify_inputs(smk.input)
+        yield f
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from . import models
 from .data import DatasetError, load_prepared, md5sum, step_budget
-from .io import FileFormatError, InputError, load_npy, tidy_row
+from .io import FileFormatError, InputError, is_workflow_file, load_npy, record_digest, tidy_row
 from .metrics import LOSSES, evaluate, per_point_error, per_point_loss
 
 OPTIMIZERS = ("sgd", "adam")
@@ -298,6 +298,8 @@ class CheckpointAndEvaluate(pl.Callback):
         self.saved[step] = path  # before saving: the checkpoint's own state must say this step is done
         trainer.save_checkpoint(tmp)
         os.replace(tmp, path)
+        if is_workflow_file(path):
+            record_digest(path)
 
     def on_train_start(self, trainer, module):
         self.record(trainer, module)
@@ -498,3 +500,5 @@ def save_init_checkpoint(path, in_shape, out_dim: int, seed: int, network: Netwo
     tmp = path.with_name(f".{path.name}.tmp")
     trainer.save_checkpoint(tmp)
     os.replace(tmp, path)
+    if is_workflow_file(path):
+        record_digest(path)

@@ -3,7 +3,7 @@ import csv
 
 from ntkscaling import io
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     rows = []
     for path in snakemake.input.tables:
         with open(path, newline="") as f:

@@ -8,7 +8,7 @@ import torch
 
 from ntkscaling import data, entk, io, methods, models
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     torch.set_num_threads(snakemake.threads)
     w = snakemake.wildcards
     tag = methods.parse_tag(w.method)

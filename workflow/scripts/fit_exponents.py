@@ -4,7 +4,7 @@ import json
 
 from ntkscaling import io, scaling
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     with open(snakemake.input.data_meta) as f:
         n_classes = int(json.load(f)["n_classes"])
     rows = scaling.fit_curves(snakemake.input.pointwise, snakemake.params.fit, n_classes=n_classes)

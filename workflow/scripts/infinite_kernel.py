@@ -7,7 +7,7 @@ import torch
 
 from ntkscaling import data, infinite, io, models
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     torch.set_num_threads(snakemake.threads)
     m = snakemake.params.arch
     d = data.load_prepared(snakemake.input.data)

@@ -1,7 +1,7 @@
 """Adapter: the untrained network of (width, seed) as a checkpoint, for the eNTK at initialization."""
 from ntkscaling import data, io, training
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     d = data.load_prepared(snakemake.input.data)
     training.save_init_checkpoint(
         snakemake.output[0], d["x_train"].shape[1:], int(d["n_classes"]), int(snakemake.wildcards.seed),

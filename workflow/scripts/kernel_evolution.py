@@ -7,7 +7,7 @@ import torch
 
 from ntkscaling import data, entk, evolution, io, models, theory, training
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     torch.set_num_threads(snakemake.threads)
     w = snakemake.wildcards
     n = int(w.n)
@@ -27,6 +27,7 @@ with io.log_to(snakemake.log[0]):
     if missing:
         raise FileNotFoundError(f"checkpoints listed in {snakemake.input.metrics} are missing: {missing}; "
                                 f"re-run the training job")
+    io.verify_inputs([c["path"] for c in checkpoints])  # the tracked run's checkpoints, not declared inputs
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"eNTK ({w.kind}) of {len(checkpoints)} checkpoints on {len(x)} points, device {device}, engine "
           f"{entk.engine(models.load_network(checkpoints[0]['path']))}", flush=True)

@@ -3,7 +3,7 @@ import pandas as pd
 
 from ntkscaling import io, plotting
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     p = snakemake.params
     fig = plotting.plot_after_kernel(pd.read_csv(snakemake.input.metrics), pd.read_csv(snakemake.input.exponents),
                                      p.metrics, p.title, ridge=p.ridge, width=p.width)

@@ -3,7 +3,7 @@ import pandas as pd
 
 from ntkscaling import io, plotting
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     p = snakemake.params
     fig = plotting.plot_kernel_evolution(pd.read_csv(snakemake.input.evolution), p.title, p.ridge, p.metric)
     plotting.save_figure(fig, snakemake.output.pdf, snakemake.output.png)

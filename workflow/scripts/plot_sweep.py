@@ -3,7 +3,7 @@ import pandas as pd
 
 from ntkscaling import io, plotting
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     p = snakemake.params
     table = pd.read_csv(snakemake.input.table, dtype={"ridge": str, "kind": str}, keep_default_na=False,
                         na_values={c: ["", "nan"] for c in ("alpha", "alpha_lo", "alpha_hi", "width", "alpha_deficit",

@@ -1,7 +1,7 @@
 """Adapter: the theory figure (each kernel's measured test MSE beside what its spectrum predicts)."""
 from ntkscaling import io, plotting, scaling
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     p = snakemake.params
     fig = plotting.plot_theory(scaling.read_metrics(snakemake.input.metrics),
                                scaling.read_exponents(snakemake.input.summary), p.title, ridge=p.ridge, width=p.width)

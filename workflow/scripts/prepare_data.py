@@ -1,7 +1,7 @@
 """Adapter: load and prepare the configured dataset (see ntkscaling.data.prepare)."""
 from ntkscaling import data, io
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     ds = snakemake.params.dataset
     arrays = data.prepare(ds["name"], root=ds["root"], test_size=ds["test_size"], classes=ds["classes"],
                           download=ds["download"], file=ds["file"], downsample_factor=ds["downsample"],

@@ -7,7 +7,7 @@ import numpy as np
 
 from ntkscaling import data, io, methods, regression, theory
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     w, p = snakemake.wildcards, snakemake.params
     d = data.load_prepared(snakemake.input.data)
     order = io.load_npy(snakemake.input.order)

@@ -1,7 +1,7 @@
 """Adapter: the one-table answer - every method's exponent beside the network's (see scaling.summarize)."""
 from ntkscaling import io, scaling
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     summary = scaling.summarize(scaling.read_exponents(snakemake.input.exponents), snakemake.params.ridge,
                                 scaling.read_metrics(snakemake.input.metrics))
     with io.atomic_path(snakemake.output.table) as tmp:

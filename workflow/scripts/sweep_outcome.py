@@ -5,7 +5,7 @@ import csv
 
 from ntkscaling import io, sweep
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     outcomes = []
     for path in snakemake.input.metrics:
         with open(path, newline="") as f:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ntkscaling import io, scaling, sweep
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     p = snakemake.params
     summaries = {Path(path).parents[1].name: path for path in snakemake.input.summaries}
     statuses, tables = [], []

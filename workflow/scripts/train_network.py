@@ -24,7 +24,7 @@ def record_divergence(err, meta):
     models.save_diverged(snakemake.output.final, str(err))
 
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     torch.set_num_threads(snakemake.threads)
     w, p = snakemake.wildcards, snakemake.params
     n = int(w.n)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ntkscaling import data, evolution, io, regression
 
-with io.log_to(snakemake.log[0]):
+with io.job(snakemake):
     p = snakemake.params
     n_max, n = p.n_max, p.n
     d = data.load_prepared(snakemake.input.data)
