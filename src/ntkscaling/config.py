@@ -283,8 +283,16 @@ def kernel_sizes(config: dict, n_classes: int) -> list[tuple[str, float]]:
 def _cross_checks(config: dict) -> list[str]:
     """Checks between keys: the run's design (fits, figures, k, tracked n), then the dataset against it, then
     every grid point of a sweep."""
-    problems = _design_checks(config) + _dataset_checks(config)
+    problems = _name_checks(config) + _design_checks(config) + _dataset_checks(config)
     return problems or _sweep_checks(config)
+
+
+def _name_checks(config: dict) -> list[str]:
+    """run_name's pattern ends in `$`, which also matches before a final line break ('tiny\\n' would pass)."""
+    name = config["run_name"]
+    if name != name.rstrip("\n"):
+        return [f"config key 'run_name': got {name!r}; expected a plain folder name without a line break"]
+    return []
 
 
 def _sweep_checks(config: dict) -> list[str]:
