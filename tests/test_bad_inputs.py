@@ -62,6 +62,8 @@ CONFIG_CASES = [
     ("repeated widths", _set("model.widths", [16, 16]), "'model.widths': got [16, 16]; expected a list without"),
     ("negative lr", _set("train.lr", -1.0), "'train.lr': got -1.0; expected a number > 0"),
     ("run name with a line break", _set("run_name", "tiny\n"), "'run_name': got 'tiny\\n'; expected a plain folder name"),
+    ("sweep values naming one folder", _set("sweep", {"train.lr": [0.1, 0.1000000001]}),
+     "share the folder name 'lr=0.1'"),
     ("width 10^9", _set("model.widths", [16, 10 ** 9]), "'model.widths.1': got 1000000000; expected a number <= 1000000"),
     ("depth 10^6", _set("model.depth", 10 ** 6), "'model.depth': got 1000000; expected a number <= 1000"),
     ("10^9 evaluation points", _set("train.eval_points", 10 ** 9), "'train.eval_points': got 1000000000; expected a number <= 10000"),

@@ -298,8 +298,14 @@ def _name_checks(config: dict) -> list[str]:
 def _sweep_checks(config: dict) -> list[str]:
     """Every grid point's config, checked as a run of its own (without reading data again)."""
     from . import sweep
-    problems = []
+    problems, names = [], {}
     for point in sweep.grid_points(config):
+        name = sweep.point_name(point)
+        if name in names:  # 1 and 1.0, or 0.1 and 0.10: one folder for two points
+            problems.append(f"config key 'sweep': points {names[name]} and {point} share the folder name "
+                            f"{name!r}; give each value once")
+            continue
+        names[name] = point
         sub = sweep.point_config(config, point)
         sub.pop("_sweep")
         try:
