@@ -151,6 +151,9 @@ NPZ_CASES = [  # (case, how the file is made, text the error must contain beside
      "x_train (90, 8) / y_train (80,)"),
     ("train and test of different shapes", lambda p: _npz(p, x_test=np.zeros((30, 9), np.float32)),
      "x_train (8,) and x_test (9,) differ"),
+    ("channel-first images", lambda p: _npz(p, x_train=np.zeros((90, 3, 8, 8), np.float32),
+                                            x_test=np.zeros((30, 3, 8, 8), np.float32)),
+     "x_train (90, 3, 8, 8) looks channel-first (N, C, H, W)"),
 ]
 
 
@@ -223,12 +226,27 @@ def _mixed_sizes(root):
     Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(root / "train" / "dog" / "big.png")
 
 
+def _sixteen_bit(root):
+    from PIL import Image
+    write_imagefolder(root, {"train": 3, "test": 2})
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(root / "train" / "cat" / "deep.png")
+
+
+def _extra_test_class(root):
+    write_imagefolder(root, {"train": 3, "test": 2})
+    (root / "test" / "emu").mkdir()
+    (root / "test" / "dog" / "0.png").rename(root / "test" / "emu" / "0.png")
+
+
 FOLDER_CASES = [  # (case, how the folder is made, text of the error, refused at start-up?)
     ("no train folder", _folder_without_train, "train has no class folders", True),
     ("a class without images", _empty_class, "classes [2] (1) have no training example", True),
     ("a broken image", _broken_image, "9.png: not a readable image", False),
     ("test lacks a class", _missing_test_class, "test/dog: missing; test/ must have the same class folders", False),
     ("images of different sizes", _mixed_sizes, "big.png: image of shape", False),
+    ("a 16-bit image", _sixteen_bit, "deep.png: a I;16 image (16-bit or floating point)", False),
+    ("a test class missing from train", _extra_test_class, "class folder(s) ['emu'] have no counterpart in train/",
+     False),
 ]
 
 
@@ -491,3 +509,13 @@ def test_bad_files_inside_jobs_end_them_with_the_file_named_and_no_traceback(tmp
         assert "Traceback" not in text and "Traceback" not in out, out[-3000:]
     written = _files(tmp_path) - before
     assert all(p.parts[:2] in (("results", "tiny"), ("logs", "tiny")) for p in written), written
+
+
+def test_a_class_whose_only_example_goes_to_validation_is_refused():
+    from ntkscaling import data
+    y = np.array([0] * 20 + [1] * 20 + [2])  # class 2 has one training example; a balanced draw takes it
+    with pytest.raises(DatasetError, match=r"dataset.val_size=6: the validation draw takes every training example "
+                                           r"of class\(es\) \[2\]"):
+        data.validation_split(y, 6)
+    pool, val = data.validation_split(np.array([0] * 20 + [1] * 20 + [2] * 5), 6)  # enough examples: fine
+    assert 2 in np.array([0] * 20 + [1] * 20 + [2] * 5)[pool]

@@ -44,6 +44,7 @@ CIFAR10_TARBALL = "cifar-10-python.tar.gz"
 MNIST_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
                "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+WIDE_IMAGE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes beyond 8 bits per channel
 KNOWN_CLASSES = {"digits": 10, "cifar10": 10, "mnist": 10}  # label range of the fixed-format datasets
 DIGITS_SPLIT_SEED = 20220610  # fixed: the digits train pool / test split never depends on run seeds
 VAL_SPLIT_SEED = 31337  # fixed: the validation set never depends on run seeds
@@ -200,6 +201,10 @@ def load_imagefolder_raw(root: Path):
     for cls in listing["classes"]:
         if not (root / "test" / cls).is_dir():
             raise DatasetError(f"{root / 'test' / cls}: missing; test/ must have the same class folders as train/")
+    extra = sorted(p.name for p in (root / "test").iterdir() if p.is_dir() and p.name not in listing["classes"])
+    if extra:
+        raise DatasetError(f"{root / 'test'}: class folder(s) {extra} have no counterpart in train/; their images "
+                           f"would be dropped from the test set. test/ must have the same class folders as train/")
     out = []
     for split in ("train", "test"):
         xs, ys, shape = [], [], None
@@ -207,6 +212,9 @@ def load_imagefolder_raw(root: Path):
             for f in files:
                 try:
                     with Image.open(f) as im:
+                        if im.mode in WIDE_IMAGE_MODES:  # converting to 8 bits would clip them silently
+                            raise DatasetError(f"{f}: a {im.mode} image (16-bit or floating point); imagefolder "
+                                               f"reads 8-bit images: convert it, or use an npz (any precision)")
                         a = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im, dtype=np.float32)
                 except (UnidentifiedImageError, OSError) as e:
                     raise DatasetError(f"{f}: not a readable image ({e})") from e
@@ -242,6 +250,9 @@ def load_npz_raw(path: Path):
         if x.ndim not in (2, 3, 4) or y.ndim != 1 or len(x) != len(y):
             raise DatasetError(f"{path}: x_{split} {x.shape} / y_{split} {y.shape}; expected (N, D), (N, H, W) "
                                f"or NHWC (N, H, W, C) images and N labels")
+        if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[3] not in (1, 3, 4):
+            raise DatasetError(f"{path}: x_{split} {x.shape} looks channel-first (N, C, H, W); images are stored "
+                               f"NHWC (N, H, W, C): save x.transpose(0, 2, 3, 1)")
         x = x.astype(np.float32)
         if x.ndim == 3:
             x = x[:, None]
@@ -414,6 +425,10 @@ def validation_split(y_pool: np.ndarray, val_size: int):
     val = np.sort(balanced_order(y_pool, np.random.default_rng([VAL_SPLIT_SEED, 15485863]))[:val_size])
     keep = np.ones(len(y_pool), dtype=bool)
     keep[val] = False
+    lost = sorted(set(np.unique(y_pool).tolist()) - set(np.unique(y_pool[keep]).tolist()))
+    if lost:
+        raise DatasetError(f"dataset.val_size={val_size}: the validation draw takes every training example of "
+                           f"class(es) {lost}, so no network would train on them; lower val_size or add examples")
     return np.flatnonzero(keep), val
 
 
