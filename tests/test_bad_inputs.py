@@ -151,10 +151,27 @@ NPZ_CASES = [  # (case, how the file is made, text the error must contain beside
      "x_train (90, 8) / y_train (80,)"),
     ("train and test of different shapes", lambda p: _npz(p, x_test=np.zeros((30, 9), np.float32)),
      "x_train (8,) and x_test (9,) differ"),
+    ("a label of 10^12", lambda p: _npz(p, y_test=np.r_[np.arange(29) % 3, 10 ** 12]),
+     "labels go up to 1000000000000 but classes [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, '...'] (999999999998) have no"),
+    ("an array header announcing 40 GB", lambda p: _npz_with_huge_member(p),
+     "truncated or corrupt .npz (array x_train: its header announces 40000000000 bytes"),
     ("channel-first images", lambda p: _npz(p, x_train=np.zeros((90, 3, 8, 8), np.float32),
                                             x_test=np.zeros((30, 3, 8, 8), np.float32)),
      "x_train (90, 3, 8, 8) looks channel-first (N, C, H, W)"),
 ]
+
+
+def _npz_with_huge_member(path):
+    import io as stdio
+    import zipfile
+    _npz(path)
+    header = stdio.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)})
+    with zipfile.ZipFile(path, "a") as z:  # a second x_train.npy entry: the one np.load reads
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            z.writestr("x_train.npy", header.getvalue())
 
 
 def _npz_config(tmp_path, **dataset):
@@ -280,7 +297,18 @@ NPY_CASES = [
      "corrupt .npy"),
     ("missing", lambda p: None, "missing; expected an .npy array file"),
     ("empty file", lambda p: p.write_bytes(b""), "not an .npy array file"),
+    ("a header announcing 40 GB", lambda p: _huge_header(p), "truncated or corrupt .npy (its header announces "
+                                                              "40000000000 bytes of data, 0 are there)"),
+    ("a FIFO", lambda p: os.mkfifo(p), "a FIFO (named pipe), not a file"),  # opening it would hang
+    ("a directory", lambda p: p.mkdir(), "a directory, not a file"),
+    ("a link to /dev/zero", lambda p: p.symlink_to("/dev/zero"), "a character device, not a file"),  # endless
 ]
+
+
+def _huge_header(path):
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)})
+
 
 
 @pytest.mark.parametrize("case,make,expected", NPY_CASES, ids=[c[0] for c in NPY_CASES])

@@ -216,6 +216,12 @@ def _npz_class_counts(ds: dict):
             raise InputError(f"{path}: {name} must be a non-empty 1-D array of labels 0..K-1 "
                              f"(got {y.dtype} {y.shape}{f', minimum {y.min()}' if y.size else ''})")
     size = int(max(y_train.max(), y_test.max())) + 1
+    if size > len(y_train):  # more classes than training examples: some class has none (and counts would not fit)
+        from .data import classes_without_examples
+        count, shown = classes_without_examples(y_train, size)
+        raise InputError(f"dataset {path}: labels must be 0..K-1 with every class in the training split; labels go "
+                         f"up to {size - 1} but classes {shown} ({count}) have no training example (renumber the "
+                         f"labels, or choose classes with dataset.classes)")
     return np.bincount(y_train, minlength=size).tolist(), np.bincount(y_test, minlength=size).tolist()
 
 

@@ -322,15 +322,30 @@ def select_classes(x, y, classes):
     return x[keep], np.asarray([lut[int(v)] for v in y[keep]], dtype=np.int64)
 
 
+def classes_without_examples(y_train, k: int, shown: int = 10) -> tuple[int, list]:
+    """(how many of the classes 0..k-1 have no example in y_train, the first `shown` of them, '...' if more),
+    in memory bounded by the labels, not by k (a stray label 10^12 must not allocate 10^12 of anything)."""
+    present = np.unique(y_train)
+    present = present[(present >= 0) & (present < k)]
+    count = k - len(present)
+    first, c, i = [], 0, 0
+    while len(first) < shown and c < k:  # walk the gaps between present labels
+        if i < len(present) and present[i] == c:
+            i += 1
+        else:
+            first.append(c)
+        c += 1
+    return count, first + (["..."] if count > len(first) else [])
+
+
 def check_labels(y_train, y_test, what: str) -> int:
     """The number of classes K, after checking that labels are 0..K-1 with every class in the training
     split (an empty class has no place in the one-hot targets) and at least two classes."""
     k = int(max(y_train.max(), y_test.max())) + 1
-    empty = sorted(set(range(k)) - set(np.unique(y_train).tolist()))
-    if empty:
-        shown = empty if len(empty) <= 10 else empty[:10] + ["..."]
+    count, shown = classes_without_examples(y_train, k)
+    if count:
         raise DatasetError(f"{what}: labels must be 0..K-1 with every class in the training split; labels go up "
-                           f"to {k - 1} but classes {shown} ({len(empty)}) have no training example (renumber the "
+                           f"to {k - 1} but classes {shown} ({count}) have no training example (renumber the "
                            f"labels, or choose classes with dataset.classes)")
     if k < 2:
         raise DatasetError(f"{what}: a single class ({k}); classification needs at least two")

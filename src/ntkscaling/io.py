@@ -33,7 +33,27 @@ NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 REWRITE = "delete it and re-run the job that writes it"
 
 
+def _not_regular(mode: int) -> str | None:
+    import stat
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
 def require_magic(path: Path, magic: bytes, what: str) -> None:
+    """The file starts with `magic`; a directory, FIFO or device (a link to /dev/zero) is refused before it is
+    opened, so no read can hang or run on without end."""
+    try:
+        kind = _not_regular(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: missing; expected {what}") from None
+    except OSError as e:
+        raise FileFormatError(f"{path}: cannot be read ({e.strerror}); expected {what}") from None
+    if kind:
+        raise FileFormatError(f"{path}: {kind}, not a file; expected {what}")
     try:
         with open(path, "rb") as f:
             head = f.read(len(magic))
@@ -45,12 +65,33 @@ def require_magic(path: Path, magic: bytes, what: str) -> None:
         raise FileFormatError(f"{path}: not {what} (it starts with {head!r})")
 
 
+def _npy_data_bytes(f) -> int:
+    """The bytes of data an .npy header (read from file object `f`) announces."""
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(f)
+    if dtype.hasobject:
+        return 0  # pickled objects: never loaded (allow_pickle=False refuses them, naming the file)
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
+def _announced_bytes_fit(path: Path, announced: int, available: int, kind: str, member: str = "") -> None:
+    """A header may not announce more data than the file holds (no allocation of what is not there)."""
+    if announced > available:
+        raise FileFormatError(f"{path}: truncated or corrupt {kind} ({member}its header announces {announced} "
+                              f"bytes of data, {available} are there)")
+
+
 def load_npy(path, mmap: bool = False, hint: str = REWRITE) -> np.ndarray:
     """A whole .npy array (memory-mapped with `mmap`); FileFormatError naming the file when it is not one
-    (truncated by a full disk, overwritten, another format). Never unpickles."""
+    (truncated by a full disk, overwritten, another format, a header announcing more than the file holds).
+    Never unpickles."""
     path = Path(path)
     try:
         require_magic(path, NPY_MAGIC, "an .npy array file")
+        with open(path, "rb") as f:
+            announced = _npy_data_bytes(f)
+            _announced_bytes_fit(path, announced, os.fstat(f.fileno()).st_size - f.tell(), ".npy")
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileFormatError as e:
         raise FileFormatError(f"{e}; {hint}") from None
@@ -70,6 +111,12 @@ def load_npz(path, hint: str = REWRITE, keys=None, what: str = "an .npz archive 
             missing = [k for k in keys or () if k not in z.files]
             if missing:
                 raise FileFormatError(f"{path}: missing array(s) {missing}; expected {what}")
+            with zipfile.ZipFile(path) as zf:
+                for k in keys or z.files:
+                    info = zf.getinfo(f"{k}.npy")
+                    with zf.open(info) as member:
+                        announced = _npy_data_bytes(member)
+                        _announced_bytes_fit(path, announced, info.file_size, ".npz", f"array {k}: ")
             return {k: z[k] for k in (keys or z.files)}
     except FileFormatError as e:
         raise FileFormatError(f"{e}{tail}") from None
