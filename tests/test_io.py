@@ -132,3 +132,16 @@ def test_every_output_records_its_digest_and_a_changed_file_is_refused(tmp_path,
     io.digest_path(table).unlink()
     with pytest.raises(io.FileFormatError, match=r"metrics.csv: no record of the job that wrote it \(.metrics.csv"):
         io.verify(table)
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
+                                     OSError("123904 requested and 106480 written")])
+def test_a_full_disk_names_the_file_and_leaves_nothing_behind(tmp_path, monkeypatch, failure):
+    def full(f, array):
+        f.write(b"\x93NUMPY partial")
+        raise failure
+    monkeypatch.setattr(np, "save", full)
+    target = tmp_path / "kernels" / "mean.npy"
+    with pytest.raises(io.DiskFullError, match=r"kernels/mean.npy: not written, no space left on its device \(\d+ MB"):
+        io.save_npy(target, np.zeros(3))
+    assert list(target.parent.iterdir()) == []  # no partial file, no temporary

@@ -177,16 +177,41 @@ def atomic_path(path):
     permissions of the umask, as open() would give it (mkstemp's own are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
+    try:
+        tmp = _temporary(path)
+    except OSError as e:
+        _name_a_full_disk(e, path)
+        raise
     try:
         yield tmp
         digest = file_digest(tmp) if is_workflow_file(path) else None
         os.replace(tmp, path)
         if digest:
             record_digest(path, digest)
+    except OSError as e:
+        _name_a_full_disk(e, path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class DiskFullError(InputError):
+    """An output could not be written: no space left on its device (the message names the file)."""
+
+
+def _name_a_full_disk(error: OSError, path: Path) -> None:
+    """Re-raise a full disk as an error naming the file and its free space (numpy says only '123904
+    requested and 106480 written')."""
+    import errno
+    import shutil
+    if error.errno == errno.ENOSPC or "requested and" in str(error) and "written" in str(error):
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:.0f} MB free there"
+        except OSError:
+            free = "free space unknown"
+        raise DiskFullError(f"{path}: not written, no space left on its device ({free}; {error}); free some "
+                            f"space and re-run: finished jobs are kept") from None
 
 
 DIGEST_SUFFIX = ".sha256"
