@@ -461,6 +461,34 @@ def test_bad_fit_argument_is_named(case, call, expected):
     assert expected in str(err.value)
 
 
+KERNEL_API_CASES = [  # (case, call with (entk, infinite, models, torch), text of the error)
+    ("NaN inputs to the eNTK", lambda e, i, m, t: e.empirical_ntk(m.build("mlp", 8, (4,), 2, depth=1, seed=0),
+                                                                  t.full((3, 4), float("nan"))),
+     "x1: 12 of its 12 values are NaN or infinite"),
+    ("inputs the network cannot take", lambda e, i, m, t: e.empirical_ntk(m.build("mlp", 8, (4,), 2, depth=1, seed=0),
+                                                                          t.zeros(3, 5)),
+     "x1: the model cannot take inputs of shape (5,)"),
+    ("x1 and x2 of different shapes", lambda e, i, m, t: e.empirical_ntk(m.build("mlp", 8, (4,), 2, depth=1, seed=0),
+                                                                         t.zeros(3, 4), t.zeros(2, 5)),
+     "x1 and x2: inputs of shapes (4,) and (5,)"),
+    ("one input without a batch axis", lambda e, i, m, t: e.empirical_ntk(m.build("mlp", 8, (4,), 2, depth=1, seed=0),
+                                                                          t.zeros(4)),
+     "x1: expected a batch (n, ...) of inputs, got shape (4,)"),
+    ("infinite kernel with the wrong in_shape", lambda e, i, m, t: i.infinite_kernels("mlp", (5,), t.zeros(3, 4)),
+     "x1: inputs of shape (4,), expected (5,) (in_shape)"),
+    ("infinite kernel of infinite inputs", lambda e, i, m, t: i.infinite_kernels("mlp", (4,), t.full((2, 4), float("inf"))),
+     "x1: 8 of its 8 values are NaN or infinite"),
+]
+
+
+@pytest.mark.parametrize("case,call,expected", KERNEL_API_CASES, ids=[c[0] for c in KERNEL_API_CASES])
+def test_bad_kernel_api_argument_is_named(case, call, expected):
+    from ntkscaling import arguments, entk, infinite
+    with pytest.raises(arguments.ArgumentError) as err:
+        call(entk, infinite, models, torch)
+    assert expected in str(err.value)
+
+
 def test_good_api_arguments_still_solve():
     from ntkscaling import regression
     args = _kr_args()

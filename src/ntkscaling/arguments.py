@@ -79,3 +79,36 @@ def nonnegative_numbers(name: str, values) -> list[float]:
     if np.any(out < 0):
         raise ArgumentError(f"{name}: expected numbers >= 0, got {out.tolist()}")
     return [float(v) for v in out]
+
+
+def inputs(name: str, x, in_shape=None):
+    """A batch of inputs (n, *in_shape) of finite real numbers, as a tensor (torch imported only here)."""
+    import torch
+    t = torch.as_tensor(x)
+    if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
+        raise ArgumentError(f"{name}: expected real numbers, got a tensor of {t.dtype}")
+    if t.ndim < 2:
+        raise ArgumentError(f"{name}: expected a batch (n, ...) of inputs, got shape {tuple(t.shape)}")
+    if in_shape is not None and tuple(t.shape[1:]) != tuple(in_shape):
+        raise ArgumentError(f"{name}: inputs of shape {tuple(t.shape[1:])}, expected {tuple(in_shape)} "
+                            f"(in_shape); a batch is ({len(t)}, {', '.join(map(str, in_shape))})")
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ArgumentError(f"{name}: {int((~torch.isfinite(t)).sum())} of its {t.numel()} values are NaN or "
+                            f"infinite")
+    return t
+
+
+def same_input_shape(x1, x2) -> None:
+    if x2 is not None and tuple(x1.shape[1:]) != tuple(x2.shape[1:]):
+        raise ArgumentError(f"x1 and x2: inputs of shapes {tuple(x1.shape[1:])} and {tuple(x2.shape[1:])}; "
+                            f"both sides of a kernel take the same inputs")
+
+
+def fits_model(model, x, name: str = "x1") -> None:
+    """One input through the model: a shape it cannot take is named here, not as a matrix-product error."""
+    import torch
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    except RuntimeError as e:
+        raise ArgumentError(f"{name}: the model cannot take inputs of shape {tuple(x.shape[1:])} ({e})") from None

@@ -31,7 +31,7 @@ import copy
 
 import torch
 
-from . import entk_blocks, entk_fast, hostmem
+from . import arguments, entk_blocks, entk_fast, hostmem
 from .entk_blocks import DEFAULT_MEMORY_GB
 from .entk_jacobian import JacobianFeatures, trainable_parameters
 from .layers import ParamLayer, kernel_from_features
@@ -147,10 +147,12 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
     was_training = model.training
     if next(model.parameters()).dtype != dtype:  # never change the caller's model
         model = copy.deepcopy(model).to(dtype=dtype)
+    x1 = arguments.inputs("x1", x1).to(device=device, dtype=dtype)
+    x2 = None if x2 is None else arguments.inputs("x2", x2).to(device=device, dtype=dtype)
+    arguments.same_input_shape(x1, x2)
     model.eval()
-    x1 = torch.as_tensor(x1).to(device=device, dtype=dtype)
-    x2 = None if x2 is None else torch.as_tensor(x2).to(device=device, dtype=dtype)
     try:
+        arguments.fits_model(model, x1)
         with ieee_float32():
             if implementation in ("jacobian", "plain"):
                 with torch.no_grad():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from . import infinite_blocks
+from . import arguments, infinite_blocks
 from .layers import Kernel, from_spec, input_kernel
 from .models import layer_specs
 
@@ -69,6 +69,8 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     pairs and the job is large enough (infinite_blocks.COMPILE_MIN_ENTRIES pixel-pair entries) to repay
     the compilation (10-20 s the first time, then cached on disk).
     """
+    x1 = arguments.inputs("x1", x1, in_shape)
+    x2 = None if x2 is None else arguments.inputs("x2", x2, in_shape)
     layers = [from_spec(s) for s in layer_specs(arch, 1, in_shape, 1, depth=depth, W_std=W_std, b_std=b_std)]
     return infinite_kernels_of(layers, x1, x2, dtype=dtype, implementation=implementation, batch_size=batch_size,
                                max_memory_gb=max_memory_gb, progress=progress, compile=compile, native=native)
@@ -95,6 +97,9 @@ def infinite_kernels_of(layers, x1, x2=None, dtype=torch.float64, implementation
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation={implementation!r} is unknown; expected one of {IMPLEMENTATIONS}")
     layers = list(layers)
+    x1 = arguments.inputs("x1", x1)
+    x2 = None if x2 is None else arguments.inputs("x2", x2)
+    arguments.same_input_shape(x1, x2)
     device = x1.device if torch.is_tensor(x1) else torch.device("cpu")
     x1 = torch.as_tensor(x1).to(device=device, dtype=dtype)
     x2 = None if x2 is None else torch.as_tensor(x2).to(device=device, dtype=dtype)
