@@ -134,19 +134,52 @@ def _pytest(repo, tests):
                           cwd=repo, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_control_unedited_copy_passes(tmp_path):
-    repo = _copy(tmp_path / "repo")
+WORKERS = max(1, min(2, os.cpu_count() or 1))  # each case is a subprocess: run two at a time on 2 cores
+
+
+def _run_case(root, case):
+    """(return code, output) of the guarding test with the protection removed; None: the line moved."""
+    name, path, original, edited, test = case
+    repo = _copy(root / "repo")
+    target = repo / path
+    text = target.read_text()
+    if text.count(original) != 1:
+        return None
+    target.write_text(text.replace(original, edited))
+    res = _pytest(repo, [test])
+    return res.returncode, res.stdout
+
+
+def _run_control(root):
+    repo = _copy(root / "repo")
     res = _pytest(repo, sorted({case[-1] for case in CASES}))
-    assert res.returncode == 0, res.stdout[-3000:]
-    assert "skipped" not in res.stdout.splitlines()[-1]
+    return res.returncode, res.stdout
+
+
+@pytest.fixture(scope="module")
+def audit(request, tmp_path_factory):
+    """The selected cases and the control, run WORKERS at a time (each a pytest subprocess in its own copy)."""
+    from concurrent.futures import ThreadPoolExecutor
+    items = [item for item in request.session.items if item.module.__name__ == __name__]
+    wanted = {item.callspec.params["name"] for item in items if hasattr(item, "callspec")}
+    control = any(item.originalname == "test_control_unedited_copy_passes" for item in items)
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        runs = {case[0]: pool.submit(_run_case, tmp_path_factory.mktemp("case"), case)
+                for case in CASES if case[0] in wanted}
+        if control:
+            runs[None] = pool.submit(_run_control, tmp_path_factory.mktemp("control"))
+        return {name: run.result() for name, run in runs.items()}
+
+
+def test_control_unedited_copy_passes(audit):
+    returncode, stdout = audit[None]
+    assert returncode == 0, stdout[-3000:]
+    assert "skipped" not in stdout.splitlines()[-1]
 
 
 @pytest.mark.parametrize("name,path,original,edited,test", CASES, ids=[c[0] for c in CASES])
-def test_guarding_test_fails_without_the_protection(tmp_path, name, path, original, edited, test):
-    repo = _copy(tmp_path / "repo")
-    target = repo / path
-    text = target.read_text()
-    assert text.count(original) == 1, f"{path}: the protected line moved; update the audit case {name!r}"
-    target.write_text(text.replace(original, edited))
-    res = _pytest(repo, [test])
-    assert res.returncode == 1, f"{test} did not fail without '{name}':\n{res.stdout[-2000:]}"
+def test_guarding_test_fails_without_the_protection(audit, name, path, original, edited, test):
+    result = audit[name]
+    assert result is not None, f"{path}: the protected line moved; update the audit case {name!r}"
+    returncode, stdout = result
+    assert returncode == 1, f"{test} did not fail without '{name}':\n{stdout[-2000:]}"
