@@ -88,10 +88,10 @@ def _files(script):
 
 
 def test_code_inputs_follow_imports_transitively():
-    # entk_kernel imports data (and its planted tasks), entk, io, methods, models; entk imports its engines and
-    # hostmem (and layers);
+    # entk_kernel imports data (and its planted tasks), entk, io, methods, models; entk imports its engines,
+    # hostmem (and layers) and its argument checks;
     # models the names of the built-in networks and the ResNet (a function-level import)
-    assert _files("entk_kernel") == {"__init__.py", "archs.py", "data.py", "entk.py", "entk_blocks.py",
+    assert _files("entk_kernel") == {"__init__.py", "archs.py", "arguments.py", "data.py", "entk.py", "entk_blocks.py",
                                      "entk_fast.py", "entk_jacobian.py", "hostmem.py", "io.py", "layers.py",
                                      "methods.py", "models.py", "planted.py", "resnet.py"}
     # the native module's C source is read (compiled) at run time: an input of the infinite kernels
