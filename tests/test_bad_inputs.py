@@ -551,8 +551,9 @@ def test_bad_files_inside_jobs_end_them_with_the_file_named_and_no_traceback(tmp
         ("results/tiny/data/order_s0.npy", lambda p: p.write_text("not an array"),
          "results/tiny/train/w16/s0/n16/metrics.csv", "logs/tiny/train/w16_s0_n16.log", changed, False),
         # a producer that wrote a bad file and recorded it: the reader's own checks still name it
-        (kernel, _truncate, "results/tiny/regression/entk_init/w16/s0/mean/metrics.csv",
-         "logs/tiny/regress_kernel/entk_init_w16_s0_mean.log", "truncated or corrupt .npy", True),
+        ("results/tiny/data/order_s0.npy", lambda p: None,  # still the text written above, now recorded
+         "results/tiny/train/w16/s0/n16/metrics.csv", "logs/tiny/train/w16_s0_n16.log", "not an .npy array file",
+         True),
     ]
     for spoilt, spoil, target, log, expected, rerecord in cases:
         spoil(tmp_path / spoilt)
