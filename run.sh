@@ -13,7 +13,8 @@ mkdir -p .snakemake
 # One ./run.sh per checkout at a time. A killed run leaves Snakemake's directory lock behind; when no other
 # ./run.sh holds this checkout, that lock is stale and is lifted before running.
 exec 9>.snakemake/run.sh.lock
-if ! flock -n 9; then
+# -w 10: the processes of a run killed a moment ago (its jobs, its console) may still be exiting
+if ! flock -w 10 9; then
   echo "run.sh: another ./run.sh (or a job it started) is still running in $PWD; wait for it, or stop it" >&2
   exit 1
 fi
