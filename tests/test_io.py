@@ -129,6 +129,13 @@ def test_every_output_records_its_digest_and_a_changed_file_is_refused(tmp_path,
     table.write_text("".join(lines[:-1]))  # cut at a row boundary: still a valid CSV
     with pytest.raises(io.FileFormatError, match="metrics.csv: its content differs"):
         io.verify(table)
+    predictions = Path("results/run/train/w8/s0/n16/pointwise.npz")  # a prediction file
+    io.save_npz(predictions, error=np.zeros((2, 5)), pred=np.ones((2, 5, 3)))
+    io.verify(predictions)
+    io.save_npz(Path("elsewhere.npz"), error=np.ones((2, 5)), pred=np.ones((2, 5, 3)))
+    Path("elsewhere.npz").replace(predictions)  # another run's predictions moved in
+    with pytest.raises(io.FileFormatError, match="pointwise.npz: its content differs"):
+        io.verify_inputs([str(predictions)])
     io.digest_path(table).unlink()
     with pytest.raises(io.FileFormatError, match=r"metrics.csv: no record of the job that wrote it \(.metrics.csv"):
         io.verify(table)
