@@ -296,3 +296,28 @@ def test_output_scale_keeps_the_function_space_step_to_first_order():
     assert torch.count_nonzero(moved[1.0])
     rel = (moved[100.0] - moved[1.0]).norm() / moved[1.0].norm()
     assert rel < 1e-3
+
+
+def test_job_logs_carry_no_lightning_noise_and_keep_other_warnings(prepared, tmp_path):
+    # as in a workflow job (a script whose output goes to its log), not under pytest's own capture
+    import subprocess
+    import sys
+    from conftest import ROOT
+    log = tmp_path / "train.log"
+    script = f"""
+import warnings
+from ntkscaling import io, training
+with io.log_to({str(log)!r}):
+    training.train_network({str(prepared[0])!r}, {str(prepared[1])!r}, 48, 1, {str(tmp_path / "out")!r},
+                           training.NetworkSettings("mlp", 32, depth=1),
+                           training.TrainSettings(lr=0.5, batch_size=16, steps=6), progress=False)
+    warnings.warn("a warning of the run itself")
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")})
+    text = log.read_text()
+    assert res.returncode == 0, res.stderr + text
+    assert "step 6/6" in text and "a warning of the run itself" in text, text
+    for noise in ("GPU available", "TPU available", "Tip:", "LeafSpec", "in eval mode", "`srun`", "weights_only",
+                  "`Trainer.fit` stopped"):
+        assert noise not in text, noise

@@ -414,9 +414,47 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network
         {"network": last step, "network_best": best validation evaluation}, each with per-test-point `loss`,
         `mse`, `error`, the test predictions `pred` and its `step`.
     """
-    with _torch_flags_restored():
+    with _torch_flags_restored(), _lightning_quiet():
         return _train(prepared_path, order_path, n, seed, out_dir, network, train, log_points, checkpoint_epochs,
                       dataset, accelerator, progress, resume, cache_f0, live_csv)
+
+
+# Lightning's messages that say nothing about this run (advertising, hardware it does not use, warnings
+# about choices made on purpose: f0's frozen copy is in eval mode, checkpoints are loaded weights-only)
+LIGHTNING_NOISE = (r"The `srun` command is available", r"isinstance\(treespec, LeafSpec\)",
+                   r"Found \d+ module\(s\) in eval mode", r"`weights_only` was not set", r"Tip: ",
+                   r"GPU available: ", r"TPU available: ", r"HPU available: ", r"`Trainer.fit` stopped: ")
+
+
+class _NoiseFilter:
+    def __init__(self, patterns):
+        import re
+        self.pattern = re.compile("|".join(f"(?:{p})" for p in patterns))
+
+    def filter(self, record) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+@contextlib.contextmanager
+def _lightning_quiet():
+    """Training without Lightning's noise in the job logs (`LIGHTNING_NOISE`); every other warning stays."""
+    import logging
+    import warnings
+    noise = _NoiseFilter(LIGHTNING_NOISE)
+    # a logger's own filter misses records its children pass up: filter the handlers that print them too
+    loggers = [logging.getLogger(name) for name in (None, "lightning.pytorch", "lightning.fabric", "lightning_fabric",
+                                                   "pytorch_lightning")]
+    handlers = [handler for logger in loggers for handler in logger.handlers]
+    for handler in handlers:
+        handler.addFilter(noise)
+    try:
+        with warnings.catch_warnings():
+            for pattern in LIGHTNING_NOISE:
+                warnings.filterwarnings("ignore", message=".*" + pattern)  # the module matches from the start
+            yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(noise)
 
 
 @contextlib.contextmanager
