@@ -118,6 +118,8 @@ def test_closing_summary_quotes_the_exponents_table(tmp_path):
         {**base, "width": "1024", "method": "entk_after", "kind": "mean", "k": "256", "ridge": "tuned",
          "alpha": 0.6, "alpha_lo": 0.5, "alpha_hi": 0.7, "alpha_deficit": 0.11, "deficit_lo": -0.02,
          "deficit_hi": 0.24},
+        {**base, "width": "1024", "method": "network", "metric": "test_mse", "alpha": "", "alpha_lo": "",
+         "alpha_hi": "", "alpha_deficit": "", "deficit_lo": "", "deficit_hi": ""},  # unlearned: no exponent
     ]
     _write(run / "summary" / "exponents.csv", rows)
     text = console.closing_summary(str(run.relative_to(tmp_path)) if False else str(run))
@@ -129,4 +131,5 @@ def test_closing_summary_quotes_the_exponents_table(tmp_path):
     assert any(line.split()[:4] == ["entk_after", "k=256", "0.60", "[0.50,"] for line in lines)
     assert "9.00" not in text and "0.40" not in text  # fixed ridges and other widths stay in the table
     assert f"table: {run}/summary/exponents.csv" in text
+    assert [line.split() for line in lines if line.split()[:1] == ["network"]] == [["network"]]  # no empty deficit
     assert console.closing_summary(str(tmp_path / "missing")).count("did not include the summary") == 1

@@ -115,8 +115,8 @@ def headline_rows(exponents_csv: Path, width=None) -> list[str]:
         for r in rows:
             if r["metric"] != metric:
                 continue
-            deficit = "" if r["method"] == r.get("network_method") else \
-                "  deficit " + _interval(r["alpha_deficit"], r["deficit_lo"], r["deficit_hi"])
+            interval = _interval(r["alpha_deficit"], r["deficit_lo"], r["deficit_hi"])
+            deficit = "" if r["method"] == r.get("network_method") or not interval else "  deficit " + interval
             lines.append(f"    {_method_label(r):<18} {_interval(r['alpha'], r['alpha_lo'], r['alpha_hi']):<22}"
                          f"{deficit}".rstrip())
     return lines
