@@ -5,16 +5,15 @@ alternating, so machine drift biases neither side. The default run trains 63 suc
 
     python benchmarks/bench_lightning.py [--width 1024] [--n 1024] [--steps 1600] [--repeats 2]
 """
-import argparse
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from bench_training import prepared_digits, training_arguments  # the same options and data
 from ntkscaling import data, io, models, training
 from ntkscaling.metrics import per_point_loss
 
@@ -52,19 +51,11 @@ def import_seconds(module: str) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--width", type=int, default=1024)
-    ap.add_argument("--n", type=int, default=1024)
-    ap.add_argument("--steps", type=int, default=1600)
-    ap.add_argument("--repeats", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(1)  # as a workflow training job
+    args = training_arguments(__doc__)
     times = {"lightning": [], "plain": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        d = data.prepare("digits", test_size=500, val_size=250)
-        io.save_npz(tmp / "prepared.npz", **d)
-        io.save_npy(tmp / "order.npy", data.nested_order(d["y_train"], 0))
+        prepared_digits(tmp)
         for r in range(args.repeats):
             t0 = time.perf_counter()
             training.train_network(

@@ -15,19 +15,30 @@ import torch
 from ntkscaling import data, io, training
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def training_arguments(doc: str):
+    """The training benchmarks' options (width, n, steps, repeats), on one thread as a workflow job."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=1600)
     ap.add_argument("--repeats", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(1)  # as a workflow training job
+    torch.set_num_threads(1)
+    return ap.parse_args()
+
+
+def prepared_digits(folder: Path):
+    """The default run's data in `folder`: digits prepared and seed 0's nested order (prepared.npz, order.npy)."""
+    d = data.prepare("digits", test_size=500, val_size=250)
+    io.save_npz(folder / "prepared.npz", **d)
+    io.save_npy(folder / "order.npy", data.nested_order(d["y_train"], 0))
+    return folder / "prepared.npz", folder / "order.npy"
+
+
+def main():
+    args = training_arguments(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        d = data.prepare("digits", test_size=500, val_size=250)
-        io.save_npz(tmp / "prepared.npz", **d)
-        io.save_npy(tmp / "order.npy", data.nested_order(d["y_train"], 0))
+        prepared_digits(tmp)
         times = {True: [], False: []}
         preds = {}
         for _ in range(args.repeats):

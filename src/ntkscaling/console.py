@@ -31,7 +31,7 @@ _NOISE = re.compile(
     r"Base directory|Run directory|Working directory|Config file\(s\)|Config MD5):|Building DAG of jobs|"
     r"Using shell:|Provided cores:|Rules claiming more threads|Conda environments: ignored|Select jobs to execute|"
     r"Execute \d+ jobs|DAG of jobs will be updated|Updating checkpoint dependencies|Shell command: None|"
-    r"Assuming unrestricted|Complete log\(s\):|Waiting at most|\s*$)")
+    r"Complete log\(s\):|Waiting at most|\s*$)")
 
 
 def _duration(seconds: float) -> str:
