@@ -111,12 +111,11 @@ def load_npz(path, hint: str = REWRITE, keys=None, what: str = "an .npz archive 
             missing = [k for k in keys or () if k not in z.files]
             if missing:
                 raise FileFormatError(f"{path}: missing array(s) {missing}; expected {what}")
-            with zipfile.ZipFile(path) as zf:
-                for k in keys or z.files:
-                    info = zf.getinfo(f"{k}.npy")
-                    with zf.open(info) as member:
-                        announced = _npy_data_bytes(member)
-                        _announced_bytes_fit(path, announced, info.file_size, ".npz", f"array {k}: ")
+            for k in keys or z.files:  # each header against its member's size, through the archive np.load opened
+                info = z.zip.getinfo(f"{k}.npy")
+                with z.zip.open(info) as member:
+                    announced = _npy_data_bytes(member)
+                    _announced_bytes_fit(path, announced, info.file_size, ".npz", f"array {k}: ")
             return {k: z[k] for k in (keys or z.files)}
     except FileFormatError as e:
         raise FileFormatError(f"{e}{tail}") from None
