@@ -49,6 +49,15 @@ def write_imagefolder(root, counts, seed=0, classes=("cat", "dog")):
                 Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
 
 
+def venv_is_current() -> bool:
+    """Whether the checkout's .venv is the one envs/setup.sh would make now (./run.sh and ./test.sh then
+    install nothing): tests that run those scripts as written need it."""
+    import hashlib
+    stamp = ROOT / ".venv" / ".ntkscaling-installed"
+    want = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in ("envs/ntkscaling.yaml", "pyproject.toml")))
+    return stamp.exists() and stamp.read_text().strip() == want.hexdigest()
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(2)

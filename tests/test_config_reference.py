@@ -49,3 +49,18 @@ def test_check_mode_names_a_stale_file(tmp_path, capsys):
     (tmp_path / "config" / "README.md").write_text("old\n")
     assert config_reference.main(["--root", str(tmp_path), "--check"]) == 1
     assert "config/README.md" in capsys.readouterr().err
+
+
+def test_the_documented_command_writes_the_reference(tmp_path):
+    """`python -m ntkscaling.config_reference`, as the pages give it, run from a checkout's root (here a
+    scratch one): it writes both files, equal to the committed ones."""
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "config").mkdir()
+    res = subprocess.run([sys.executable, "-m", "ntkscaling.config_reference"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert res.returncode == 0, res.stderr
+    for name in ("docs/config-reference.md", "config/README.md"):
+        assert (tmp_path / name).read_text() == (ROOT / name).read_text(), name

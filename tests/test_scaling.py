@@ -236,3 +236,24 @@ def test_after_kernels_are_fitted_over_n_at_least_k_against_the_reference_over_t
     assert after["alpha_deficit"] == pytest.approx(0.15, abs=0.04)
     whole = {r["method"]: r for r in scaling.fit_curves(paths, {**FIT_CFG, "after_kernel_from_k": False})}
     assert whole["entk_after"]["n_min"] == 64 and whole["entk_after"]["alpha_deficit"] > 0.5
+
+
+def test_calibration_command_writes_its_table(tmp_path):
+    """docs/results.md's `python -m ntkscaling.calibration docs/results/calibration/coverage.csv`, with fewer
+    trials: one row per scenario and seed count, in the committed table's columns."""
+    import csv
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    out = tmp_path / "docs" / "results" / "calibration" / "coverage.csv"
+    out.parent.mkdir(parents=True)
+    res = subprocess.run([sys.executable, "-m", "ntkscaling.calibration", str(out.relative_to(tmp_path)),
+                          "--trials", "8"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(out)))
+    committed = list(csv.DictReader(open(ROOT / "docs" / "results" / "calibration" / "coverage.csv")))
+    assert list(rows[0]) == list(committed[0])
+    assert [(r["scenario"], r["seeds"]) for r in rows] == [(r["scenario"], r["seeds"]) for r in committed]
+    assert {r["trials"] for r in rows} == {"8"} and all(0 <= float(r["alpha_coverage"]) <= 1 for r in rows)

@@ -2,6 +2,7 @@
 lint and bad-config checks."""
 import base64
 import csv
+import json
 import os
 import re
 import shutil
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, venv_is_current
 from ntkscaling import io
 
 pytestmark = pytest.mark.workflow
@@ -230,6 +231,29 @@ def test_report(tiny_run):
     assert table == (tiny_run / "results" / "tiny" / "summary" / "exponents.csv").read_text()
 
 
+def test_first_run_preset_is_the_tiny_run():
+    """The README's one-minute first run (config/presets/first-run.yaml) is the tiny config these tests run
+    end to end, under its own name: every key equal once the schema's defaults are filled in."""
+    from ntkscaling.config import validate
+    first = validate(yaml.safe_load((ROOT / "config" / "presets" / "first-run.yaml").read_text()))
+    tiny = validate(yaml.safe_load(TINY.read_text()))
+    assert first["run_name"] == "first-run" and {**first, "run_name": "tiny"} == tiny
+
+
+def test_documented_publish_command_publishes_a_finished_run(tiny_run):
+    """docs/results.md's `python -m ntkscaling.publish results/<run_name>`, as written, on the tiny run."""
+    res = subprocess.run([sys.executable, "-m", "ntkscaling.publish", "results/tiny"], cwd=tiny_run,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(tiny_run / "repo" / "src")})
+    assert res.returncode == 0, res.stderr[-3000:]
+    dest = tiny_run / "docs" / "results" / "tiny"
+    assert re.match(r"published (\d+) files of results/tiny to docs/results/tiny", res.stdout)
+    prov = json.loads((dest / "provenance.json").read_text())
+    assert (dest / "summary" / "exponents.csv").read_bytes() == \
+        (tiny_run / "results" / "tiny" / "summary" / "exponents.csv").read_bytes()
+    assert set(prov["files"]) >= {"summary/exponents.csv", "figures/data_scaling.png"}
+
+
 def test_second_run_has_nothing_to_do(tiny_run):
     assert planned(in_tiny("-n", cwd=tiny_run)) == {}
 
@@ -413,12 +437,9 @@ def _run_sh(repo, *args, **kw):
 
 
 def test_killed_run_resumes_with_the_readme_command_and_gives_the_same_numbers(tiny_run, tmp_path):
-    import hashlib
     import signal
     import time
-    stamp = ROOT / ".venv" / ".ntkscaling-installed"
-    want = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in ("envs/ntkscaling.yaml", "pyproject.toml")))
-    if not stamp.exists() or stamp.read_text().strip() != want.hexdigest():
+    if not venv_is_current():
         pytest.skip("the checkout's .venv is not current: run the suite through ./test.sh")
     repo = copy_repo(tmp_path / "repo")
     for name in ("run.sh", "pyproject.toml"):

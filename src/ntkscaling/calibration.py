@@ -84,17 +84,23 @@ def coverage(scenario: str, seeds: int, trials: int = 200, confidence: float = 0
 
 
 def main(argv=None):
+    import argparse
+
     from .io import write_rows
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m ntkscaling.calibration OUT.csv")
-    rows = [coverage(name, seeds, trials=400, reference_trials=100)
+    parser = argparse.ArgumentParser(prog="python -m ntkscaling.calibration", description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="the coverage table to write (CSV)")
+    parser.add_argument("--trials", type=int, default=400, help="simulated experiments per scenario and seed "
+                        "count (default 400; a quarter of them also for the percentile bootstrap)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.trials < 4:
+        parser.error(f"--trials {args.trials}: expected at least 4")
+    rows = [coverage(name, seeds, trials=args.trials, reference_trials=args.trials // 4)
             for name in SCENARIOS for seeds in (2, 3, 5)]
     for r in rows:
         print(f"{r['scenario']:15s} seeds {r['seeds']}: exponent {r['alpha_coverage']:.3f}, deficit "
               f"{r['deficit_coverage']:.3f} (median width {r['deficit_width_median']:.3f}); percentile bootstrap "
               f"{r['percentile_deficit_coverage']:.3f}")
-    write_rows(argv[0], rows, columns=COVERAGE_COLUMNS)
+    write_rows(args.out, rows, columns=COVERAGE_COLUMNS)
 
 
 if __name__ == "__main__":
