@@ -197,6 +197,7 @@ def test_checking_a_config_without_a_factory_does_not_import_torch():
     import subprocess
     import sys
     code = ("import sys; from ntkscaling import config, archs, code_inputs, data, jobsize, methods; "
+            "from ntkscaling.training.settings import step_budget; "
             "config.validate({}); print('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})

@@ -156,3 +156,35 @@ def test_a_kernel_turning_at_a_constant_rate_has_a_constant_velocity_on_any_sche
     # the squared measure S / dt the velocity used to be: driven by the schedule's gaps, not by the kernel
     s_rate = np.array([r["value"] for r in rows if r["metric"] == "distance_prev"]) / np.diff(steps)
     assert s_rate.max() / s_rate.min() > 100
+
+
+def test_width_distances_against_direct_computation():
+    """Each width-scaling distance against numpy's own solve: ridge-0 regression on the first n rows (plain
+    and linearized), the network's relative distance to it, and K against the infinite kernel on the probe
+    rows (the first `probe` training rows, validation and test)."""
+    rng = np.random.default_rng(6)
+    n_max, n, C, probe = 30, 20, 3, 12
+    blocks = {"train": slice(0, n_max), "val": slice(n_max, n_max + 5), "test": slice(n_max + 5, n_max + 15)}
+    rows = n_max + 15
+    y = rng.integers(0, C, rows)
+    K, K_inf = _psd(rng, rows), _psd(rng, rows)
+    f0 = rng.normal(size=(rows, C))
+    te = np.arange(n_max + 5, rows)
+    target = np.eye(C)[y[:n]]
+    direct = K[te, :n] @ np.linalg.solve(K[:n, :n], target)
+    linearized = f0[te] + K[te, :n] @ np.linalg.solve(K[:n, :n], target - f0[:n])
+    direct_inf = K_inf[te, :n] @ np.linalg.solve(K_inf[:n, :n], target)
+    np.testing.assert_allclose(evolution.ridgeless_test_predictions(K, y, n, te, C), direct, rtol=1e-6, atol=1e-8)
+    net = direct + 0.1 * rng.normal(size=direct.shape)
+    got = evolution.width_distances(K, net, y, n, blocks, C, probe, K_inf, direct_inf)
+    assert got["prediction_distance_entk_init"] == pytest.approx(
+        np.linalg.norm(net - direct) / np.linalg.norm(direct), rel=1e-6)
+    assert got["prediction_distance_infinite_ntk"] == pytest.approx(
+        np.linalg.norm(net - direct_inf) / np.linalg.norm(direct_inf), rel=1e-6)
+    p = np.r_[0:probe, n_max:rows]
+    assert got["relative_distance_infinite"] == pytest.approx(evolution.relative_distance(K[np.ix_(p, p)],
+                                                                                          K_inf[np.ix_(p, p)]))
+    assert got["kernel_distance_infinite"] == pytest.approx(evolution.kernel_distance(K[np.ix_(p, p)],
+                                                                                      K_inf[np.ix_(p, p)]))
+    lazy = evolution.width_distances(K, linearized, y, n, blocks, C, probe, prior=f0)  # the lazy limit: 0
+    assert set(lazy) == {"prediction_distance_entk_init"} and lazy["prediction_distance_entk_init"] < 1e-6

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -84,7 +85,7 @@ def test_the_built_package_carries_its_schema_and_native_source(tmp_path):
 
 def _files(script):
     from ntkscaling.code_inputs import library_files
-    return {p.rsplit("/", 1)[1] for p in library_files(ROOT / "workflow" / "scripts" / f"{script}.py", SRC)}
+    return {str(Path(p).relative_to(SRC)) for p in library_files(ROOT / "workflow" / "scripts" / f"{script}.py", SRC)}
 
 
 def test_code_inputs_follow_imports_transitively():
@@ -117,6 +118,53 @@ def test_code_inputs_see_function_level_and_aliased_imports(tmp_path):
     script.write_text("import numpy\nfrom ntkscaling import a\n")
     found = {p.rsplit("/", 1)[1] for p in library_files(script, pkg)}
     assert found == {"__init__.py", "a.py", "b.py", "c.py"}
+
+
+def test_code_inputs_walk_subpackages(tmp_path):
+    """A subpackage imported whole brings every module in it (its public names may load any of them); a
+    module imported from inside one brings its own imports and the __init__.py files above it, not its
+    siblings; `..` imports climb to the parent package."""
+    from ntkscaling.code_inputs import library_files
+    pkg = tmp_path / "ntkscaling"
+    for folder in (pkg, pkg / "train", pkg / "kernels", pkg / "kernels" / "deep"):
+        folder.mkdir()
+        (folder / "__init__.py").write_text("")
+    (pkg / "train" / "settings.py").write_text("from ..light import x\n")
+    (pkg / "train" / "run.py").write_text("import torch\nfrom .settings import y\n")
+    (pkg / "light.py").write_text("x = 1\n")
+    (pkg / "kernels" / "deep" / "api.py").write_text("from ...light import x\nfrom .. import helper\n")
+    (pkg / "kernels" / "helper.py").write_text("")
+    (pkg / "kernels" / "unused.py").write_text("")
+    found = {}
+    for name, text in (("light_job", "from ntkscaling.train.settings import step_budget\n"),
+                       ("train_job", "from ntkscaling import train\n"),
+                       ("kernel_job", "from ntkscaling.kernels.deep import api\n")):
+        script = tmp_path / f"{name}.py"
+        script.write_text(text)
+        found[name] = {str(Path(p).relative_to(pkg)) for p in library_files(script, pkg)}
+    assert found["light_job"] == {"__init__.py", "train/__init__.py", "train/settings.py", "light.py"}
+    assert found["train_job"] == {"__init__.py", "train/__init__.py", "train/settings.py", "train/run.py",
+                                  "light.py"}
+    assert found["kernel_job"] == {"__init__.py", "kernels/__init__.py", "kernels/deep/__init__.py",
+                                   "kernels/deep/api.py", "kernels/helper.py", "light.py"}
+
+
+def test_code_version_covers_every_source_file_of_the_package(tmp_path):
+    """Editing any library file (a subpackage's module, the native kernel's C source, the schema) changes
+    the code version recorded in every output's provenance (on a copy of the package)."""
+    import shutil
+    from ntkscaling import io
+    copy = tmp_path / "ntkscaling"
+    shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = io.code_version(copy)
+    assert before == io.code_version()
+    for name in ("training/run.py", "native.py", "pairstep.c", "schema.yaml"):
+        path = copy / name
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n")
+        assert io.code_version(copy) != before, name
+        path.write_bytes(original)
+    assert io.code_version(copy) == before
 
 
 def test_job_requests_are_sized_from_the_job_and_capped():

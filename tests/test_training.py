@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from ntkscaling import data, io, models, training
@@ -85,7 +86,8 @@ def test_nan_loss_stops_at_the_step_it_appears(prepared, tmp_path, monkeypatch):
 
 def test_finite_blowup_is_divergence_too(prepared, tmp_path, monkeypatch):
     # a loss far above its initial value is refused even while it stays finite
-    monkeypatch.setattr(training, "BLOWUP", 1e-3)
+    from ntkscaling.training import divergence
+    monkeypatch.setattr(divergence, "BLOWUP", 1e-3)
     with pytest.raises(training.DivergenceError, match=r"train_loss is .* \(it was .* at step 0\)"):
         _train(prepared, tmp_path, epochs=1)
 
@@ -111,7 +113,7 @@ def test_crafted_checkpoint_is_refused_without_running_its_code(prepared, tmp_pa
     with pytest.raises(FileFormatError, match="step00000999.ckpt: refused; it holds objects") as err:
         models.load_network(crafted)  # what the eNTK and evolution jobs use
     assert "weights_only" not in str(err.value)  # no advice to load it unsafely
-    assert training._resume_point(crafted.parent, {"any": "signature"}) is None  # the resume search skips it
+    assert training.resume_point(crafted.parent, {"any": "signature"}) is None  # the resume search skips it
     assert not marker.exists()
 
 
@@ -171,7 +173,7 @@ def test_resume_point_is_the_latest_checkpoint_of_this_run(prepared, tmp_path):
         shutil.copy2(mine[step], run / mine[step].name)
     shutil.copy2(other[max(other)], run / "step99999998.ckpt")   # a newer one of another run
     (run / "step99999999.ckpt").write_bytes(b"cut short")         # the newest, truncated by a crash
-    path, step = training._resume_point(run, signature)
+    path, step = training.resume_point(run, signature)
     assert (path.name, step) == (mine[steps[-2]].name, steps[-2])
 
 
@@ -212,17 +214,17 @@ def test_lr_schedule_warmup_and_decay():
 def test_learning_rate_follows_the_schedule_in_training(prepared, tmp_path):
     seen = []
 
-    class Spy(training.pl.Callback):
+    class Spy(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             seen.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    orig = training.pl.Trainer
+    orig = pl.Trainer
 
     def trainer(*a, callbacks=(), **kw):
         return orig(*a, callbacks=list(callbacks) + [Spy()], **kw)
 
     import unittest.mock
-    with unittest.mock.patch.object(training.pl, "Trainer", trainer):
+    with unittest.mock.patch.object(pl, "Trainer", trainer):
         training.train_network(*prepared, n=48, seed=1, out_dir=tmp_path, **run_settings(
             arch="mlp", width=16, depth=1, lr=0.4, batch_size=16, steps=20, lr_schedule="linear", warmup=0.1,
             progress=False))
@@ -321,3 +323,14 @@ with io.log_to({str(log)!r}):
     for noise in ("GPU available", "TPU available", "Tip:", "LeafSpec", "in eval mode", "`srun`", "weights_only",
                   "`Trainer.fit` stopped"):
         assert noise not in text, noise
+
+
+def test_run_checkpoints_lists_the_evaluated_and_saved_steps_and_names_a_missing_one(prepared, tmp_path):
+    rows, _, saved = _train(prepared, tmp_path / "run", eval_points=3)
+    found = training.run_checkpoints(rows, saved[max(saved)], tmp_path / "run")
+    evaluated = {r["step"]: r["epoch"] for r in rows}
+    assert [c["step"] for c in found] == sorted(set(saved) & set(evaluated)) and found[0]["step"] == 0
+    assert all(c["path"] == saved[c["step"]] and c["epoch"] == evaluated[c["step"]] for c in found)
+    saved[found[1]["step"]].unlink()
+    with pytest.raises(FileNotFoundError, match=f"missing: .*{saved[found[1]['step']].name}.*re-run"):
+        training.run_checkpoints(rows, saved[max(saved)], tmp_path / "run")

@@ -336,7 +336,7 @@ CODE_EDITS = {  # one library module of each kind, and every job that imports it
                            **ALL_AGGREGATES),
     "entk.py": _jobs(**KERNEL_JOBS, **ALL_AGGREGATES),
     "infinite.py": _jobs(infinite_kernel=2, regress_kernel=2 * 2, width_distance=2, **{**FITS, **WIDTH}),
-    "training.py": _jobs(train_network=12, track_network=4, init_checkpoint=4, **KERNEL_JOBS, **ALL_AGGREGATES),
+    "training/run.py": _jobs(train_network=12, track_network=4, init_checkpoint=4, **KERNEL_JOBS, **ALL_AGGREGATES),
 }
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import math
 import pickle
 import tarfile
 import urllib.request
@@ -350,12 +349,6 @@ def check_labels(y_train, y_test, what: str) -> int:
     if k < 2:
         raise DatasetError(f"{what}: a single class ({k}); classification needs at least two")
     return k
-
-
-def step_budget(n: int, batch_size: int, steps=None, epochs: int = 100) -> int:
-    """Optimizer steps of a training run on n examples: `steps` whatever n when set, else `epochs` passes of
-    ceil(n / batch_size) batches."""
-    return int(steps) if steps else int(epochs) * math.ceil(n / batch_size)
 
 
 def balanced_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -132,3 +132,39 @@ def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, 
                  f"{values['distance_init']:.4f}, to final {values['distance_final']:.4f}")
         prev = (K, ckpt)
     return rows
+
+
+def ridgeless_test_predictions(K, y, n: int, test, n_classes: int, prior=None) -> np.ndarray:
+    """Test predictions of ridge-0 kernel regression (the limit of gradient flow) trained on the first n
+    rows of K, at the rows `test`; `prior` (outputs of the network on every row) makes it the linearized
+    predictor."""
+    tr = np.arange(n)
+    res = kernel_regression(np.asarray(K[np.ix_(tr, tr)], dtype=np.float64), K[np.ix_(test, tr)], y[:n], y[test],
+                            n_classes, [0.0], prior_train=None if prior is None else prior[:n],
+                            prior_test=None if prior is None else prior[test])[0]
+    return res["pred"]
+
+
+def width_distances(K, network_pred, y, n: int, blocks: dict, n_classes: int, probe: int, K_inf=None,
+                    pred_inf=None, prior=None) -> dict:
+    """How far one width is from the infinite-width limit (width scaling, lazy-limit consistency).
+
+    K: the eNTK at init of this width on data.kernel_rows' rows (blocks: data.row_blocks); network_pred: the
+    trained network's test predictions at n. Returns {metric: value}: `prediction_distance_entk_init`, the
+    relative distance between the network's predictions and ridge-0 kernel regression with K on the first n
+    rows; with the infinite NTK `K_inf` (and its predictions `pred_inf`, `ridgeless_test_predictions`) also
+    `prediction_distance_infinite_ntk` and, on a probe block (the first `probe` training rows, validation
+    and test), `relative_distance_infinite` and `kernel_distance_infinite` of K to K_inf. In the lazy limit
+    (wide, NTK parameterization, centred, trained to convergence) every one goes to 0."""
+    test = np.arange(blocks["test"].start, blocks["test"].stop)
+    pred = ridgeless_test_predictions(K, y, n, test, n_classes, prior)
+    values = {"prediction_distance_entk_init": float(np.linalg.norm(network_pred - pred) / np.linalg.norm(pred))}
+    if K_inf is not None:
+        values["prediction_distance_infinite_ntk"] = float(np.linalg.norm(network_pred - pred_inf)
+                                                           / np.linalg.norm(pred_inf))
+        rows = np.r_[0:min(probe, blocks["train"].stop), blocks["val"].start:blocks["test"].stop]
+        Kp = np.asarray(K[np.ix_(rows, rows)], dtype=np.float64)
+        ref = np.asarray(K_inf[np.ix_(rows, rows)], dtype=np.float64)
+        values["relative_distance_infinite"] = relative_distance(Kp, ref)
+        values["kernel_distance_infinite"] = kernel_distance(Kp, ref)
+    return values

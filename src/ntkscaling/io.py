@@ -307,12 +307,14 @@ def write_rows(path, rows, columns=TIDY_COLUMNS):
                 w.writerow({c: r.get(c, "") for c in columns})
 
 
-def code_version() -> str:
-    """Hash of this library's source files: which code produced an output, with or without git."""
+def code_version(package_dir=None) -> str:
+    """Hash of this library's source files (Python, the native kernel's C, the schema) in every subpackage:
+    which code produced an output, with or without git. `package_dir`: another copy of the package."""
     import hashlib
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    root = Path(package_dir) if package_dir else Path(__file__).parent
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".c", ".yaml") and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 

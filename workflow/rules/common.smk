@@ -18,6 +18,7 @@ sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 from ntkscaling import archs, code_inputs, data, jobsize, methods, sweep  # noqa: E402
 from ntkscaling.config import ConfigError, kernel_row_count, validate as validate_config  # noqa: E402
+from ntkscaling.training.settings import step_budget  # noqa: E402
 from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 
 SWEEP_POINT = config.pop("_sweep", None)  # set for a sweep's grid point (ntkscaling.sweep.point_config)
@@ -230,7 +231,7 @@ def entk_rows(wildcards):
 
 def train_steps(n):
     t = config["train"]
-    return data.step_budget(int(n), min(t["batch_size"], int(n)), t["steps"], t["epochs"])
+    return step_budget(int(n), min(t["batch_size"], int(n)), t["steps"], t["epochs"])
 
 
 def mem_mb(size):

@@ -139,7 +139,9 @@ rule kernel_evolution:
         f"{LOGS}/kernel_evolution/w{{width}}_s{{seed}}_n{{n}}_{{kind}}.log",
     benchmark:
         f"{LOGS}/benchmarks/kernel_evolution/w{{width}}_s{{seed}}_n{{n}}_{{kind}}.tsv"
-    threads: lambda wc: jobsize.kernel_threads(kernel_rows(int(wc.n)), small=2)  # one eNTK per checkpoint
+    threads: lambda wc: jobsize.kernel_threads(kernel_rows(int(wc.n)))
+    # the longest chain (train again, then one eNTK per checkpoint): started first, not left to the end
+    priority: 1
     resources:
         mem_mb=mem_mb(lambda wc, input: jobsize.evolution_mem_mb(kernel_rows(int(wc.n)) * entk_outputs(wc))),
         runtime=runtime(lambda wc: jobsize.entk_minutes(kernel_rows(int(wc.n)), entk_outputs(wc),

@@ -54,3 +54,4 @@ use rule train_network as track_network with:
         live=f"{LOGS}/track/w{{width}}_s{{seed}}_n{{n}}.csv",  # one line per evaluation, as it goes
     benchmark:
         f"{LOGS}/benchmarks/track/w{{width}}_s{{seed}}_n{{n}}.tsv"
+    priority: 1  # the kernel evolution waits for it (kernels.smk)

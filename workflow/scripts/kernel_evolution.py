@@ -1,6 +1,5 @@
 """Adapter: the eNTK at every checkpoint of one training run and its evolution metrics (tidy rows)."""
 import csv
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,14 +18,7 @@ with io.job(snakemake):
         network = [r for r in csv.DictReader(f) if r["metric"] in ("test_error", "test_mse")
                    and r["method"] == "network"]
     ident = {k: network[0][k] for k in ("dataset", "arch", "width", "seed")}
-    saved = training.saved_checkpoint_steps(snakemake.input.final)  # evaluations without a checkpoint are skipped
-    checkpoints = sorted({(int(r["step"]), float(r["epoch"])) for r in network if int(r["step"]) in saved})
-    checkpoints = [{"step": s, "epoch": e, "path": Path(snakemake.params.checkpoints) / f"step{s:08d}.ckpt"}
-                   for s, e in checkpoints]
-    missing = [str(c["path"]) for c in checkpoints if not c["path"].exists()]
-    if missing:
-        raise FileNotFoundError(f"checkpoints listed in {snakemake.input.metrics} are missing: {missing}; "
-                                f"re-run the training job")
+    checkpoints = training.run_checkpoints(network, snakemake.input.final, snakemake.params.checkpoints)
     io.verify_inputs([c["path"] for c in checkpoints])  # the tracked run's checkpoints, not declared inputs
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"eNTK ({w.kind}) of {len(checkpoints)} checkpoints on {len(x)} points, device {device}, engine "

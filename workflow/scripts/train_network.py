@@ -13,8 +13,7 @@ def record_divergence(err, meta):
     """The job's outputs for a diverged network: the metrics measured before it and a 'diverged' row, NaN
     test predictions, and a final checkpoint that holds no network (models.save_diverged)."""
     print(f"recorded, not failed (train.on_divergence: record): {err}", flush=True)
-    epoch = next((r["epoch"] for r in err.rows if r["step"] == err.step), float("nan"))
-    rows = err.rows + [io.tidy_row(**meta, method="network", epoch=epoch, step=err.step, metric=io.DIVERGED,
+    rows = err.rows + [io.tidy_row(**meta, method="network", epoch=err.epoch, step=err.step, metric=io.DIVERGED,
                                    value=1.0)]
     d = data.load_prepared(snakemake.input.data)
     nan = np.full((2, len(d["y_test"])), np.nan)

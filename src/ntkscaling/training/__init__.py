@@ -1,0 +1,34 @@
+"""Network training on a nested subset (PyTorch Lightning): the "network" curve of the pipeline.
+
+- `settings`: what a run is, without torch (network and training records, step budget, learning-rate
+  schedule, evaluation and checkpoint steps); the config check and job sizing read it.
+- `module`: the centred network as a LightningModule, and the batches it trains on.
+- `divergence`: when a run has diverged (one rule for the training loss and the evaluations).
+- `callbacks`: evaluation, best-state tracking, the checkpoint schedule, the live record, progress lines.
+- `run`: `train_network` (with resume) and the untrained network's checkpoint.
+
+Everything public is importable from here (`training.train_network`, `training.NetworkSettings`); each name
+is loaded when first asked for, so importing `ntkscaling.training.settings` alone stays free of torch.
+"""
+import importlib
+
+_HOMES = {
+    "settings": ("OPTIMIZERS", "LR_SCHEDULES", "SELECT_BY", "NetworkSettings", "TrainSettings", "step_budget",
+                 "lr_factor", "checkpoint_steps", "evaluation_steps"),
+    "divergence": ("BLOWUP", "DivergenceError"),
+    "module": ("EpochBatches", "SubsetDataModule", "NetworkModule"),
+    "callbacks": ("evaluate_splits", "BestState", "CheckpointAndEvaluate", "LiveRecord", "LineProgress"),
+    "run": ("train_network", "resume_point", "saved_checkpoint_steps", "run_checkpoints", "save_init_checkpoint", "LIGHTNING_NOISE"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = sorted(_HOME_OF)
+
+
+def __getattr__(name):
+    if name in _HOME_OF:
+        return getattr(importlib.import_module(f".{_HOME_OF[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

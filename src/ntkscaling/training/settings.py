@@ -1,0 +1,109 @@
+"""What a training run is, without torch: the network and training records (the config's `model` and
+`train` sections), the step budget, the learning-rate schedule and the steps where a run evaluates and
+checkpoints. The config check and job sizing read these, so they never import torch."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+SELECT_BY = {"mse": "val_mse", "error": "val_error"}  # validation metric of early stopping
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The network a run trains: the config's `model` section with one width (models.build_network: the
+    built-in `arch`, or a user's `factory`, whose tables are still labelled by `arch`)."""
+    arch: str
+    width: int
+    depth: int | None = None
+    parameterization: str = "ntk"
+    W_std: float = 2 ** 0.5
+    b_std: float = 0.0
+    center: bool = True   # train f(x) - f0(x): the function starts at zero (the matched kernel predictor)
+    output_scale: float = 1.0  # alpha: predict alpha (f - f0), loss / alpha^2 (lazy training; centred only)
+    factory: str | None = None          # a user's network ("package.module:function" or "file.py:function")
+    factory_kwargs: dict | None = None  # its keyword arguments beyond in_shape, out_dim and width
+
+    @classmethod
+    def from_config(cls, model: dict, width: int) -> "NetworkSettings":
+        return cls(width=int(width), **{f.name: model[f.name] for f in dataclasses.fields(cls)
+                                        if f.name != "width" and f.name in model})
+
+    def __post_init__(self):
+        if not self.output_scale > 0:
+            raise ValueError(f"model.output_scale={self.output_scale!r}: expected a number > 0")
+        if self.output_scale != 1.0 and not self.center:
+            raise ValueError(f"model.output_scale={self.output_scale!r} needs model.center: true (an uncentred "
+                             f"network scaled by alpha starts at alpha * f0, unbounded as alpha grows)")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a network is trained: the config's `train` section and `select_by`. With `steps` set, exactly
+    that many optimizer steps whatever n; otherwise `epochs` passes over the n examples."""
+    loss: str = "mse"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int | None = 100
+    steps: int | None = None
+    lr_schedule: str = "constant"
+    warmup: float = 0.0
+    eval_points: int = 0       # log-spaced evaluations of train/validation/test metrics
+    select_by: str = "mse"     # early stopping's validation metric: mse or error
+
+    def __post_init__(self):
+        from ..metrics import LOSSES  # with the losses themselves (torch): only a run that trains builds this
+        for name, known in (("loss", LOSSES), ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
+                            ("select_by", tuple(SELECT_BY))):
+            if getattr(self, name) not in known:
+                key = name if name == "select_by" else f"train.{name}"  # select_by is a top-level config key
+                raise ValueError(f"{key}={getattr(self, name)!r} is unknown; expected one of {known}")
+
+    @classmethod
+    def from_config(cls, train: dict, select_by: str = "mse") -> "TrainSettings":
+        return cls(select_by=select_by, **{f.name: train[f.name] for f in dataclasses.fields(cls)
+                                           if f.name != "select_by" and f.name in train})
+
+
+def step_budget(n: int, batch_size: int, steps=None, epochs: int = 100) -> int:
+    """Optimizer steps of a training run on n examples: `steps` whatever n when set, else `epochs` passes of
+    ceil(n / batch_size) batches."""
+    return int(steps) if steps else int(epochs) * math.ceil(n / batch_size)
+
+
+def lr_factor(step: int, total_steps: int, schedule: str = "constant", warmup: float = 0.0) -> float:
+    """Multiplier of the learning rate at optimizer step `step`: a linear warm-up over the first `warmup`
+    fraction of the budget, then constant, cosine decay to 0, or linear decay to 0 at `total_steps`."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"train.lr_schedule={schedule!r} is unknown; expected one of {LR_SCHEDULES}")
+    warm = int(round(warmup * total_steps))
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+
+
+def checkpoint_steps(total_steps: int, steps_per_epoch: int, log_points: int = 0, epochs=()) -> list[int]:
+    """Step 0, the last step, `log_points` log-spaced steps in between, and the asked epoch boundaries."""
+    steps = {0, int(total_steps)}
+    if log_points > 0 and total_steps > 1:
+        steps |= {int(round(s)) for s in np.logspace(0, math.log10(total_steps), log_points)}
+    steps |= {int(e) * steps_per_epoch for e in epochs if 0 < int(e) * steps_per_epoch <= total_steps}
+    return sorted(steps)
+
+
+def evaluation_steps(total_steps: int, eval_points: int) -> list[int]:
+    """Step 0, the last step and `eval_points` log-spaced steps in between: where train, validation and test
+    metrics are measured (and early stopping can choose)."""
+    return checkpoint_steps(total_steps, 1, eval_points)
