@@ -18,7 +18,8 @@ import time
 import psutil
 import torch
 
-from ntkscaling import entk, entk_fast, layers, models
+from ntkscaling.kernels.empirical import api as entk, layerwise as entk_fast
+from ntkscaling.nets import layers, models
 
 
 class PeakRSS:

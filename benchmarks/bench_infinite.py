@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ntkscaling import infinite, native
+from ntkscaling.kernels.infinite import api as infinite, native
 
 ISSUE_REFERENCE_MS = {8: 0.5, 32: 130.0}
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from bench_training import prepared_digits, training_arguments  # the same options and data
-from ntkscaling import data, io, models, training
-from ntkscaling.metrics import per_point_loss
+from ntkscaling import data, io, training
+from ntkscaling.nets import models
+from ntkscaling.analysis.losses import per_point_loss
 
 
 def plain_loop(prepared, order, n, width, steps, batch_size, lr, seed=0):
@@ -69,7 +70,7 @@ def main():
             plain_loop(tmp / "prepared.npz", tmp / "order.npy", args.n, args.width, args.steps, 64, 3.0)
             times["plain"].append(time.perf_counter() - t0)
     light, plain = min(times["lightning"]), min(times["plain"])
-    start = min(import_seconds("ntkscaling.training") for _ in range(2))
+    start = min(import_seconds("ntkscaling.training.run") for _ in range(2))
     print(f"MLP 2x{args.width}, n={args.n}, {args.steps} steps, 1 thread: Lightning path {light:.1f} s, plain loop "
           f"{plain:.1f} s ({light / plain:.2f}x); a training job's imports {start:.1f} s")
 

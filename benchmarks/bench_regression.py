@@ -9,7 +9,7 @@ import time
 import numpy as np
 import scipy.linalg
 
-from ntkscaling import regression
+from ntkscaling.analysis import regression
 
 
 def main():

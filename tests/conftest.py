@@ -24,7 +24,7 @@ def reference_network(folder):
 
     import numpy as np
 
-    from ntkscaling import models
+    from ntkscaling.nets import models
 
     meta = json.loads((folder / "meta.json").read_text())
     x = np.load(folder / "params.npz")["X"]

@@ -15,8 +15,9 @@ import torch
 import yaml
 
 from conftest import ROOT, write_imagefolder
-from ntkscaling import io, models, training
-from ntkscaling.config import ConfigError, validate
+from ntkscaling import io, training
+from ntkscaling.nets import models
+from ntkscaling.pipeline.config import ConfigError, validate
 from ntkscaling.data import DatasetError, load_raw
 
 TINY = yaml.safe_load((ROOT / "tests" / "configs" / "tiny.yaml").read_text())
@@ -420,7 +421,8 @@ API_CASES = [
 
 @pytest.mark.parametrize("case,make,expected", API_CASES, ids=[c[0] for c in API_CASES])
 def test_bad_api_argument_is_named(case, make, expected):
-    from ntkscaling import arguments, regression
+    from ntkscaling import arguments
+    from ntkscaling.analysis import regression
     args = make()
     with pytest.raises(arguments.ArgumentError) as err:
         regression.kernel_regression(**args)
@@ -455,7 +457,8 @@ FIT_CASES = [
 
 @pytest.mark.parametrize("case,call,expected", FIT_CASES, ids=[c[0] for c in FIT_CASES])
 def test_bad_fit_argument_is_named(case, call, expected):
-    from ntkscaling import arguments, scaling
+    from ntkscaling import arguments
+    from ntkscaling.analysis import scaling
     with pytest.raises(arguments.ArgumentError) as err:
         call(scaling)
     assert expected in str(err.value)
@@ -483,14 +486,16 @@ KERNEL_API_CASES = [  # (case, call with (entk, infinite, models, torch), text o
 
 @pytest.mark.parametrize("case,call,expected", KERNEL_API_CASES, ids=[c[0] for c in KERNEL_API_CASES])
 def test_bad_kernel_api_argument_is_named(case, call, expected):
-    from ntkscaling import arguments, entk, infinite
+    from ntkscaling import arguments
+    from ntkscaling.kernels.empirical import api as entk
+    from ntkscaling.kernels.infinite import api as infinite
     with pytest.raises(arguments.ArgumentError) as err:
         call(entk, infinite, models, torch)
     assert expected in str(err.value)
 
 
 def test_good_api_arguments_still_solve():
-    from ntkscaling import regression
+    from ntkscaling.analysis import regression
     args = _kr_args()
     res = regression.kernel_regression(**args)
     assert len(res) == 2 and res[0]["pred"].shape == (4, 3)

@@ -4,7 +4,7 @@ import copy
 import pytest
 import yaml
 
-from ntkscaling.config import JOB_KEYS, ConfigError, validate
+from ntkscaling.pipeline.config import JOB_KEYS, ConfigError, validate
 
 from conftest import ROOT, write_imagefolder
 
@@ -74,7 +74,7 @@ def test_presets_are_complete_and_valid(preset):
     raw = yaml.safe_load(preset.read_text())
     cfg = validate(copy.deepcopy(raw))
     assert cfg["run_name"] == preset.stem
-    schema = yaml.safe_load((ROOT / "src" / "ntkscaling" / "schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "src" / "ntkscaling" / "pipeline" / "schema.yaml").read_text())
     for section, spec in schema["properties"].items():  # every key spelled out, none left to defaults
         if section in JOB_KEYS:  # what the machine offers: the profiles' business, not the experiment's
             continue
@@ -90,7 +90,7 @@ def test_key_order_does_not_matter():
 
 
 def test_kernel_size_estimate():
-    from ntkscaling.config import kernel_sizes
+    from ntkscaling.pipeline.config import kernel_sizes
     cfg = validate(_default())
     sizes = dict(kernel_sizes(cfg, 10))
     assert sizes["eNTK (mean kind)"] == pytest.approx(1774 ** 2 * 4 / 1e9)  # 1024 train + 250 val + 500 test

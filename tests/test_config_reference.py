@@ -3,7 +3,8 @@ from pathlib import Path
 
 import yaml
 
-from ntkscaling import config, config_reference
+from ntkscaling.pipeline import config
+from ntkscaling import config_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 

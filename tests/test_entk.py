@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import entk, entk_blocks, entk_fast, io, models, training
+from ntkscaling.kernels.empirical import api as entk, blocks as entk_blocks, layerwise as entk_fast
+from ntkscaling import io, training
+from ntkscaling.nets import models
 
 from conftest import reference_network
 
@@ -228,7 +230,7 @@ def test_general_engine_differentiates_trainable_parameters_only():
 def test_general_engine_stays_within_its_memory_budget():
     # an 85k-parameter MLP with 10 outputs: the per-sample Jacobians of n = 120 take 0.41 GB in float32; a
     # 0.1 GB budget holds panels of about 10 rows and streams the rest
-    from ntkscaling.entk_jacobian import trainable_parameters
+    from ntkscaling.kernels.empirical.general import trainable_parameters
     import psutil
     import threading
     import time

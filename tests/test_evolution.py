@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.kernel_ridge import KernelRidge
 
-from ntkscaling import evolution, theory
+from ntkscaling.analysis import evolution, theory
 
 
 def _psd(rng, n, rank=None):

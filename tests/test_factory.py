@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import code_inputs, data, entk, infinite, io, models, resnet, training
+from ntkscaling.pipeline import code_inputs
+from ntkscaling import data, io, training
+from ntkscaling.kernels.empirical import api as entk
+from ntkscaling.kernels.infinite import api as infinite
+from ntkscaling.nets import models, resnet
 
 USER_FILE = textwrap.dedent('''
     import torch
@@ -186,7 +190,7 @@ def _config(**model):
      r"model.factory='.*usernet.py:small_resnet' has no infinite-width kernel: its layer 0 \(Conv2d\)"),
 ])
 def test_config_checks_the_network_before_any_job(user_file, model, infinite, message):
-    from ntkscaling import config
+    from ntkscaling.pipeline import config
     if "factory" in model:
         model = {**model, "factory": model["factory"].format(file=user_file)}
     cfg = _config(**model)
@@ -204,7 +208,7 @@ def test_config_checks_the_network_before_any_job(user_file, model, infinite, me
      r".*broken.py does not load: KeyError: 'base' \(.*broken.py, line 4\)"),
 ])
 def test_a_factory_file_that_does_not_load_is_refused_naming_file_and_line(tmp_path, source, message):
-    from ntkscaling import config
+    from ntkscaling.pipeline import config
     path = tmp_path / "broken.py"
     path.write_text(source)
     with pytest.raises(config.ConfigError, match=r"'model.factory': model.factory='.*broken.py:net': " + message):
@@ -212,7 +216,7 @@ def test_a_factory_file_that_does_not_load_is_refused_naming_file_and_line(tmp_p
 
 
 def test_a_factory_module_that_does_not_import_is_refused(tmp_path, monkeypatch):
-    from ntkscaling import config
+    from ntkscaling.pipeline import config
     (tmp_path / "brokenpkg_ntk.py").write_text("x = 1 / 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(config.ConfigError, match=r"cannot import brokenpkg_ntk: ZeroDivisionError: division by "
@@ -221,7 +225,7 @@ def test_a_factory_module_that_does_not_import_is_refused(tmp_path, monkeypatch)
 
 
 def test_config_accepts_a_factory_under_its_own_label(user_file):
-    from ntkscaling import config
+    from ntkscaling.pipeline import config
     cfg = config.validate(dict(_config(arch="small-resnet_2", factory=f"{user_file}:small_resnet",
                                        factory_kwargs={"blocks": 2}), kernel={"infinite": False}))
     assert cfg["model"]["factory_kwargs"] == {"blocks": 2}

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ntkscaling import hostmem
+from ntkscaling.kernels.empirical import hostmem
 
 PATTERN = r"""
 import ctypes, sys, torch, contextlib

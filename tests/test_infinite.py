@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import entk, infinite, infinite_blocks, io, models, native
-from ntkscaling.layers import Kernel
+from ntkscaling.kernels.empirical import api as entk
+from ntkscaling.kernels.infinite import api as infinite, blocks as infinite_blocks, native
+from ntkscaling import io
+from ntkscaling.nets import models
+from ntkscaling.nets.layers import Kernel
 
 
 def _load(reference_dir, folder, x_name):

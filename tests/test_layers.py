@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import entk, infinite, layers, models
+from ntkscaling.kernels.empirical import api as entk
+from ntkscaling.kernels.infinite import api as infinite
+from ntkscaling.nets import layers, models
 
 from conftest import reference_network
 

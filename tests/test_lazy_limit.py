@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import data, entk, infinite, io, models, training
+from ntkscaling import data, io, training
+from ntkscaling.kernels.empirical import api as entk
+from ntkscaling.kernels.infinite import api as infinite
+from ntkscaling.nets import models
 
 from conftest import run_settings
 

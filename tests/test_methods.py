@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from ntkscaling import methods
+from ntkscaling.pipeline import tags as methods
 
 
 @pytest.mark.parametrize("tag,expected", [
@@ -31,7 +31,9 @@ def test_entk_tags():
 
 
 def test_every_method_is_declared_once_and_labelled_and_coloured():
-    from ntkscaling import methods, plotting, scaling
+    from ntkscaling.pipeline import tags as methods
+    from ntkscaling import plotting
+    from ntkscaling.analysis import scaling
     assert scaling.METHOD_ORDER is methods.METHODS
     assert set(plotting.METHOD_LABELS) == set(methods.METHODS) == set(plotting.METHOD_COLORS)
     tags = {methods.parse_tag(t)["method"] for t in ("entk_init", "entk_after_k8", "entk_after_n8", *methods.INFINITE_TAGS)}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import models
+from ntkscaling.nets import models
 
 from conftest import reference_network
 

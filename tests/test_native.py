@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import infinite, infinite_blocks, native
+from ntkscaling.kernels.infinite import api as infinite, blocks as infinite_blocks, native
 
 
 @pytest.fixture(autouse=True)

@@ -36,7 +36,7 @@ def _declared(requirements) -> set[str]:
 def test_pyproject_declares_every_package_the_code_imports():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = _declared(project["dependencies"])
-    imported = set().union(*(_third_party_imports(p) for p in SRC.glob("*.py")))
+    imported = set().union(*(_third_party_imports(p) for p in SRC.rglob("*.py")))
     assert {"torch", "numpy", "PIL", "pandas", "matplotlib"} <= imported  # the scan sees real imports
     missing = {DISTRIBUTION.get(n, n).lower() for n in imported} - declared
     assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
@@ -72,7 +72,8 @@ def test_the_built_package_carries_its_schema_and_native_source(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     wheel = next(tmp_path.glob("ntkscaling-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"ntkscaling/schema.yaml", "ntkscaling/pairstep.c", "ntkscaling/config.py"} <= names
+    assert {"ntkscaling/pipeline/schema.yaml", "ntkscaling/kernels/infinite/pairstep.c",
+            "ntkscaling/pipeline/config.py", "ntkscaling/training/run.py"} <= names
     # installed elsewhere, the package reads the schema beside itself
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
@@ -84,20 +85,22 @@ def test_the_built_package_carries_its_schema_and_native_source(tmp_path):
 
 
 def _files(script):
-    from ntkscaling.code_inputs import library_files
+    from ntkscaling.pipeline.code_inputs import library_files
     return {str(Path(p).relative_to(SRC)) for p in library_files(ROOT / "workflow" / "scripts" / f"{script}.py", SRC)}
 
 
 def test_code_inputs_follow_imports_transitively():
-    # entk_kernel imports data (and its planted tasks), entk, io, methods, models; entk imports its engines,
-    # hostmem (and layers) and its argument checks;
-    # models the names of the built-in networks and the ResNet (a function-level import)
-    assert _files("entk_kernel") == {"__init__.py", "archs.py", "arguments.py", "data.py", "entk.py", "entk_blocks.py",
-                                     "entk_fast.py", "entk_jacobian.py", "hostmem.py", "io.py", "layers.py",
-                                     "methods.py", "models.py", "planted.py", "resnet.py"}
+    # entk_kernel imports data (and its planted tasks), the eNTK, io, tags, models; the eNTK imports its
+    # engines, hostmem (and layers) and its argument checks; models the names of the built-in networks and the
+    # ResNet (a function-level import); and the __init__.py of every package on the way
+    assert _files("entk_kernel") == {
+        "__init__.py", "arguments.py", "data.py", "io.py", "planted.py", "nets/__init__.py", "nets/archs.py",
+        "nets/layers.py", "nets/models.py", "nets/resnet.py", "kernels/__init__.py", "kernels/empirical/__init__.py",
+        "kernels/empirical/api.py", "kernels/empirical/blocks.py", "kernels/empirical/layerwise.py",
+        "kernels/empirical/general.py", "kernels/empirical/hostmem.py", "pipeline/__init__.py", "pipeline/tags.py"}
     # the native module's C source is read (compiled) at run time: an input of the infinite kernels
-    assert {"infinite.py", "infinite_blocks.py", "native.py", "pairstep.c", "layers.py",
-            "models.py"} <= _files("infinite_kernel")
+    assert {"kernels/infinite/api.py", "kernels/infinite/blocks.py", "kernels/infinite/native.py",
+            "kernels/infinite/pairstep.c", "nets/layers.py", "nets/models.py"} <= _files("infinite_kernel")
     # labels and plotting stay out of every kernel and training job
     for script in ("entk_kernel", "regress_kernel", "train_network", "infinite_kernel", "kernel_evolution",
                    "width_distance", "init_checkpoint"):
@@ -105,8 +108,54 @@ def test_code_inputs_follow_imports_transitively():
     assert "plotting.py" in _files("plot_data_scaling")
 
 
+# Each script's code inputs before the subpackages (flat modules, as code_inputs found them at 3029d1c).
+FLAT_CODE_INPUTS = {
+    "collect_metrics": "io methods",
+    "entk_kernel": "archs arguments data entk entk_blocks entk_fast entk_jacobian hostmem io layers methods models "
+                   "planted resnet",
+    "fit_exponents": "arguments io methods scaling",
+    "infinite_kernel": "archs arguments data infinite infinite_blocks io layers methods models native pairstep.c "
+                       "planted resnet",
+    "init_checkpoint": "archs data io layers methods metrics models planted resnet training",
+    "kernel_evolution": "archs arguments data entk entk_blocks entk_fast entk_jacobian evolution hostmem io layers "
+                        "methods metrics models planted regression resnet theory training",
+    "plot_after_kernel": "io methods plotting theory",
+    "plot_data_scaling": "io methods plotting theory",
+    "plot_kernel_evolution": "io methods plotting theory",
+    "plot_sweep": "io methods plotting theory",
+    "plot_theory": "arguments io methods plotting scaling theory",
+    "plot_width_scaling": "io methods plotting theory",
+    "prepare_data": "data io methods planted",
+    "regress_kernel": "arguments data io methods planted regression theory",
+    "subset_order": "data io methods planted",
+    "summarize_exponents": "arguments io methods scaling",
+    "sweep_outcome": "io methods sweep",
+    "sweep_summary": "arguments io methods scaling sweep",
+    "train_network": "archs data io layers methods metrics models planted resnet training",
+    "width_distance": "arguments data evolution io methods planted regression",
+}
+
+
+@pytest.mark.parametrize("script", sorted(FLAT_CODE_INPUTS))
+def test_code_inputs_cover_the_same_source_as_before_the_subpackages(script):
+    """The move into subpackages changed where code lives, not what each job depends on: each script's code
+    inputs are its flat modules' new homes (ntkscaling.MOVED; training.py became training/), plus the
+    packages' __init__.py files."""
+    from ntkscaling import MOVED
+    assert sorted(p.stem for p in (ROOT / "workflow" / "scripts").glob("*.py")) == sorted(FLAT_CODE_INPUTS)
+    want = set()
+    for name in FLAT_CODE_INPUTS[script].split():
+        if name == "training":
+            want |= {str(p.relative_to(SRC)) for p in (SRC / "training").glob("*.py") if p.name != "__init__.py"}
+        elif name == "pairstep.c":
+            want.add("kernels/infinite/pairstep.c")
+        else:
+            want.add(MOVED.get(name, name).replace(".", "/") + ".py")
+    assert {f for f in _files(script) if not f.endswith("__init__.py")} == want
+
+
 def test_code_inputs_see_function_level_and_aliased_imports(tmp_path):
-    from ntkscaling.code_inputs import library_files
+    from ntkscaling.pipeline.code_inputs import library_files
     pkg = tmp_path / "ntkscaling"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -124,7 +173,7 @@ def test_code_inputs_walk_subpackages(tmp_path):
     """A subpackage imported whole brings every module in it (its public names may load any of them); a
     module imported from inside one brings its own imports and the __init__.py files above it, not its
     siblings; `..` imports climb to the parent package."""
-    from ntkscaling.code_inputs import library_files
+    from ntkscaling.pipeline.code_inputs import library_files
     pkg = tmp_path / "ntkscaling"
     for folder in (pkg, pkg / "train", pkg / "kernels", pkg / "kernels" / "deep"):
         folder.mkdir()
@@ -158,7 +207,8 @@ def test_code_version_covers_every_source_file_of_the_package(tmp_path):
     shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("__pycache__"))
     before = io.code_version(copy)
     assert before == io.code_version()
-    for name in ("training/run.py", "native.py", "pairstep.c", "schema.yaml"):
+    for name in ("training/run.py", "kernels/infinite/native.py", "kernels/infinite/pairstep.c",
+                 "pipeline/schema.yaml"):
         path = copy / name
         original = path.read_bytes()
         path.write_bytes(original + b"\n")
@@ -168,7 +218,7 @@ def test_code_version_covers_every_source_file_of_the_package(tmp_path):
 
 
 def test_job_requests_are_sized_from_the_job_and_capped():
-    from ntkscaling import jobsize
+    from ntkscaling.pipeline import jobsize
     assert jobsize.kernel_mb(1000) == pytest.approx(4.0)  # 1000^2 float32 entries
     assert jobsize.kernel_mb(1000, outputs=10, bytes_per_entry=8) == pytest.approx(800.0)
     small, big = jobsize.entk_mem_mb(1_000), jobsize.entk_mem_mb(50_000)
@@ -178,3 +228,31 @@ def test_job_requests_are_sized_from_the_job_and_capped():
     assert jobsize.train_minutes(50_000) > 10 * jobsize.train_minutes(40)  # paper-scale runs ask for hours
     assert jobsize.kernel_threads(100) == 1 and jobsize.kernel_threads(100, small=2) == 2
     assert jobsize.kernel_threads(10_000) == jobsize.MOST_THREADS
+
+
+def test_pipeline_and_data_never_import_torch():
+    """The Snakefile and every light job read these: importing torch there would cost seconds per call."""
+    light = sorted({f"ntkscaling.pipeline.{p.stem}" for p in (SRC / "pipeline").glob("*.py")} |
+                   {"ntkscaling.data", "ntkscaling.planted", "ntkscaling.io", "ntkscaling.nets.archs",
+                    "ntkscaling.training.settings", "ntkscaling.console"})
+    code = (f"import importlib, sys\nfor m in {light!r}:\n    importlib.import_module(m)\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "[]" and "ntkscaling.pipeline.config" in light
+
+
+def test_the_modules_keep_their_names_from_before_the_subpackages():
+    """`from ntkscaling import entk`, `import ntkscaling.models` and `from ntkscaling.regression import ...`
+    give the very modules that moved (one object, not a copy), and the package's public functions are theirs."""
+    import importlib
+    import ntkscaling
+    for old, new in ntkscaling.MOVED.items():
+        moved = importlib.import_module(f"ntkscaling.{new}")
+        assert importlib.import_module(f"ntkscaling.{old}") is moved, old
+        assert moved.__spec__.name == f"ntkscaling.{new}" and (SRC / (new.replace(".", "/") + ".py")).is_file()
+    from ntkscaling import entk
+    from ntkscaling.regression import kernel_regression
+    assert entk.empirical_ntk is ntkscaling.empirical_ntk and kernel_regression is ntkscaling.kernel_regression
+    assert ntkscaling.train_network is importlib.import_module("ntkscaling.training.run").train_network

@@ -4,7 +4,7 @@ import pytest
 import scipy.linalg
 from sklearn.kernel_ridge import KernelRidge
 
-from ntkscaling import regression
+from ntkscaling.analysis import regression
 
 
 def _problem(n=40, m=15, d=6, C=3, seed=0):

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from ntkscaling import calibration, scaling
+from ntkscaling import calibration
+from ntkscaling.analysis import scaling
 
 
 def test_exact_power_law():

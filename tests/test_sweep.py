@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from ntkscaling import config, sweep
+from ntkscaling.pipeline import config, sweep
 
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ntkscaling import theory
+from ntkscaling.analysis import theory
 
 
 @pytest.mark.parametrize("lam,n,ridge", [(1.0, 1, 0.5), (2.0, 3, 0.1), (0.3, 10, 2.0), (5.0, 1, 1e-8)])

@@ -7,7 +7,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from ntkscaling import data, io, models, training
+from ntkscaling import data, io, training
+from ntkscaling.nets import models
 
 from conftest import run_settings
 
@@ -68,7 +69,7 @@ def test_divergence_stops_with_clear_error(prepared, tmp_path):
 
 
 def test_checkpoint_of_a_diverged_run_refuses_to_load(tmp_path):
-    from ntkscaling import models
+    from ntkscaling.nets import models
     from ntkscaling.io import FileFormatError
     path = tmp_path / "final.ckpt"
     models.save_diverged(path, "training diverged: loss=nan at epoch 0, step 3")

@@ -234,7 +234,7 @@ def test_report(tiny_run):
 def test_first_run_preset_is_the_tiny_run():
     """The README's one-minute first run (config/presets/first-run.yaml) is the tiny config these tests run
     end to end, under its own name: every key equal once the schema's defaults are filled in."""
-    from ntkscaling.config import validate
+    from ntkscaling.pipeline.config import validate
     first = validate(yaml.safe_load((ROOT / "config" / "presets" / "first-run.yaml").read_text()))
     tiny = validate(yaml.safe_load(TINY.read_text()))
     assert first["run_name"] == "first-run" and {**first, "run_name": "tiny"} == tiny
@@ -331,11 +331,11 @@ KERNEL_JOBS = dict(entk_kernel=ENTK_TAGS * 4, regress_kernel=ENTK_TAGS * 4, kern
 CODE_EDITS = {  # one library module of each kind, and every job that imports it (directly or not)
     "plotting.py": _jobs(figure_data_scaling=1, figure_after_kernel=1, figure_width_scaling=1, figure_theory=1,
                          figure_kernel_evolution=1, all=1),
-    "scaling.py": _jobs(**FITTED),
-    "regression.py": _jobs(regress_kernel=ENTK_TAGS * 4 + 2 * 2, kernel_evolution=4, width_distance=2,
+    "analysis/scaling.py": _jobs(**FITTED),
+    "analysis/regression.py": _jobs(regress_kernel=ENTK_TAGS * 4 + 2 * 2, kernel_evolution=4, width_distance=2,
                            **ALL_AGGREGATES),
-    "entk.py": _jobs(**KERNEL_JOBS, **ALL_AGGREGATES),
-    "infinite.py": _jobs(infinite_kernel=2, regress_kernel=2 * 2, width_distance=2, **{**FITS, **WIDTH}),
+    "kernels/empirical/api.py": _jobs(**KERNEL_JOBS, **ALL_AGGREGATES),
+    "kernels/infinite/api.py": _jobs(infinite_kernel=2, regress_kernel=2 * 2, width_distance=2, **{**FITS, **WIDTH}),
     "training/run.py": _jobs(train_network=12, track_network=4, init_checkpoint=4, **KERNEL_JOBS, **ALL_AGGREGATES),
 }
 

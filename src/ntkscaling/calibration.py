@@ -1,5 +1,5 @@
 """Calibration of the exponent intervals: simulated experiments with a known truth, and the coverage the
-intervals of scaling.py reach on them at the seed counts users run.
+intervals of analysis/scaling.py reach on them at the seed counts users run.
 
 A simulated experiment has two curves (a network and a kernel) with known mean exponents (TRUTH) over NS. Each
 seed has its own slope and offset per curve (a new initialization and subset order), each (seed, n) its own
@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from . import scaling
+from .analysis import scaling
 
 NS = np.array([64, 128, 256, 512, 1024, 2048])
 TRUTH = {"net": 0.5, "kernel": 0.3}

@@ -16,14 +16,14 @@ from pathlib import Path
 import yaml
 
 from . import io
-from .config import load_schema
+from .pipeline.config import load_schema
 
 TARGETS = ("docs/config-reference.md", "config/README.md")
 
 HEADER = """# Configuration reference
 
 Every key of a run's configuration, its type, default and allowed values, rendered from
-`src/ntkscaling/schema.yaml` by `python -m ntkscaling.config_reference` (a test keeps this file current).
+`src/ntkscaling/pipeline/schema.yaml` by `python -m ntkscaling.config_reference` (a test keeps this file current).
 `config/config.yaml` is the default run; `config/presets/` holds complete runs and `config/overlays/`
 small files added after one (`snakemake --configfile PRESET OVERLAY`); docs/configuration.md says how the
 keys combine and lists the presets and datasets. Unknown keys are errors; every value is checked before any

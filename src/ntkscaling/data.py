@@ -18,7 +18,7 @@ every subset sees the same inputs. `nested_order` gives one permutation of the p
 per seed: subset n is its first n indices, so n1 < n2 implies S(n1) in S(n2).
 
 Kernels are computed once on the rows [first n_max of a seed's order | validation set | test set | pool]
-(`kernel_rows`; the pool is the next points of the order, which only the spectrum of theory.py uses);
+(`kernel_rows`; the pool is the next points of the order, which only the spectrum of analysis/theory.py uses);
 `row_blocks` says where each block lies.
 """
 from __future__ import annotations
@@ -499,7 +499,7 @@ def load_prepared(path):
 def kernel_rows(prepared: dict, order: np.ndarray, n_max: int, pool: int = 0):
     """Inputs and labels of the rows of every kernel: the first n_max points of a seed's nested order, the
     validation set, the test set, then up to `pool` further points of the order (`pool_size`: rows no
-    regression trains on, which the spectrum of theory.py adds to stand in for the data distribution; see
+    regression trains on, which the spectrum of analysis/theory.py adds to stand in for the data distribution; see
     `row_blocks`). Kernels on these rows are sliced for every n <= n_max."""
     if n_max > len(order):
         raise DatasetError(f"config key 'sample_sizes': n={n_max} exceeds the training pool of {len(order)} "

@@ -138,7 +138,7 @@ def tidy_row(*, dataset: str, arch: str, width, seed, method: str, n, k, metric:
     typed here, whatever their source (numbers, wildcards, CSV text): width an int or inf (the infinite
     kernels), seed/n/k/step ints, epoch and value numbers, ridge its table label (methods.ridge_label:
     'tuned', '0.001', or '' for the network's rows), kind '' for the network's rows."""
-    from .methods import ridge_label
+    from .pipeline.tags import ridge_label
     return {"dataset": str(dataset), "arch": str(arch), "width": table_width(width), "seed": int(seed),
             "method": str(method), "kind": str(kind), "ridge": ridge_label(ridge), "n": int(n), "k": int(k),
             "epoch": _number(epoch), "step": int(step), "metric": str(metric), "value": _number(value)}

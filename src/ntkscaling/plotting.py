@@ -9,8 +9,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .methods import K_EQUALS_N, ridge_label  # noqa: E402
-from .theory import TRUSTED_ROWS_PER_N  # noqa: E402
+from .pipeline.tags import K_EQUALS_N, ridge_label  # noqa: E402
+from .analysis.theory import TRUSTED_ROWS_PER_N  # noqa: E402
 
 METHOD_LABELS = {"network": "network", "network_best": "network (best val.)", "entk_init": "eNTK at init",
                  "entk_after": "after-kernel", "entk_after_n": "after-kernel k=n", "infinite_ntk": "infinite NTK",

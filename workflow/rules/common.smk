@@ -16,10 +16,12 @@ REPO = Path(workflow.current_basedir).parents[1]
 SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
-from ntkscaling import archs, code_inputs, data, jobsize, methods, sweep  # noqa: E402
-from ntkscaling.config import ConfigError, kernel_row_count, validate as validate_config  # noqa: E402
+from ntkscaling import data  # noqa: E402
+from ntkscaling.nets import archs  # noqa: E402
+from ntkscaling.pipeline import code_inputs, jobsize, sweep, tags as methods  # noqa: E402
+from ntkscaling.pipeline.config import ConfigError, kernel_row_count, validate as validate_config  # noqa: E402
+from ntkscaling.pipeline.tags import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 from ntkscaling.training.settings import step_budget  # noqa: E402
-from ntkscaling.methods import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 
 SWEEP_POINT = config.pop("_sweep", None)  # set for a sweep's grid point (ntkscaling.sweep.point_config)
 try:
@@ -93,7 +95,7 @@ wildcard_constraints:
 
 def code(script):
     """The library files a workflow script imports (directly or not), as code inputs: editing one re-runs
-    exactly the jobs whose scripts import it (see ntkscaling.code_inputs). Relative to the working directory,
+    exactly the jobs whose scripts import it (see ntkscaling.pipeline.code_inputs). Relative to the working directory,
     so that a finished run moved or copied with its checkout to another path plans nothing."""
     files = code_inputs.library_files(REPO / "workflow" / "scripts" / f"{script}.py", REPO / "src" / "ntkscaling")
     return [os.path.relpath(f) for f in files]

@@ -6,7 +6,10 @@ import time
 import numpy as np
 import torch
 
-from ntkscaling import data, entk, io, methods, models
+from ntkscaling import data, io
+from ntkscaling.kernels.empirical import api as entk
+from ntkscaling.pipeline import tags as methods
+from ntkscaling.nets import models
 
 with io.job(snakemake):
     torch.set_num_threads(snakemake.threads)

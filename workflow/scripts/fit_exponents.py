@@ -2,7 +2,8 @@
 where it and its reference network have learned (the data's class count gives the zero function's score)."""
 import json
 
-from ntkscaling import io, scaling
+from ntkscaling import io
+from ntkscaling.analysis import scaling
 
 with io.job(snakemake):
     with open(snakemake.input.data_meta) as f:

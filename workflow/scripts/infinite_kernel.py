@@ -5,7 +5,9 @@ import time
 import numpy as np
 import torch
 
-from ntkscaling import data, infinite, io, models
+from ntkscaling import data, io
+from ntkscaling.kernels.infinite import api as infinite
+from ntkscaling.nets import models
 
 with io.job(snakemake):
     torch.set_num_threads(snakemake.threads)

@@ -4,7 +4,10 @@ import csv
 import numpy as np
 import torch
 
-from ntkscaling import data, entk, evolution, io, models, theory, training
+from ntkscaling import data, io, training
+from ntkscaling.kernels.empirical import api as entk
+from ntkscaling.analysis import evolution, theory
+from ntkscaling.nets import models
 
 with io.job(snakemake):
     torch.set_num_threads(snakemake.threads)

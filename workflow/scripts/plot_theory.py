@@ -1,5 +1,6 @@
 """Adapter: the theory figure (each kernel's measured test MSE beside what its spectrum predicts)."""
-from ntkscaling import io, plotting, scaling
+from ntkscaling import io, plotting
+from ntkscaling.analysis import scaling
 
 with io.job(snakemake):
     p = snakemake.params

@@ -5,7 +5,9 @@ ridge chosen on the validation set (`tuned`). Uncentred networks are matched by 
 spectrum's fitted exponents (n = the rows of the spectrum)."""
 import numpy as np
 
-from ntkscaling import data, io, methods, regression, theory
+from ntkscaling import data, io
+from ntkscaling.pipeline import tags as methods
+from ntkscaling.analysis import regression, theory
 
 with io.job(snakemake):
     w, p = snakemake.wildcards, snakemake.params

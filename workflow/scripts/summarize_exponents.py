@@ -1,5 +1,6 @@
 """Adapter: the one-table answer - every method's exponent beside the network's (see scaling.summarize)."""
-from ntkscaling import io, scaling
+from ntkscaling import io
+from ntkscaling.analysis import scaling
 
 with io.job(snakemake):
     summary = scaling.summarize(scaling.read_exponents(snakemake.input.exponents), snakemake.params.ridge,

@@ -3,7 +3,8 @@ diverged or not, final training loss, test error and MSE; the sweep's checkpoint
 of the point runs."""
 import csv
 
-from ntkscaling import io, sweep
+from ntkscaling import io
+from ntkscaling.pipeline import sweep
 
 with io.job(snakemake):
     outcomes = []

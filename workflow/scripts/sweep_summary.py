@@ -3,7 +3,9 @@ paired deficits beside its settings and training outcome; a diverged point is a 
 import csv
 from pathlib import Path
 
-from ntkscaling import io, scaling, sweep
+from ntkscaling import io
+from ntkscaling.analysis import scaling
+from ntkscaling.pipeline import sweep
 
 with io.job(snakemake):
     p = snakemake.params

@@ -6,7 +6,8 @@ import shutil
 import numpy as np
 import torch
 
-from ntkscaling import data, io, models, training
+from ntkscaling import data, io, training
+from ntkscaling.nets import models
 
 
 def record_divergence(err, meta):

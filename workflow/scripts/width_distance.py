@@ -2,7 +2,8 @@
 infinite NTK, and each trained network's test predictions against kernel regression with either)."""
 import numpy as np
 
-from ntkscaling import data, evolution, io
+from ntkscaling import data, io
+from ntkscaling.analysis import evolution
 
 with io.job(snakemake):
     p = snakemake.params

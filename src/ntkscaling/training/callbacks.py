@@ -11,7 +11,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from ..io import atomic_path, tidy_row
-from ..metrics import evaluate
+from ..analysis.losses import evaluate
 from .divergence import check_evaluation
 
 SPLITS, METRICS = ("train", "val", "test"), ("loss", "mse", "error")

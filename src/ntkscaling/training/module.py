@@ -1,6 +1,6 @@
 """The network under training as a LightningModule, and the batches it trains on.
 
-`NetworkModule` wraps the plain network of models.py. By default its output is *centred*: f(x) - f0(x), with
+`NetworkModule` wraps the plain network of nets/models.py. By default its output is *centred*: f(x) - f0(x), with
 f0 a frozen copy of the initial network, so the function starts at exactly zero and, in the lazy limit,
 training converges to kernel regression with the network's NTK (the gradients, hence the eNTK, are those of
 f). `output_scale` alpha multiplies the centred output and divides the loss by alpha^2 (lazy training: large
@@ -17,10 +17,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from .. import models
+from ..nets import models
 from ..data import DatasetError, load_prepared
 from ..io import load_npy
-from ..metrics import per_point_loss
+from ..analysis.losses import per_point_loss
 from .divergence import check_training_loss
 from .settings import NetworkSettings, TrainSettings, lr_factor
 
@@ -79,7 +79,7 @@ class SubsetDataModule(pl.LightningDataModule):
 
 
 class NetworkModule(pl.LightningModule):
-    """A network of models.py under training. Its checkpoint's hyper_parameters hold the settings as plain
+    """A network of nets/models.py under training. Its checkpoint's hyper_parameters hold the settings as plain
     dicts ({"network": ..., "train": ..., "in_shape", "out_dim", "init_seed", "total_steps"}), which
     models.load_network reads back; the module itself keeps the records as `network` and `train_settings`."""
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from .. import models
+from ..nets import models
 from ..data import md5sum
 from ..io import FileFormatError, atomic_path
-from ..metrics import evaluate
+from ..analysis.losses import evaluate
 from .callbacks import CheckpointAndEvaluate, LineProgress
 from .divergence import DivergenceError
 from .module import NetworkModule, SubsetDataModule

@@ -61,7 +61,7 @@ class TrainSettings:
     select_by: str = "mse"     # early stopping's validation metric: mse or error
 
     def __post_init__(self):
-        from ..metrics import LOSSES  # with the losses themselves (torch): only a run that trains builds this
+        from ..analysis.losses import LOSSES  # with the losses themselves (torch): only a run that trains builds this
         for name, known in (("loss", LOSSES), ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
                             ("select_by", tuple(SELECT_BY))):
             if getattr(self, name) not in known:

@@ -1,6 +1,6 @@
 """Memory-bounded empirical NTK from per-sample features: the block machinery shared by the eNTK engines.
 
-An engine is a *feature source* (entk_fast.LayerwiseFeatures for networks built from layers.py,
+An engine is a *feature source* (entk_fast.LayerwiseFeatures for networks built from nets/layers.py,
 entk_jacobian.JacobianFeatures for any torch module): it says how many bytes one sample's features hold
 (`bytes_per_sample`), allocates feature storage (`alloc`), computes the features of a chunk of samples
 into it (`compute`) and turns two blocks of features into a block of the kernel (`contract`).
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .io import Progress
+from ...io import Progress
 
 FEATURE_CHUNK = 32    # samples per forward/backward: per-sample cost grows with larger chunks (caches)
 CONTRACT_BLOCK = 256  # rows per Gram block when all features are held: big, efficient matmuls

@@ -1,9 +1,9 @@
 """Networks of the pipeline: one architecture description builds the finite network (here) and,
-later, its infinite-width kernel (infinite.py).
+later, its infinite-width kernel (kernels/infinite/api.py).
 
 An architecture is a list of layer specs (plain dicts, see `layer_specs`): ``dense``, ``conv`` (3x3 SAME,
 stride 1), ``relu``, ``avgpool`` (2x2/2), ``global_avg_pool`` and ``flatten``, each naming a class of
-layers.py, where each layer's forward pass, eNTK rule and infinite-width step are defined. `build` turns
+nets/layers.py, where each layer's forward pass, eNTK rule and infinite-width step are defined. `build` turns
 the specs into a `Network` of those layers.
 
 NTK parameterization (the default) follows neural-tangents exactly: parameters are raw N(0, 1) draws and
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import archs, layers
-from .io import ZIP_MAGIC, FileFormatError, atomic_path, require_magic
+from ..io import ZIP_MAGIC, FileFormatError, atomic_path, require_magic
 
 ARCHS = archs.LAYERED
 PARAMETERIZATIONS = ("ntk", "standard")
@@ -198,8 +198,8 @@ def build_network(settings: dict, in_shape, out_dim: int, seed: int) -> nn.Modul
 
 
 def infinite_layers(module: nn.Module) -> list:
-    """The layers.py layers whose walk is `module`'s infinite-width limit: those of a `Network`, or of an
-    nn.Sequential of layers.py layers. ValueError naming the first part that has no infinite-width rule
+    """The nets/layers.py layers whose walk is `module`'s infinite-width limit: those of a `Network`, or of an
+    nn.Sequential of nets/layers.py layers. ValueError naming the first part that has no infinite-width rule
     (any other torch layer), or saying that the module is not a plain sequence of layers."""
     if isinstance(module, Network):
         return list(module)

@@ -1,7 +1,7 @@
-"""The production empirical-NTK engine for networks built from layers.py (``implementation='layerwise'``):
+"""The production empirical-NTK engine for networks built from nets/layers.py (``implementation='layerwise'``):
 `LayerwiseFeatures`, the layers' own eNTK rules (features and their Gram terms) computed with fusions,
 held within a memory budget by entk_blocks.bounded_ntk. It gives the numbers of the plain walk in
-entk.py, faster and in bounded memory; tests/test_entk.py holds it to that walk, the autograd Jacobian
+kernels/empirical/api.py, faster and in bounded memory; tests/test_entk.py holds it to that walk, the autograd Jacobian
 and neural-tangents.
 
 Fusions (each measured, see benchmarks/README.md):
@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from . import hostmem
-from .entk_blocks import Features, Scratch
-from .layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, ParamLayer, ReLU, kernel_from_features
-from .models import Network
+from .blocks import Features, Scratch
+from ...nets.layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, ParamLayer, ReLU, kernel_from_features
+from ...nets.models import Network
 
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .entk_blocks import Features, Scratch
-from .layers import logit_gram
+from .blocks import Features, Scratch
+from ...nets.layers import logit_gram
 
 
 def trainable_parameters(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from . import io
+from .. import io
 
 DIVERGED = io.DIVERGED
 

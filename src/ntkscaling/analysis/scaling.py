@@ -21,9 +21,9 @@ import math
 import numpy as np
 from scipy.optimize import least_squares
 
-from . import arguments
-from .io import load_npz
-from .methods import K_EQUALS_N, METHODS, NETWORK_METHODS, ridge_label
+from .. import arguments
+from ..io import load_npz
+from ..pipeline.tags import K_EQUALS_N, METHODS, NETWORK_METHODS, ridge_label
 
 
 def fit_power_law(n, y, floor: bool = False) -> dict:

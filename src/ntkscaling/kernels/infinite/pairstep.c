@@ -1,5 +1,5 @@
-/* One image-pair step of the infinite-width recursion, fused, for the CPU in float64 (see infinite.py and
- * native.py, which builds this file and calls it through ctypes).
+/* One image-pair step of the infinite-width recursion, fused, for the CPU in float64 (see kernels/infinite/api.py and
+ * kernels/infinite/native.py, which builds this file and calls it through ctypes).
  *
  * For each pair n of a block and each output pixel p of the first image, the 3x3 conv average of the
  * previous covariances over the whole slab of second-image pixels p' (the sum of K(p + d, p' + d) over the

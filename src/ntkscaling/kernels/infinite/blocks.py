@@ -1,11 +1,11 @@
-"""The production infinite-kernel engine (``implementation='blocks'``): the recursion of infinite.py and
-layers.py, computed for blocks of input pairs sized to a memory budget and fused for speed. It gives the
+"""The production infinite-kernel engine (``implementation='blocks'``): the recursion of kernels/infinite/api.py and
+nets/layers.py, computed for blocks of input pairs sized to a memory budget and fused for speed. It gives the
 plain walk's numbers (tests/test_infinite.py holds it to that walk and to neural-tangents).
 
 Image kernels are (H, W, H, W) per image pair, computed by `_PairBlocks` for blocks of pairs (a symmetric
 kernel computes only the upper triangle of blocks). Each image's own kernel is computed first, once, for
 the variances q that its pairs' ReLUs need. On the CPU in float64 each conv-ReLU(-pool) step of a block
-runs in the fused C kernel of native.py (pairstep.c), which works slab by slab in the cache; otherwise
+runs in the fused C kernel of kernels/infinite/native.py (pairstep.c), which works slab by slab in the cache; otherwise
 (CUDA, float32, no C compiler, native=False) the torch path computes the same numbers: the first conv's
 kernel is one matmul of 3x3 patches; the later 3x3 averages are separable (rows, then columns); every step
 writes into buffers reused from block to block (fresh multi-MB tensors cost page faults that dominated);
@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from . import native as native_kernel
-from .io import Progress
-from .layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Kernel, ReLU
+from ...io import Progress
+from ...nets.layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Kernel, ReLU
 
 # image-pair kernel entries per block tensor (2 MB / 8 MB in float64) by path: measured fastest for the eager
 # ops, for the compiled ReLU step (which keeps fewer temporaries in the cache; on 8x8 images 8 or 16 images
@@ -243,7 +243,7 @@ class _PairBlocks:
 
     def _native_conv_relu(self, i, sigma_theta, xa, xb, q, relu_i, recorded):
         """layers[i] (a conv), the ReLU after it and an AvgPool after that if there is one, by the fused C
-        kernel (native.py) for all pairs of xa and xb, whose variances are q = (qa, qb); q None: each image of
+        kernel (kernels/infinite/native.py) for all pairs of xa and xb, whose variances are q = (qa, qb); q None: each image of
         xa with itself, its variances computed here and appended to `recorded`, the pooling left to the
         caller (the exact diagonal is restored first). Returns (Sigma and Theta stacked, next layer index)."""
         conv, layers = self.layers[i], self.layers
@@ -295,7 +295,7 @@ def _input_kernel(xa, xb):
 
 
 def supports(layers) -> bool:
-    """Whether this engine has rules for every layer of the list (else infinite.py walks the plain path)."""
+    """Whether this engine has rules for every layer of the list (else kernels/infinite/api.py walks the plain path)."""
     known = (Dense, Conv, ReLU, AvgPool, GlobalAvgPool, Flatten)
     return all(type(layer) in known for layer in layers)
 

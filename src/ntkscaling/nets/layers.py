@@ -1,7 +1,7 @@
 """What each layer means, in one class per layer type: its forward pass, its empirical-NTK rule and its
-infinite-width kernel step. A network (models.py), its eNTK (entk.py) and its infinite kernel
-(infinite.py) are each a walk over the same list of these layers; this file is their plain definition.
-The fast engines (entk_fast.py, infinite_blocks.py, native.py) fuse these steps and are tested against them.
+infinite-width kernel step. A network (nets/models.py), its eNTK (kernels/empirical/api.py) and its infinite kernel
+(kernels/infinite/api.py) are each a walk over the same list of these layers; this file is their plain definition.
+The fast engines (kernels/empirical/layerwise.py, kernels/infinite/blocks.py, kernels/infinite/native.py) fuse these steps and are tested against them.
 
 Every layer has
 - ``forward(h)``: the finite network's computation (NCHW images, (N, D) vectors);

@@ -1,6 +1,6 @@
-"""Infinite-width NTK and NNGP of the architectures in models.py, in PyTorch (CPU or CUDA).
+"""Infinite-width NTK and NNGP of the architectures in nets/models.py, in PyTorch (CPU or CUDA).
 
-The same layer list that builds the finite network (models.layer_specs -> layers.py) drives the kernel
+The same layer list that builds the finite network (models.layer_specs -> nets/layers.py) drives the kernel
 recursion of ../shared/testdata/ntk-reference/README.md (Sigma: NNGP, Theta: NTK), each layer's step
 defined by its `infinite` method:
 
@@ -13,7 +13,7 @@ defined by its `infinite` method:
   flatten: the mean over pixels of K(p, p).
 
 `_plain_kernels` walks that recursion over all inputs at once (each input's own variances are then the
-kernel's diagonal): the definition, for small inputs. The production engine (infinite_blocks.py) computes
+kernel's diagonal): the definition, for small inputs. The production engine (kernels/infinite/blocks.py) computes
 the same numbers for blocks of input pairs within a memory budget, with fused steps (a C kernel, compiled
 ReLU steps) and exact zero angles for an input with itself.
 """
@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import torch
 
-from . import arguments, infinite_blocks
-from .layers import Kernel, from_spec, input_kernel
-from .models import layer_specs
+from ... import arguments
+from . import blocks as infinite_blocks
+from ...nets.layers import Kernel, from_spec, input_kernel
+from ...nets.models import layer_specs
 
 IMPLEMENTATIONS = ("auto", "blocks", "plain")
 
@@ -59,12 +60,12 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
         >>> kernel.ntk.shape, kernel.nngp.shape
         (torch.Size([5, 5]), torch.Size([5, 5]))
 
-    implementation: 'blocks' (the production engine, infinite_blocks.py), 'plain' (the definition: every
+    implementation: 'blocks' (the production engine, kernels/infinite/blocks.py), 'plain' (the definition: every
     layer's step on the whole kernel of x1 and x2 together, in memory; small inputs only) or 'auto' (blocks
     where it has a rule for every layer, else plain). The options below concern the blocks engine.
     batch_size: images per block side (default: blocks of about infinite_blocks.BLOCK_ELEMENTS entries,
     within `max_memory_gb`). native: compute the image pairs' conv-ReLU-pool steps with the fused C kernel
-    of native.py (CPU, float64 only); None uses it there when it builds, True insists. compile: fuse the
+    of kernels/infinite/native.py (CPU, float64 only); None uses it there when it builds, True insists. compile: fuse the
     torch path's ReLU steps with torch.compile (True/False); None compiles when the torch path does the
     pairs and the job is large enough (infinite_blocks.COMPILE_MIN_ENTRIES pixel-pair entries) to repay
     the compilation (10-20 s the first time, then cached on disk).
@@ -78,7 +79,7 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
 
 def infinite_kernels_of(layers, x1, x2=None, dtype=torch.float64, implementation: str = "auto",
                         **block_options) -> Kernel:
-    """The infinite-width Kernel (nngp, ntk; each (n1, n2)) of a list of layers.py layers between x1 and x2.
+    """The infinite-width Kernel (nngp, ntk; each (n1, n2)) of a list of nets/layers.py layers between x1 and x2.
 
     Args:
         layers: e.g. a `Network`'s modules, or `[layers.from_spec(s) for s in specs]` (widths do not matter).

@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .planted import PLANTED
+from ..planted import PLANTED
 
 SCHEMA_PATH = Path(__file__).resolve().with_name("schema.yaml")  # package data: found installed or not
 
@@ -164,12 +164,12 @@ def _class_counts(ds: dict):
     if ds["name"] in PLANTED:  # generated in milliseconds
         import numpy as np
 
-        from . import data
+        from .. import data
         _, y_train, _, y_test = data.load_planted_raw(ds["name"], ds["test_size"], ds["planted"])
         return np.bincount(y_train, minlength=2).tolist(), np.bincount(y_test, minlength=2).tolist()
     if ds["name"] == "imagefolder":
-        from .data import imagefolder_listing  # file names only: cheap even inside cluster jobs
-        from .io import InputError
+        from ..data import imagefolder_listing  # file names only: cheap even inside cluster jobs
+        from ..io import InputError
         listing = imagefolder_listing(Path(ds["root"]))
         if not listing:
             raise InputError(f"config key 'dataset.root': {Path(ds['root']) / 'train'} has no class folders; "
@@ -207,7 +207,7 @@ def _npz_class_counts(ds: dict):
     naming the file when it is missing, unreadable or its labels are not non-negative integers."""
     import numpy as np
 
-    from .io import InputError, load_npz
+    from ..io import InputError, load_npz
     path = Path(ds["root"]) / ds["file"]
     z = load_npz(path, hint="", keys=("y_train", "y_test"), what="an .npz with x_train, y_train, x_test, y_test")
     y_train, y_test = z["y_train"], z["y_test"]
@@ -217,7 +217,7 @@ def _npz_class_counts(ds: dict):
                              f"(got {y.dtype} {y.shape}{f', minimum {y.min()}' if y.size else ''})")
     size = int(max(y_train.max(), y_test.max())) + 1
     if size > len(y_train):  # more classes than training examples: some class has none (and counts would not fit)
-        from .data import classes_without_examples
+        from ..data import classes_without_examples
         count, shown = classes_without_examples(y_train, size)
         raise InputError(f"dataset {path}: labels must be 0..K-1 with every class in the training split; labels go "
                          f"up to {size - 1} but classes {shown} ({count}) have no training example (renumber the "
@@ -228,7 +228,7 @@ def _npz_class_counts(ds: dict):
 def _overlap_checks(ds: dict) -> list[str]:
     """dataset.test_overlap before any job, where the data is local and cheap to read; the data job checks
     every dataset again after preparing it (the authoritative check: downsampled, decoded images)."""
-    from . import data
+    from .. import data
     if ds["test_overlap"] != "error":
         return []
     try:
@@ -357,7 +357,7 @@ def _design_checks(config: dict) -> list[str]:
 def _model_checks(model: dict, infinite: bool) -> list[str]:
     """The network: a built-in arch, or a factory with its own label; a network with an infinite-width kernel
     when kernel.infinite is set (a factory's is checked by `_factory_checks`)."""
-    from .archs import BUILT_IN, MODULES
+    from ..nets.archs import BUILT_IN, MODULES
     arch, factory = model["arch"], model["factory"]
     if factory is None and arch not in BUILT_IN:
         return [f"config key 'model.arch': got {arch!r}; expected one of {list(BUILT_IN)}, or set "
@@ -408,7 +408,7 @@ def _factory_checks(config: dict) -> list[str]:
     model, factory = config["model"], config["model"]["factory"]
     if factory is None:
         return []
-    from . import models  # imports torch: only for a factory
+    from ..nets import models  # imports torch: only for a factory
     try:
         function = models.resolve_factory(factory)
     except ValueError as e:  # not found, or its file does not load (the message names the file and line)
@@ -439,7 +439,7 @@ def _factory_checks(config: dict) -> list[str]:
 def _dataset_checks(config: dict) -> list[str]:
     """The dataset's classes, image size and split sizes against the config, and the kernels' size."""
     problems, ns, ds = [], sorted(config["sample_sizes"]), config["dataset"]
-    from .io import InputError
+    from ..io import InputError
     try:
         counts = _class_counts(ds)  # read once: npz label arrays, an image folder's listing
     except InputError as e:

@@ -12,7 +12,7 @@ Pehlevan 2020), n samples and ridge delta:
 
 `spectrum` estimates lambda_i and v_i from a Gram matrix on M points that stand in for the distribution
 (eigenvalues of K / M; v_i = u_i . y / sqrt(M) for the eigenvectors u_i and targets y), so the prediction
-is trusted for n well below M and for modes well resolved by M points. The ridge of regression.py is
+is trusted for n well below M and for modes well resolved by M points. The ridge of analysis/regression.py is
 relative to mean(diag K_train), which estimates sum_i lambda_i: delta = ridge * sum_i lambda_i.
 With power laws lambda_k ~ k^-b and target power per mode v_k^2 ~ k^-a the data-limited exponent of the
 test MSE is min(a - 1, 2 b) (Bordelon, Atanasov and Pehlevan 2024): `powerlaw_exponent`.
@@ -171,7 +171,7 @@ def kernel_theory(K: np.ndarray, targets: np.ndarray, rows, regressions, modes=(
     Args:
         K: the kernel (mean or sum kind) on every row; targets: the regression targets of those rows (one-hot
             labels, less the prior f0 for the linearized predictor), (rows, C).
-        regressions: (n, absolute ridge) pairs: the ridge as regression.py applied it, (ridge + jitter) *
+        regressions: (n, absolute ridge) pairs: the ridge as analysis/regression.py applied it, (ridge + jitter) *
             mean(diag K_train).
         modes: (first, last) eigenmode of the power-law fits; last None = a quarter of the rows.
 
@@ -208,10 +208,10 @@ def regression_theory(K: np.ndarray, targets: np.ndarray, blocks: dict, records,
             regression; settings: the config's theory section; ident's k: the rows the kernel's network
             trained on (0 at init and for infinite kernels), left out of the spectrum.
     """
-    from .io import tidy_row
+    from ..io import tidy_row
     rows = spectrum_rows(blocks, settings["max_rows"], trained_on=int(ident.get("k") or 0))
     applied = [(n, (res["ridge"] + res["jitter"]) * float(np.mean(np.diag(K[:n, :n]), dtype=np.float64)))
-               for n, _, res in records]  # the ridge as regression.py applied it
+               for n, _, res in records]  # the ridge as analysis/regression.py applied it
     spec, fits, predictions = kernel_theory(K, targets, rows, applied, (settings["mode_min"], settings["mode_max"]),
                                             settings["top_k"])
     out = []

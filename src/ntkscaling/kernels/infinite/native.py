@@ -1,6 +1,6 @@
 """The fused C kernel of the infinite-kernel image-pair step (pairstep.c): built, loaded and called here.
 
-infinite.py's torch path makes one pass over memory per operation (conv shifts, affine map, ReLU, pooling),
+kernels/infinite/api.py's torch path makes one pass over memory per operation (conv shifts, affine map, ReLU, pooling),
 and at 32x32 a pair's covariances (8 MB each) leave the cache between passes. pairstep.c computes each
 output pixel's slab of covariances through the whole step while it is in the cache, with an arctangent
 written as a polynomial the compiler vectorizes. It is compiled on first use with the system C compiler
@@ -8,7 +8,7 @@ written as a polynomial the compiler vectorizes. It is compiled on first use wit
 `$XDG_CACHE_HOME/ntkscaling`, else ~/.cache/ntkscaling), keyed by the source, the compiler and the CPU, so
 edits rebuild it and a shared home serves different machines. It is loaded through ctypes, which releases
 the GIL during the call, so a few Python threads split the work. Where no compiler works, `available()`
-is False (with the reason in `unavailable_reason()`) and infinite.py keeps its torch path.
+is False (with the reason in `unavailable_reason()`) and kernels/infinite/api.py keeps its torch path.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_path
+from ...io import atomic_path
 
 SOURCE = Path(__file__).with_name("pairstep.c")
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]

@@ -11,13 +11,13 @@ Implementations (all return the same numbers):
 
 - ``jacobian``: the reference for any torch module; per-sample Jacobians with torch.func (jacrev + vmap),
   then contraction.
-- ``plain``: the definition for networks built by models.py, by the layers' own rules (layers.py): a
+- ``plain``: the definition for networks built by nets/models.py, by the layers' own rules (nets/layers.py): a
   forward pass records each layer's input A, a backward walk per logit gives the gradients G w.r.t. each
   layer's output, and each parametrized layer turns (A, G) into features and a Gram term. A Dense layer
   contributes (W_scale^2 A A'^T + b_scale^2) (G G'^T), so an MLP needs no Jacobian; a Conv layer's
   per-sample weight gradients are G^T unfold(A). Everything is held at once.
-- ``layerwise``: the production path (entk_fast.py): the same rules with fusions, within a memory budget.
-- ``general``: any torch module within the memory budget (entk_jacobian.py): per-sample Jacobians from
+- ``layerwise``: the production path (kernels/empirical/layerwise.py): the same rules with fusions, within a memory budget.
+- ``general``: any torch module within the memory budget (kernels/empirical/general.py): per-sample Jacobians from
   torch.func, a chunk of samples at a time, contracted block by block.
 
 Gradients are taken w.r.t. the parameters that require them (entk_jacobian.trainable_parameters).
@@ -31,11 +31,12 @@ import copy
 
 import torch
 
-from . import arguments, entk_blocks, entk_fast, hostmem
-from .entk_blocks import DEFAULT_MEMORY_GB
-from .entk_jacobian import JacobianFeatures, trainable_parameters
-from .layers import ParamLayer, kernel_from_features
-from .models import Network
+from ... import arguments
+from . import blocks as entk_blocks, layerwise as entk_fast, hostmem
+from .blocks import DEFAULT_MEMORY_GB
+from .general import JacobianFeatures, trainable_parameters
+from ...nets.layers import ParamLayer, kernel_from_features
+from ...nets.models import Network
 
 KINDS = ("mean", "sum", "full")
 IMPLEMENTATIONS = ("auto", "jacobian", "plain", "layerwise", "general")
@@ -65,7 +66,7 @@ def _jacobian_ntk(model, x1, x2, kind):
 
 # --------------------------------------------------------------------------------------------- plain
 def _plain_features(model: Network, x: torch.Tensor, kind: str) -> list[dict]:
-    """Each parametrized layer's eNTK features of the samples x (layers.py's rules): its input A from a
+    """Each parametrized layer's eNTK features of the samples x (nets/layers.py's rules): its input A from a
     forward pass, the gradients G of every logit (or of their sum) w.r.t. its output from a backward walk
     through the layers' `vjp`."""
     inputs, h = [], x
@@ -86,7 +87,7 @@ def _plain_features(model: Network, x: torch.Tensor, kind: str) -> list[dict]:
 
 def _plain_ntk(model: Network, x1, x2, kind):
     """The eNTK by the definition: the sum over parametrized layers of their Gram terms of the samples'
-    features (all held at once; entk_fast.py computes the same numbers within a memory budget)."""
+    features (all held at once; kernels/empirical/layerwise.py computes the same numbers within a memory budget)."""
     f1 = _plain_features(model, x1, kind)
     f2 = f1 if x2 is None else _plain_features(model, x2, kind)
     return kernel_from_features(model.param_layers(), f1, f2, kind)
@@ -169,7 +170,7 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
 
 def engine(model, implementation: str = "auto") -> str:
     """The implementation `empirical_ntk` uses for `model`: 'auto' is 'layerwise' for a network built from
-    layers.py (models.build, models.Network) and 'general' for any other module; a named one is checked."""
+    nets/layers.py (models.build, models.Network) and 'general' for any other module; a named one is checked."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation={implementation!r} is unknown; expected one of {IMPLEMENTATIONS}")
     layerwise_ok = isinstance(model, Network)
@@ -204,7 +205,7 @@ def empirical_ntk_from_checkpoint(path, x1, x2=None, kind: str = "mean", dtype=t
     Returns:
         torch.Tensor as `empirical_ntk`.
     """
-    from .models import load_network
+    from ...nets.models import load_network
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = load_network(path, map_location=device).to(device)
     return empirical_ntk(net, x1, x2, kind=kind, dtype=dtype, implementation=implementation,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from . import arguments
+from .. import arguments
 
 JITTERS = tuple(10.0 ** e for e in range(-12, -1))
 SELECTION_METRICS = ("mse", "error")

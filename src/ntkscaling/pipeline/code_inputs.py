@@ -18,7 +18,7 @@ from pathlib import Path
 PACKAGE = "ntkscaling"
 PACKAGE_DIR = Path(__file__).resolve().parent
 # module -> files beside it that it reads at run time (compiles, loads)
-READS = {"native": ["pairstep.c"]}
+READS = {"kernels.infinite.native": ["pairstep.c"]}
 
 
 def module_file(module: str, package_dir: Path) -> Path | None:
