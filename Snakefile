@@ -1,6 +1,6 @@
 # ntkscaling: does the Neural Tangent Kernel explain how my network scales?
 # The DAG: data -> train -> kernels -> scaling fits -> figures (workflow/run.smk), once for the config, or once
-# per grid point of its sweep (workflow/rules/sweep.smk). See README.md and ../shared/DESIGN.md.
+# per grid point of its sweep (workflow/rules/sweep.smk). See README.md and docs/development.md.
 import os
 
 from snakemake.utils import min_version

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from bench_training import prepared_digits, training_arguments  # the same options and data
-from ntkscaling import data, io, training
+from ntkscaling import data, files, training
 from ntkscaling.nets import models
 from ntkscaling.analysis.losses import per_point_loss
 
@@ -23,7 +23,7 @@ def plain_loop(prepared, order, n, width, steps, batch_size, lr, seed=0):
     """The same training as train_network's, written as a bare loop (centred MLP, SGD with momentum, cosine
     schedule with warmup, a fresh permutation of the n examples every epoch)."""
     d = data.load_prepared(prepared)
-    idx = io.load_npy(order)[:n]
+    idx = files.load_npy(order)[:n]
     x, y = torch.as_tensor(d["x_train"][idx]), torch.as_tensor(d["y_train"][idx])
     net = models.build("mlp", width, tuple(x.shape[1:]), int(d["n_classes"]), depth=2, seed=seed)
     with torch.no_grad():

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ntkscaling import data, io, training
+from ntkscaling import data, files, training
 
 
 def training_arguments(doc: str):
@@ -29,8 +29,8 @@ def training_arguments(doc: str):
 def prepared_digits(folder: Path):
     """The default run's data in `folder`: digits prepared and seed 0's nested order (prepared.npz, order.npy)."""
     d = data.prepare("digits", test_size=500, val_size=250)
-    io.save_npz(folder / "prepared.npz", **d)
-    io.save_npy(folder / "order.npy", data.nested_order(d["y_train"], 0))
+    files.save_npz(folder / "prepared.npz", **d)
+    files.save_npy(folder / "order.npy", data.nested_order(d["y_train"], 0))
     return folder / "prepared.npz", folder / "order.npy"
 
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from conftest import ROOT, write_imagefolder
-from ntkscaling import io, training
+from ntkscaling import files, training
 from ntkscaling.nets import models
 from ntkscaling.pipeline.config import ConfigError, validate
 from ntkscaling.data import DatasetError, load_raw
@@ -317,8 +317,8 @@ def _huge_header(path):
 def test_bad_kernel_file_is_named(tmp_path, case, make, expected, mmap):
     path = tmp_path / "mean.npy"
     make(path)
-    with pytest.raises(io.FileFormatError) as err:
-        io.load_npy(path, mmap=mmap)
+    with pytest.raises(files.FileFormatError) as err:
+        files.load_npy(path, mmap=mmap)
     assert str(path) in str(err.value) and expected in str(err.value), str(err.value)
 
 
@@ -350,7 +350,7 @@ CHECKPOINT_CASES = [
 def test_bad_checkpoint_is_named_and_never_runs_code(tmp_path, init_checkpoint, case, make, expected):
     path = tmp_path / "step00000010.ckpt"
     make(path, init_checkpoint)
-    with pytest.raises(io.FileFormatError) as err:
+    with pytest.raises(files.FileFormatError) as err:
         models.load_network(path)
     assert str(path) in str(err.value) and expected in str(err.value), str(err.value)
     assert "weights_only" not in str(err.value)
@@ -359,7 +359,7 @@ def test_bad_checkpoint_is_named_and_never_runs_code(tmp_path, init_checkpoint, 
 
 def test_checkpoint_without_a_training_schedule_is_named(init_checkpoint):
     # the initialization is a network checkpoint but no training run's: kernel evolution cannot follow it
-    with pytest.raises(io.FileFormatError, match=f"{init_checkpoint}: not a checkpoint of ntkscaling's training"):
+    with pytest.raises(files.FileFormatError, match=f"{init_checkpoint}: not a checkpoint of ntkscaling's training"):
         training.saved_checkpoint_steps(init_checkpoint)
 
 
@@ -563,7 +563,7 @@ def test_bad_files_inside_jobs_end_them_with_the_file_named_and_no_traceback(tmp
     for spoilt, spoil, target, log, expected, rerecord in cases:
         spoil(tmp_path / spoilt)
         if rerecord:
-            io.record_digest(tmp_path / spoilt)
+            files.record_digest(tmp_path / spoilt)
         res = _snakemake(target, "--configfile", str(config), cwd=tmp_path)
         out = res.stdout + res.stderr
         text = (tmp_path / log).read_text()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import data, io, training
+from ntkscaling import data, files, training
 from ntkscaling.kernels.empirical import api as entk
 from ntkscaling.kernels.infinite import api as infinite
 from ntkscaling.nets import models
@@ -68,8 +68,8 @@ def test_infinite_kernels_on_cuda_match_the_cpu(compile):
 
 def test_training_on_cuda_is_deterministic(tmp_path):
     d = data.prepare("digits", test_size=100)
-    io.save_npz(tmp_path / "prepared.npz", **d)
-    io.save_npy(tmp_path / "order.npy", data.nested_order(d["y_train"], 0))
+    files.save_npz(tmp_path / "prepared.npz", **d)
+    files.save_npy(tmp_path / "order.npy", data.nested_order(d["y_train"], 0))
     runs = [training.train_network(tmp_path / "prepared.npz", tmp_path / "order.npy", n=48, seed=1,
                                    out_dir=tmp_path / name, **run_settings(
                                        arch="myrtle5", width=8, lr=0.5, batch_size=16, epochs=3, log_points=2,

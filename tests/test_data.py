@@ -298,3 +298,15 @@ def test_stripe_prepares_like_any_dataset():
     assert set(order[:64]) < set(order[:128])
     with pytest.raises(data.DatasetError, match="dataset.planted.direction"):
         data.prepare("stripe", test_size=20, val_size=10, planted={"dim": 3, "train_size": 100, "direction": 5})
+
+
+def test_builtin_facts_are_what_the_loader_reads():
+    """The one table of built-in dataset facts (data.BUILTIN: what the config check relies on before any
+    job) against the data itself: digits' shape and examples per class in its training pool."""
+    import numpy as np
+    x_train, y_train, x_test, y_test = data.load_digits_raw(test_size=500)
+    facts = data.BUILTIN["digits"]  # digits: counts of all 1797 images (ntkscaling draws the test set)
+    assert tuple(x_train.shape[1:]) == facts.shape and facts.classes == 10 and facts.test_counts is None
+    assert tuple(np.bincount(np.r_[y_train, y_test], minlength=10)) == facts.train_counts
+    assert data.label_problem(facts.train_counts, "digits") is None
+    assert "classes [1] (1) have no training example" in data.label_problem([3, 0, 2], "x")

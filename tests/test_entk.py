@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ntkscaling.kernels.empirical import api as entk, blocks as entk_blocks, layerwise as entk_fast
-from ntkscaling import io, training
+from ntkscaling import jobs, training
 from ntkscaling.nets import models
 
 from conftest import reference_network
@@ -119,7 +119,7 @@ def test_readout_diagonal_layer_is_found_only_where_it_is_exact():
     assert entk_fast.readout_diagonal(myrtle, "full") is None   # logit pairs need every logit's features
     assert entk_fast.readout_diagonal(mlp, "sum") is None
     # a module that may mix channels between the last hidden layer and the readout rules it out
-    mixed = models.Network(myrtle.specs[:-2] + [{"kind": "flatten"}] + myrtle.specs[-1:], "ntk")
+    mixed = models.Network(myrtle.specs[:-2] + [{"type": "flatten"}] + myrtle.specs[-1:], "ntk")
     assert entk_fast.readout_diagonal(mixed, "mean") is None
     mixed = models.Network(mlp.specs, "ntk")
     mixed[-2] = torch.nn.Identity()
@@ -144,7 +144,7 @@ def test_progress_reports_features_and_gram_blocks(monkeypatch):
     entk.empirical_ntk(net, x, progress=msgs.append)  # fast: only the end of each phase
     assert [m.split()[:3] for m in msgs] == [["eNTK", "feature", "rows"], ["eNTK", "Gram", "blocks"]]
     assert msgs[0].split()[3] == "10/10" and msgs[1].split()[3] == "6/6"  # 3 x 3 blocks, upper triangle
-    monkeypatch.setattr(io, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(jobs, "PROGRESS_SECONDS", 0.0)
     msgs.clear()
     entk.empirical_ntk(net, x, x[:3], progress=msgs.append)
     assert [m.split()[3] for m in msgs] == ["4/13", "8/13", "10/13", "13/13", "1/3", "2/3", "3/3"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ntkscaling.pipeline import code_inputs
-from ntkscaling import data, io, training
+from ntkscaling import data, files, training
 from ntkscaling.kernels.empirical import api as entk
 from ntkscaling.kernels.infinite import api as infinite
 from ntkscaling.nets import models, resnet
@@ -78,8 +78,8 @@ def test_bad_factory_is_named(user_file, factory, message):
 
 def test_user_network_trains_and_is_rebuilt_from_its_checkpoints(user_file, tmp_path):
     d = data.prepare("digits", test_size=60, val_size=40)
-    io.save_npz(tmp_path / "prepared.npz", **d)
-    io.save_npy(tmp_path / "order.npy", data.nested_order(d["y_train"], 0))
+    files.save_npz(tmp_path / "prepared.npz", **d)
+    files.save_npy(tmp_path / "order.npy", data.nested_order(d["y_train"], 0))
     network = training.NetworkSettings("small_resnet", 4, factory=f"{user_file}:small_resnet",
                                        factory_kwargs={"blocks": 1})
     train = training.TrainSettings(lr=0.05, batch_size=16, steps=6, eval_points=2)

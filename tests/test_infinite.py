@@ -8,7 +8,7 @@ import torch
 
 from ntkscaling.kernels.empirical import api as entk
 from ntkscaling.kernels.infinite import api as infinite, blocks as infinite_blocks, native
-from ntkscaling import io
+from ntkscaling import jobs
 from ntkscaling.nets import models
 from ntkscaling.nets.layers import Kernel
 
@@ -160,11 +160,11 @@ def test_empirical_ntk_approaches_infinite_ntk_as_width_grows():
 def test_progress_is_throttled_but_reports_the_end(monkeypatch):
     x = torch.randn((20, 1, 8, 8), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     msgs = []
-    monkeypatch.setattr(io, "PROGRESS_SECONDS", 1e9)  # throttled whatever the machine's load
+    monkeypatch.setattr(jobs, "PROGRESS_SECONDS", 1e9)  # throttled whatever the machine's load
     infinite.infinite_kernels("myrtle5", (1, 8, 8), x, batch_size=4, progress=msgs.append, native=False)
     assert msgs[0] == "image pairs by the eager path, blocks of 4 images a side"  # what runs, said first
     assert len(msgs) == 2 and msgs[1].startswith("infinite kernel blocks 15/15")  # 5 x 5 blocks, upper triangle
-    monkeypatch.setattr(io, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(jobs, "PROGRESS_SECONDS", 0.0)
     msgs.clear()
     infinite.infinite_kernels("myrtle5", (1, 8, 8), x, batch_size=4, progress=msgs.append)
     assert [m.split()[3] for m in msgs[1:]] == [f"{i}/15" for i in range(1, 16)]

@@ -5,20 +5,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ntkscaling import io
+from ntkscaling import files, jobs
 
 
 def test_interrupted_write_leaves_no_partial_file(tmp_path):
     target = tmp_path / "kernel.npy"
     with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             tmp.write_bytes(b"half a kernel")
             raise RuntimeError("killed mid-write")
     assert list(tmp_path.iterdir()) == []
-    io.save_npy(target, np.arange(4.0))
+    files.save_npy(target, np.arange(4.0))
     before = target.read_bytes()
     with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             tmp.write_bytes(b"half a kernel")
             raise RuntimeError("killed mid-write")
     assert target.read_bytes() == before and list(tmp_path.iterdir()) == [target]  # outside results/: no record
@@ -31,7 +31,7 @@ def test_outputs_get_the_umask_permissions_as_open_would(tmp_path, umask):
     import stat
     old = os.umask(umask)
     try:
-        io.save_json(tmp_path / "atomic.json", {"a": 1})
+        files.save_json(tmp_path / "atomic.json", {"a": 1})
         (tmp_path / "plain.txt").write_text("x")  # the reference: what open() gives under this umask
     finally:
         os.umask(old)
@@ -49,10 +49,10 @@ def _run_python(code, cwd):
 
 
 def test_expected_fault_ends_a_job_with_its_message_and_no_traceback(tmp_path):
-    code = ("from ntkscaling import io\n"
-            "with io.log_to('job.log'):\n"
+    code = ("from ntkscaling import files, jobs\n"
+            "with jobs.log_to('job.log'):\n"
             "    print('working')\n"
-            "    raise io.FileFormatError('results/x/mean.npy: truncated or corrupt .npy')\n")
+            "    raise files.FileFormatError('results/x/mean.npy: truncated or corrupt .npy')\n")
     res = _run_python(code, tmp_path)
     log = (tmp_path / "job.log").read_text()
     assert res.returncode == 1
@@ -60,15 +60,15 @@ def test_expected_fault_ends_a_job_with_its_message_and_no_traceback(tmp_path):
     assert "error: results/x/mean.npy" in res.stderr  # also where Snakemake shows it
     assert "Traceback" not in log + res.stderr
     # an unexpected fault keeps its traceback (a bug must be findable)
-    res = _run_python(code.replace("io.FileFormatError", "KeyError"), tmp_path)
+    res = _run_python(code.replace("files.FileFormatError", "KeyError"), tmp_path)
     assert res.returncode == 1 and "Traceback" in (tmp_path / "job.log").read_text()
 
 
 def test_a_job_dies_with_the_process_that_started_it(tmp_path):
-    # the parent (Snakemake) starts a job (a workflow script, inside io.log_to), then is killed: the job
+    # the parent (Snakemake) starts a job (a workflow script, inside jobs.log_to), then is killed: the job
     # must not run on
     import time
-    job = ("import time\nfrom ntkscaling import io\nwith io.log_to('job.log'):\n"
+    job = ("import time\nfrom ntkscaling import jobs\nwith jobs.log_to('job.log'):\n"
            "    open('started', 'w').close()\n    time.sleep(2)\n    open('finished', 'w').close()\n")
     parent = ("import os, signal, subprocess, sys, time\n"
               f"subprocess.Popen([sys.executable, '-c', {job!r}])\n"
@@ -82,63 +82,63 @@ def test_a_job_dies_with_the_process_that_started_it(tmp_path):
 
 def test_tidy_row_types_its_fields_and_keeps_the_table_text(tmp_path):
     # from wildcards and CSV text or from numbers: the same typed row, and the same table bytes
-    text = io.tidy_row(dataset="d", arch="mlp", width="16", seed="0", method="network", n="64", k="64",
+    text = files.tidy_row(dataset="d", arch="mlp", width="16", seed="0", method="network", n="64", k="64",
                        epoch="0.25", step="4", metric="test_mse", value="0.08987641751766205")
-    numbers = io.tidy_row(dataset="d", arch="mlp", width=16, seed=0, method="network", n=64, k=64, epoch=0.25,
+    numbers = files.tidy_row(dataset="d", arch="mlp", width=16, seed=0, method="network", n=64, k=64, epoch=0.25,
                           step=4, metric="test_mse", value=0.08987641751766205)
-    assert text == numbers and list(text) == list(io.TIDY_COLUMNS)
+    assert text == numbers and list(text) == list(files.TIDY_COLUMNS)
     assert text["width"] == 16 and text["seed"] == 0 and text["kind"] == "" and text["ridge"] == ""
-    inf = io.tidy_row(dataset="d", arch="mlp", width="inf", seed=1, method="infinite_ntk", kind="mean",
+    inf = files.tidy_row(dataset="d", arch="mlp", width="inf", seed=1, method="infinite_ntk", kind="mean",
                       ridge=1e-3, n=8, k=0, metric="jitter", value=0)
     assert inf["width"] == float("inf") and inf["ridge"] == "0.001" and inf["value"] == 0 and inf["epoch"] == 0
-    assert io.tidy_row(dataset="d", arch="a", width=1, seed=0, method="m", n=1, k=0, metric="x", value=1,
+    assert files.tidy_row(dataset="d", arch="a", width=1, seed=0, method="m", n=1, k=0, metric="x", value=1,
                        ridge="tuned")["ridge"] == "tuned"
-    io.write_rows(tmp_path / "t.csv", [text, inf])
+    files.write_rows(tmp_path / "t.csv", [text, inf])
     lines = (tmp_path / "t.csv").read_text().splitlines()
     assert lines[1] == "d,mlp,16,0,network,,,64,64,0.25,4,test_mse,0.08987641751766205"
     assert lines[2] == "d,mlp,inf,1,infinite_ntk,mean,0.001,8,0,0,0,jitter,0"
     with pytest.raises(TypeError, match="metric"):
-        io.tidy_row(dataset="d", arch="a", width=1, seed=0, method="m", n=1, k=0, value=1)
+        files.tidy_row(dataset="d", arch="a", width=1, seed=0, method="m", n=1, k=0, value=1)
     with pytest.raises(ValueError):
-        io.tidy_row(dataset="d", arch="a", width="wide", seed=0, method="m", n=1, k=0, metric="x", value=1)
+        files.tidy_row(dataset="d", arch="a", width="wide", seed=0, method="m", n=1, k=0, metric="x", value=1)
 
 
 def test_table_width_is_an_int_or_inf():
-    assert io.table_width("16") == 16 and isinstance(io.table_width("16"), int)
-    assert io.table_width("inf") == float("inf") and io.table_width(float("inf")) == float("inf")
-    assert io.table_width(np.int64(64)) == 64
+    assert files.table_width("16") == 16 and isinstance(files.table_width("16"), int)
+    assert files.table_width("inf") == float("inf") and files.table_width(float("inf")) == float("inf")
+    assert files.table_width(np.int64(64)) == 64
 
 
 def test_every_output_records_its_digest_and_a_changed_file_is_refused(tmp_path, monkeypatch):
     import hashlib
     monkeypatch.chdir(tmp_path)
     kernel, table = Path("results/run/kernels/mean.npy"), Path("results/run/scaling/metrics.csv")
-    io.save_npy(kernel, np.arange(12.0).reshape(3, 4))
-    io.write_rows(table, [{"dataset": "d", "arch": "mlp", "width": 8, "seed": 0, "method": "network", "n": n,
+    files.save_npy(kernel, np.arange(12.0).reshape(3, 4))
+    files.write_rows(table, [{"dataset": "d", "arch": "mlp", "width": 8, "seed": 0, "method": "network", "n": n,
                            "k": n, "metric": "test_error", "value": 0.1} for n in (16, 32, 64)])
     for path in (kernel, table):  # the record is the file's own SHA-256 (an independent hashlib reference)
-        assert io.digest_path(path).read_text().strip() == hashlib.sha256(path.read_bytes()).hexdigest()
-    io.verify_inputs([str(kernel), [str(table)], "src/ntkscaling/io.py", "data/mine.npz"])  # others: not checked
-    io.verify(tmp_path / kernel)  # an absolute path inside the working directory is the same workflow file
-    io.save_npy(tmp_path / "elsewhere.npy", np.zeros(2))  # outside results/ (the API's files): no record
-    assert not io.digest_path(tmp_path / "elsewhere.npy").exists()
+        assert files.digest_path(path).read_text().strip() == hashlib.sha256(path.read_bytes()).hexdigest()
+    files.verify_inputs([str(kernel), [str(table)], "src/ntkscaling/files.py", "data/mine.npz"])  # others: not checked
+    files.verify(tmp_path / kernel)  # an absolute path inside the working directory is the same workflow file
+    files.save_npy(tmp_path / "elsewhere.npy", np.zeros(2))  # outside results/ (the API's files): no record
+    assert not files.digest_path(tmp_path / "elsewhere.npy").exists()
     np.save(kernel, np.arange(12.0).reshape(3, 4)[::-1])  # other numbers, same shape and dtype
-    with pytest.raises(io.FileFormatError, match="mean.npy: its content differs from what the job that wrote"):
-        io.verify_inputs([str(kernel)])
+    with pytest.raises(files.FileFormatError, match="mean.npy: its content differs from what the job that wrote"):
+        files.verify_inputs([str(kernel)])
     lines = table.read_text().splitlines(keepends=True)
     table.write_text("".join(lines[:-1]))  # cut at a row boundary: still a valid CSV
-    with pytest.raises(io.FileFormatError, match="metrics.csv: its content differs"):
-        io.verify(table)
+    with pytest.raises(files.FileFormatError, match="metrics.csv: its content differs"):
+        files.verify(table)
     predictions = Path("results/run/train/w8/s0/n16/pointwise.npz")  # a prediction file
-    io.save_npz(predictions, error=np.zeros((2, 5)), pred=np.ones((2, 5, 3)))
-    io.verify(predictions)
-    io.save_npz(Path("elsewhere.npz"), error=np.ones((2, 5)), pred=np.ones((2, 5, 3)))
+    files.save_npz(predictions, error=np.zeros((2, 5)), pred=np.ones((2, 5, 3)))
+    files.verify(predictions)
+    files.save_npz(Path("elsewhere.npz"), error=np.ones((2, 5)), pred=np.ones((2, 5, 3)))
     Path("elsewhere.npz").replace(predictions)  # another run's predictions moved in
-    with pytest.raises(io.FileFormatError, match="pointwise.npz: its content differs"):
-        io.verify_inputs([str(predictions)])
-    io.digest_path(table).unlink()
-    with pytest.raises(io.FileFormatError, match=r"metrics.csv: no record of the job that wrote it \(.metrics.csv"):
-        io.verify(table)
+    with pytest.raises(files.FileFormatError, match="pointwise.npz: its content differs"):
+        files.verify_inputs([str(predictions)])
+    files.digest_path(table).unlink()
+    with pytest.raises(files.FileFormatError, match=r"metrics.csv: no record of the job that wrote it \(.metrics.csv"):
+        files.verify(table)
 
 
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
@@ -149,6 +149,6 @@ def test_a_full_disk_names_the_file_and_leaves_nothing_behind(tmp_path, monkeypa
         raise failure
     monkeypatch.setattr(np, "save", full)
     target = tmp_path / "kernels" / "mean.npy"
-    with pytest.raises(io.DiskFullError, match=r"kernels/mean.npy: not written, no space left on its device \(\d+ MB"):
-        io.save_npy(target, np.zeros(3))
+    with pytest.raises(files.DiskFullError, match=r"kernels/mean.npy: not written, no space left on its device \(\d+ MB"):
+        files.save_npy(target, np.zeros(3))
     assert list(target.parent.iterdir()) == []  # no partial file, no temporary

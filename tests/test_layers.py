@@ -29,7 +29,7 @@ def _param_layer(cls, *args, b_std=0.3):
     return layer
 
 
-# one case per layer kind (the coverage test below fails when a kind has none): (layer, input shape)
+# one case per layer type (the coverage test below fails when a type has none): (layer, input shape)
 CASES = {
     "dense": (lambda: _param_layer(layers.Dense, 5, 3), (5,)),
     "conv": (lambda: _param_layer(layers.Conv, 2, 3), (2, 4, 6)),
@@ -43,7 +43,7 @@ NT_CASES = {"dense": ("mlp_L2_infinite", "x_mlp.npy", "mlp", 2), "relu": ("mlp_L
 NT_CASES |= {k: ("myrtle5_infinite", "x_img8.npy", "myrtle5", None) for k in ("conv", "avgpool", "global_avg_pool")}
 
 
-def test_every_layer_kind_has_its_cases():
+def test_every_layer_type_has_its_cases():
     assert set(CASES) == set(layers.LAYER_TYPES)
     assert set(NT_CASES) | {"flatten"} == set(layers.LAYER_TYPES)  # flatten: closed form below
 
@@ -58,7 +58,7 @@ def test_forward_and_backward_rule_match_autograd(kind):
     ref, = torch.autograd.grad(out, h, g)
     with torch.no_grad():
         np.testing.assert_allclose(layer.vjp(g, h.detach()), ref, rtol=1e-12, atol=1e-12)
-    assert layers.from_spec({"kind": kind, **_constructor_args(layer)}).kind == kind
+    assert layers.from_spec({"type": kind, **_constructor_args(layer)}).type == kind
 
 
 def _constructor_args(layer):
@@ -112,7 +112,7 @@ def test_infinite_step_matches_neural_tangents_through_the_plain_walk(reference_
     folder, x_name, arch, depth = NT_CASES[kind]
     x, meta, ref_ntk, ref_nngp = _nt_reference(reference_dir, folder, x_name)
     specs = models.layer_specs(arch, 1, x.shape[1:], 1, depth=depth, W_std=meta["W_std"], b_std=meta["b_std"])
-    assert kind in [s["kind"] for s in specs]
+    assert kind in [s["type"] for s in specs]
     kernel = infinite.infinite_kernels_of([layers.from_spec(s) for s in specs], x, implementation="plain")
     off = ~np.eye(len(x), dtype=bool)
     assert np.abs(kernel.nngp.numpy() - ref_nngp).max() / np.abs(ref_nngp).max() < 1e-10
@@ -154,7 +154,7 @@ def test_plain_entk_matches_neural_tangents(reference_dir):
 
 class Scale(layers.Layer):
     """A layer type defined outside the library: multiply by a constant."""
-    kind = "scale"
+    type = "scale"
     channelwise = True
 
     def __init__(self, factor: float):
@@ -174,7 +174,7 @@ class Scale(layers.Layer):
 def test_a_layer_added_from_outside_works_in_every_walk(monkeypatch):
     monkeypatch.setitem(layers.LAYER_TYPES, "scale", Scale)
     base = models.layer_specs("myrtle5", 4, (1, 8, 8), 3, b_std=0.1)
-    specs = base[:-2] + [{"kind": "scale", "factor": 1.7}] + base[-2:]   # ... relu, scale, gap, readout
+    specs = base[:-2] + [{"type": "scale", "factor": 1.7}] + base[-2:]   # ... relu, scale, gap, readout
     net = models.init_params(models.Network(specs, "ntk"), seed=2).double()
     x = _rand(5, 1, 8, 8)
     ref = entk.empirical_ntk(net, x, kind="full", dtype=torch.float64, implementation="jacobian")
@@ -188,5 +188,5 @@ def test_a_layer_added_from_outside_works_in_every_walk(monkeypatch):
     w2, b2 = 2.0, 0.1 ** 2
     np.testing.assert_allclose(kernel.nngp, w2 * 1.7 ** 2 * before.nngp + b2, rtol=1e-12)
     np.testing.assert_allclose(kernel.ntk, w2 * 1.7 ** 2 * before.ntk + kernel.nngp, rtol=1e-12)
-    with pytest.raises(ValueError, match="no rule for layer kinds \\['scale'\\]"):
+    with pytest.raises(ValueError, match="no rule for layer types \\['scale'\\]"):
         infinite.infinite_kernels_of(net, x, implementation="blocks")

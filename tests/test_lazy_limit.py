@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscaling import data, io, training
+from ntkscaling import data, files, training
 from ntkscaling.kernels.empirical import api as entk
 from ntkscaling.kernels.infinite import api as infinite
 from ntkscaling.nets import models
@@ -35,9 +35,9 @@ def digits_rows(tmp_path_factory):
     the rows as a float64 tensor."""
     root = tmp_path_factory.mktemp("lazy")
     d = data.prepare("digits", test_size=100, val_size=60)
-    io.save_npz(root / "prepared.npz", **d)
+    files.save_npz(root / "prepared.npz", **d)
     order = data.nested_order(d["y_train"], 0)
-    io.save_npy(root / "order.npy", order)
+    files.save_npy(root / "order.npy", order)
     x, y = data.kernel_rows(d, order, N)
     blocks = data.row_blocks(N, d)
     return root, x, y, blocks["train"], blocks["test"], torch.from_numpy(x).double()

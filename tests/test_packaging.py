@@ -94,7 +94,7 @@ def test_code_inputs_follow_imports_transitively():
     # engines, hostmem (and layers) and its argument checks; models the names of the built-in networks and the
     # ResNet (a function-level import); and the __init__.py of every package on the way
     assert _files("entk_kernel") == {
-        "__init__.py", "arguments.py", "data.py", "io.py", "planted.py", "nets/__init__.py", "nets/archs.py",
+        "__init__.py", "arguments.py", "data.py", "files.py", "planted.py", "nets/__init__.py", "nets/archs.py",
         "nets/layers.py", "nets/models.py", "nets/resnet.py", "kernels/__init__.py", "kernels/empirical/__init__.py",
         "kernels/empirical/api.py", "kernels/empirical/blocks.py", "kernels/empirical/layerwise.py",
         "kernels/empirical/general.py", "kernels/empirical/hostmem.py", "pipeline/__init__.py", "pipeline/tags.py"}
@@ -139,8 +139,8 @@ FLAT_CODE_INPUTS = {
 @pytest.mark.parametrize("script", sorted(FLAT_CODE_INPUTS))
 def test_code_inputs_cover_the_same_source_as_before_the_subpackages(script):
     """The move into subpackages changed where code lives, not what each job depends on: each script's code
-    inputs are its flat modules' new homes (ntkscaling.MOVED; training.py became training/), plus the
-    packages' __init__.py files."""
+    inputs are its flat modules' new homes (ntkscaling.MOVED; training.py became training/, io.py files.py and
+    jobs.py), plus the packages' __init__.py files."""
     from ntkscaling import MOVED
     assert sorted(p.stem for p in (ROOT / "workflow" / "scripts").glob("*.py")) == sorted(FLAT_CODE_INPUTS)
     want = set()
@@ -149,6 +149,8 @@ def test_code_inputs_cover_the_same_source_as_before_the_subpackages(script):
             want |= {str(p.relative_to(SRC)) for p in (SRC / "training").glob("*.py") if p.name != "__init__.py"}
         elif name == "pairstep.c":
             want.add("kernels/infinite/pairstep.c")
+        elif name == "io":  # split in two: files, and jobs (a job's log and process control)
+            want |= {"files.py", "jobs.py"}
         else:
             want.add(MOVED.get(name, name).replace(".", "/") + ".py")
     assert {f for f in _files(script) if not f.endswith("__init__.py")} == want
@@ -202,19 +204,19 @@ def test_code_version_covers_every_source_file_of_the_package(tmp_path):
     """Editing any library file (a subpackage's module, the native kernel's C source, the schema) changes
     the code version recorded in every output's provenance (on a copy of the package)."""
     import shutil
-    from ntkscaling import io
+    from ntkscaling import files
     copy = tmp_path / "ntkscaling"
     shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    before = io.code_version(copy)
-    assert before == io.code_version()
+    before = files.code_version(copy)
+    assert before == files.code_version()
     for name in ("training/run.py", "kernels/infinite/native.py", "kernels/infinite/pairstep.c",
                  "pipeline/schema.yaml"):
         path = copy / name
         original = path.read_bytes()
         path.write_bytes(original + b"\n")
-        assert io.code_version(copy) != before, name
+        assert files.code_version(copy) != before, name
         path.write_bytes(original)
-    assert io.code_version(copy) == before
+    assert files.code_version(copy) == before
 
 
 def test_job_requests_are_sized_from_the_job_and_capped():
@@ -233,7 +235,7 @@ def test_job_requests_are_sized_from_the_job_and_capped():
 def test_pipeline_and_data_never_import_torch():
     """The Snakefile and every light job read these: importing torch there would cost seconds per call."""
     light = sorted({f"ntkscaling.pipeline.{p.stem}" for p in (SRC / "pipeline").glob("*.py")} |
-                   {"ntkscaling.data", "ntkscaling.planted", "ntkscaling.io", "ntkscaling.nets.archs",
+                   {"ntkscaling.data", "ntkscaling.planted", "ntkscaling.files", "ntkscaling.jobs", "ntkscaling.nets.archs",
                     "ntkscaling.training.settings", "ntkscaling.console"})
     code = (f"import importlib, sys\nfor m in {light!r}:\n    importlib.import_module(m)\n"
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")

@@ -7,7 +7,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from ntkscaling import data, io, training
+from ntkscaling import data, files, jobs, training
 from ntkscaling.nets import models
 
 from conftest import run_settings
@@ -17,8 +17,8 @@ from conftest import run_settings
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("prep")
     d = data.prepare("digits", test_size=100, val_size=60)
-    io.save_npz(root / "prepared.npz", **d)
-    io.save_npy(root / "order.npy", data.nested_order(d["y_train"], 0))
+    files.save_npz(root / "prepared.npz", **d)
+    files.save_npy(root / "order.npy", data.nested_order(d["y_train"], 0))
     return root / "prepared.npz", root / "order.npy"
 
 
@@ -70,7 +70,7 @@ def test_divergence_stops_with_clear_error(prepared, tmp_path):
 
 def test_checkpoint_of_a_diverged_run_refuses_to_load(tmp_path):
     from ntkscaling.nets import models
-    from ntkscaling.io import FileFormatError
+    from ntkscaling.files import FileFormatError
     path = tmp_path / "final.ckpt"
     models.save_diverged(path, "training diverged: loss=nan at epoch 0, step 3")
     with pytest.raises(FileFormatError, match=r"final.ckpt: holds no network: its training diverged "
@@ -104,7 +104,7 @@ class _Payload:
 
 
 def test_crafted_checkpoint_is_refused_without_running_its_code(prepared, tmp_path):
-    from ntkscaling.io import FileFormatError
+    from ntkscaling.files import FileFormatError
     _, _, saved = _train(prepared, tmp_path / "run", epochs=1)
     state = torch.load(saved[max(saved)], map_location="cpu", weights_only=True)  # ours load weights-only
     marker = tmp_path / "code-ran"
@@ -309,8 +309,8 @@ def test_job_logs_carry_no_lightning_noise_and_keep_other_warnings(prepared, tmp
     log = tmp_path / "train.log"
     script = f"""
 import warnings
-from ntkscaling import io, training
-with io.log_to({str(log)!r}):
+from ntkscaling import jobs, training
+with jobs.log_to({str(log)!r}):
     training.train_network({str(prepared[0])!r}, {str(prepared[1])!r}, 48, 1, {str(tmp_path / "out")!r},
                            training.NetworkSettings("mlp", 32, depth=1),
                            training.TrainSettings(lr=0.5, batch_size=16, steps=6), progress=False)

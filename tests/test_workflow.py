@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, venv_is_current
-from ntkscaling import io
+from ntkscaling import files
 
 pytestmark = pytest.mark.workflow
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -211,7 +211,7 @@ def test_tiny_run_width_distance_and_summary(tiny_run):
     tiny = yaml.safe_load(TINY.read_text())
     assert prov["config"]["sample_sizes"] == tiny["sample_sizes"] and prov["config"]["seeds"] == tiny["seeds"]
     assert prov["torch"] and prov["snakemake"]
-    from ntkscaling.io import code_version
+    from ntkscaling.files import code_version
     assert prov["code_version"] == code_version()
     kernel_meta = json.loads((out / "kernels" / "entk_init" / "w16" / "s1" / "mean.json").read_text())
     assert kernel_meta["seed"] == 1 and kernel_meta["provenance"]["code_version"] == prov["code_version"]
@@ -559,7 +559,7 @@ def test_nan_kernel_stops_its_job_naming_it(tmp_path):
     first = next(k for k in state["state_dict"] if k.endswith("weight"))
     state["state_dict"][first][0, 0] = float("nan")
     torch.save(state, ckpt)
-    io.record_digest(ckpt)  # as if its producer had written it so: the eNTK job's own check must catch it
+    files.record_digest(ckpt)  # as if its producer had written it so: the eNTK job's own check must catch it
     res = snakemake(str(kernel.relative_to(tmp_path)), "--configfile", str(config), cwd=tmp_path)
     assert res.returncode != 0
     log = tmp_path / "logs" / "tiny" / "entk_kernel" / "entk_init_w16_s0_mean.log"

@@ -5,7 +5,8 @@ the networks built from one architecture description, checkpoints), `training` (
 (`kernels.empirical`: the eNTK of a checkpoint; `kernels.infinite`: the infinite-width NTK/NNGP; each a plain
 definition in `api` and the fast engines tested against it), `analysis` (losses, kernel regression, what a
 spectrum predicts, kernel evolution, power-law fits), `pipeline` (config and schema, sweeps, job sizes, code
-inputs, the predictors' tags; never torch), plus `io` (atomic outputs, tidy tables, jobs), `plotting`,
+inputs, the predictors' tags; never torch), plus `files` (atomic outputs, tidy tables, records), `jobs`
+(a job's log, its end with Snakemake, progress lines), `plotting`,
 `console`, `publish` and the command-line modules `calibration` and `config_reference`. Importing the package
 is cheap: torch and Lightning load only with the modules that need them, so light workflow jobs start fast.
 
@@ -41,7 +42,7 @@ MOVED = {"layers": "nets.layers", "models": "nets.models", "resnet": "nets.resne
          "regression": "analysis.regression", "scaling": "analysis.scaling", "theory": "analysis.theory",
          "evolution": "analysis.evolution", "metrics": "analysis.losses", "config": "pipeline.config",
          "sweep": "pipeline.sweep", "jobsize": "pipeline.jobsize", "code_inputs": "pipeline.code_inputs",
-         "methods": "pipeline.tags"}
+         "methods": "pipeline.tags", "io": "files"}
 
 
 def __getattr__(name):

@@ -86,7 +86,7 @@ def coverage(scenario: str, seeds: int, trials: int = 200, confidence: float = 0
 def main(argv=None):
     import argparse
 
-    from .io import write_rows
+    from .files import write_rows
     parser = argparse.ArgumentParser(prog="python -m ntkscaling.calibration", description=__doc__.splitlines()[0])
     parser.add_argument("out", help="the coverage table to write (CSV)")
     parser.add_argument("--trials", type=int, default=400, help="simulated experiments per scenario and seed "

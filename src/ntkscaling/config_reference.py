@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from . import io
+from . import files
 from .pipeline.config import load_schema
 
 TARGETS = ("docs/config-reference.md", "config/README.md")
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
                   file=sys.stderr)
         return 1 if outdated else 0
     for path in outdated:
-        with io.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             tmp.write_text(text)
         print(f"wrote {path}")
     return 0

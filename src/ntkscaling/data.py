@@ -30,11 +30,12 @@ import pickle
 import tarfile
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from . import planted as planted_tasks
-from .io import InputError, load_npz
+from .files import InputError, load_npz
 
 DATASETS = ("digits", "cifar10", "mnist", "imagefolder", "npz") + planted_tasks.PLANTED
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -44,9 +45,31 @@ MNIST_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-id
                "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 WIDE_IMAGE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes beyond 8 bits per channel
-KNOWN_CLASSES = {"digits": 10, "cifar10": 10, "mnist": 10}  # label range of the fixed-format datasets
 DIGITS_SPLIT_SEED = 20220610  # fixed: the digits train pool / test split never depends on run seeds
 VAL_SPLIT_SEED = 31337  # fixed: the validation set never depends on run seeds
+
+
+class BuiltinFacts(NamedTuple):
+    """What is known about a built-in dataset without reading it: its image (channels, H, W) and its examples
+    per class in the training pool and the test split (None: ntkscaling draws the test set itself)."""
+    shape: tuple[int, int, int]
+    train_counts: tuple[int, ...]
+    test_counts: tuple[int, ...] | None
+
+    @property
+    def classes(self) -> int:  # labels lie in 0..classes-1
+        return len(self.train_counts)
+
+
+# The one table of built-in dataset facts: the loaders check labels against it, the config check sizes
+# subsets, checks classes and downsampling and shapes networks from it before any job.
+BUILTIN = {
+    # digits is split by ntkscaling itself (the test set is drawn from all 1797 images)
+    "digits": BuiltinFacts((1, 8, 8), (178, 182, 177, 183, 181, 182, 181, 179, 174, 180), None),
+    "cifar10": BuiltinFacts((3, 32, 32), (5000,) * 10, (1000,) * 10),
+    "mnist": BuiltinFacts((1, 28, 28), (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+                          (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)),
+}
 
 
 class DatasetError(InputError):
@@ -300,8 +323,8 @@ def load_raw(name: str, root="data", test_size: int = 1000, download: bool = Fal
             raise DatasetError(f"dataset {name!r} ({root}): {split} inputs contain NaN or inf")
         if len(y) and y.min() < 0:
             raise DatasetError(f"dataset {name!r} ({root}): {split} labels must be >= 0, found {y.min()}")
-        if len(y) and name in KNOWN_CLASSES and y.max() >= KNOWN_CLASSES[name]:
-            raise DatasetError(f"dataset {name!r} ({root}): {split} labels must be in 0..{KNOWN_CLASSES[name] - 1}, "
+        if len(y) and name in BUILTIN and y.max() >= BUILTIN[name].classes:
+            raise DatasetError(f"dataset {name!r} ({root}): {split} labels must be in 0..{BUILTIN[name].classes - 1}, "
                                f"found {y.max()} (a corrupt or foreign file)")
     check_labels(out[1], out[3], f"dataset {name!r} ({root / (file or 'dataset.npz') if name == 'npz' else root})")
     return out
@@ -337,17 +360,31 @@ def classes_without_examples(y_train, k: int, shown: int = 10) -> tuple[int, lis
     return count, first + (["..."] if count > len(first) else [])
 
 
-def check_labels(y_train, y_test, what: str) -> int:
-    """The number of classes K, after checking that labels are 0..K-1 with every class in the training
-    split (an empty class has no place in the one-hot targets) and at least two classes."""
-    k = int(max(y_train.max(), y_test.max())) + 1
-    count, shown = classes_without_examples(y_train, k)
+def label_problem(train_counts, where: str) -> str | None:
+    """The one label rule, from the examples per class of the training split (`train_counts`, classes
+    0..K-1): every class has an example (an empty class has no place in the one-hot targets) and there are at
+    least two; the problem, in words, or None."""
+    empty = [c for c, n in enumerate(train_counts) if n == 0]
+    return _label_problem(len(train_counts), len(empty), empty[:10] + (["..."] if len(empty) > 10 else []), where)
+
+
+def _label_problem(k: int, count: int, shown: list, where: str) -> str | None:
     if count:
-        raise DatasetError(f"{what}: labels must be 0..K-1 with every class in the training split; labels go up "
-                           f"to {k - 1} but classes {shown} ({count}) have no training example (renumber the "
-                           f"labels, or choose classes with dataset.classes)")
+        return (f"{where}: labels must be 0..K-1 with every class in the training split; labels go up to {k - 1} "
+                f"but classes {shown} ({count}) have no training example (renumber the labels, or choose classes "
+                f"with dataset.classes)")
     if k < 2:
-        raise DatasetError(f"{what}: a single class ({k}); classification needs at least two")
+        return f"{where}: a single class; classification needs at least two"
+    return None
+
+
+def check_labels(y_train, y_test, what: str) -> int:
+    """The number of classes K, after checking the labels by `label_problem`'s rule (counted without a
+    length-K array: labels of 10^12 stay cheap)."""
+    k = int(max(y_train.max(), y_test.max())) + 1
+    problem = _label_problem(k, *classes_without_examples(y_train, k), what)
+    if problem:
+        raise DatasetError(problem)
     return k
 
 
@@ -511,8 +548,8 @@ def kernel_rows(prepared: dict, order: np.ndarray, n_max: int, pool: int = 0):
 
 
 # What a kernel sidecar says its rows are (`kernel_rows`).
-KERNEL_ROWS = ("first n_train entries of the seed's nested order, the validation set, the test set, the next "
-               "n_pool entries of the order")
+KERNEL_ROWS_DESCRIPTION = ("first n_train entries of the seed's nested order, the validation set, the test set, "
+                           "the next n_pool entries of the order")
 
 
 def pool_size(order: np.ndarray, n_max: int, pool: int) -> int:

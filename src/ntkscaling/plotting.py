@@ -309,7 +309,7 @@ def save_figure(fig, *paths, dpi: int = 150):
     """Write the figure atomically to each path (format from the suffix), then close it."""
     from pathlib import Path
 
-    from .io import atomic_path
+    from .files import atomic_path
     for p in paths:
         with atomic_path(p) as tmp:
             fig.savefig(tmp, format=Path(p).suffix.lstrip("."), dpi=dpi)

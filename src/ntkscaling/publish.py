@@ -21,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .io import atomic_path, code_version, save_json
+from .files import atomic_path, code_version, save_json
 
 RUN_FILES = ("summary/exponents.csv", "summary/provenance.json", "scaling/exponents.csv", "evolution/evolution.csv")
 FIGURES = ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling", "theory")

@@ -144,7 +144,7 @@ def kernel_prior(wildcards):
     return [f"{RESULTS}/kernels/{wildcards.method}/w{wildcards.width}/s{wildcards.seed}/{wildcards.kind}.outputs.npy"]
 
 
-def kernel_n_rows(wildcards):
+def kernel_train_rows(wildcards):
     """Training rows of a kernel (the first ones of the seed's nested order); the test set follows."""
     return max(kernel_ns(wildcards))
 
@@ -216,7 +216,7 @@ def all_targets(results=RESULTS):
 N_OUTPUTS = len(config["dataset"]["classes"] or range(10))  # an upper bound before the data is read
 
 
-def kernel_rows(n_max, pool=0):
+def kernel_row_total(n_max, pool=0):
     """Rows of a kernel whose training block has n_max rows (see ntkscaling.config.kernel_row_count)."""
     return kernel_row_count(config, n_max, pool)
 
@@ -228,7 +228,7 @@ def kernel_pool(wildcards):
 
 def entk_rows(wildcards):
     """Rows of an eNTK job's kernel (training, validation, test, pool)."""
-    return kernel_rows(kernel_n_rows(wildcards), kernel_pool(wildcards))
+    return kernel_row_total(kernel_train_rows(wildcards), kernel_pool(wildcards))
 
 
 def train_steps(n):

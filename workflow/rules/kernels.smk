@@ -38,7 +38,7 @@ rule entk_kernel:
         meta=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.json",
         outputs=f"{RESULTS}/kernels/{{method}}/w{{width}}/s{{seed}}/{{kind}}.outputs.npy",
     params:
-        n_max=kernel_n_rows,
+        n_max=kernel_train_rows,
         pool=kernel_pool,
     conda:
         CONDA_ENV
@@ -74,10 +74,10 @@ rule infinite_kernel:
         f"{LOGS}/infinite_kernel/s{{seed}}.log",
     benchmark:
         f"{LOGS}/benchmarks/infinite_kernel/s{{seed}}.tsv"
-    threads: jobsize.kernel_threads(kernel_rows(max(NS), THEORY["pool"]), small=2)  # per-pair steps even for few rows
+    threads: jobsize.kernel_threads(kernel_row_total(max(NS), THEORY["pool"]), small=2)  # per-pair steps even for few rows
     resources:
-        mem_mb=mem_mb(lambda wc, input: jobsize.infinite_mem_mb(kernel_rows(max(NS), THEORY["pool"]))),
-        runtime=runtime(lambda wc: jobsize.infinite_minutes(kernel_rows(max(NS), THEORY["pool"]))),
+        mem_mb=mem_mb(lambda wc, input: jobsize.infinite_mem_mb(kernel_row_total(max(NS), THEORY["pool"]))),
+        runtime=runtime(lambda wc: jobsize.infinite_minutes(kernel_row_total(max(NS), THEORY["pool"]))),
         gpu=GPUS,
     script:
         "../scripts/infinite_kernel.py"
@@ -112,8 +112,8 @@ rule regress_kernel:
     threads: 1
     resources:
         mem_mb=mem_mb(lambda wc, input: jobsize.regression_mem_mb(
-            entk_rows(wc) * entk_outputs(wc), kernel_n_rows(wc) * entk_outputs(wc))),
-        runtime=runtime(lambda wc: jobsize.regression_minutes(kernel_n_rows(wc) * entk_outputs(wc),
+            entk_rows(wc) * entk_outputs(wc), kernel_train_rows(wc) * entk_outputs(wc))),
+        runtime=runtime(lambda wc: jobsize.regression_minutes(kernel_train_rows(wc) * entk_outputs(wc),
                                                               len(kernel_ns(wc)))),
     script:
         "../scripts/regress_kernel.py"
@@ -139,12 +139,12 @@ rule kernel_evolution:
         f"{LOGS}/kernel_evolution/w{{width}}_s{{seed}}_n{{n}}_{{kind}}.log",
     benchmark:
         f"{LOGS}/benchmarks/kernel_evolution/w{{width}}_s{{seed}}_n{{n}}_{{kind}}.tsv"
-    threads: lambda wc: jobsize.kernel_threads(kernel_rows(int(wc.n)))
+    threads: lambda wc: jobsize.kernel_threads(kernel_row_total(int(wc.n)))
     # the longest chain (train again, then one eNTK per checkpoint): started first, not left to the end
     priority: 1
     resources:
-        mem_mb=mem_mb(lambda wc, input: jobsize.evolution_mem_mb(kernel_rows(int(wc.n)) * entk_outputs(wc))),
-        runtime=runtime(lambda wc: jobsize.entk_minutes(kernel_rows(int(wc.n)), entk_outputs(wc),
+        mem_mb=mem_mb(lambda wc, input: jobsize.evolution_mem_mb(kernel_row_total(int(wc.n)) * entk_outputs(wc))),
+        runtime=runtime(lambda wc: jobsize.entk_minutes(kernel_row_total(int(wc.n)), entk_outputs(wc),
                                                         kernels=tracked_checkpoints())),
         gpu=GPUS,
     script:
@@ -175,7 +175,7 @@ rule width_distance:
         f"{LOGS}/width_distance/s{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=mem_mb(lambda wc, input: jobsize.regression_mem_mb(kernel_rows(max(NS), THEORY["pool"]), WIDTH_N)),
+        mem_mb=mem_mb(lambda wc, input: jobsize.regression_mem_mb(kernel_row_total(max(NS), THEORY["pool"]), WIDTH_N)),
         runtime=runtime(lambda wc: jobsize.regression_minutes(WIDTH_N, 2 * len(WIDTHS))),
     script:
         "../scripts/width_distance.py"

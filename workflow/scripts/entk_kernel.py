@@ -6,17 +6,17 @@ import time
 import numpy as np
 import torch
 
-from ntkscaling import data, io
+from ntkscaling import data, files, jobs
 from ntkscaling.kernels.empirical import api as entk
 from ntkscaling.pipeline import tags as methods
 from ntkscaling.nets import models
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     torch.set_num_threads(snakemake.threads)
     w = snakemake.wildcards
     tag = methods.parse_tag(w.method)
     d = data.load_prepared(snakemake.input.data)
-    order = io.load_npy(snakemake.input.order)
+    order = files.load_npy(snakemake.input.order)
     n_max, pool = snakemake.params.n_max, snakemake.params.pool
     x = torch.from_numpy(data.kernel_rows(d, order, n_max, pool)[0])
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -34,14 +34,14 @@ with io.job(snakemake):
         raise FloatingPointError(f"eNTK of {snakemake.input.ckpt} contains NaN or inf")
     seconds = time.perf_counter() - t0
     outputs = models.checkpoint_outputs(snakemake.input.ckpt, x)
-    io.save_npy(snakemake.output.kernel, K)
-    io.save_npy(snakemake.output.outputs, outputs)
-    io.save_json(snakemake.output.meta, {
+    files.save_npy(snakemake.output.kernel, K)
+    files.save_npy(snakemake.output.outputs, outputs)
+    files.save_json(snakemake.output.meta, {
         "tag": w.method, "method": tag["method"], "k": tag["k"], "kind": w.kind, "width": int(w.width), "seed": int(w.seed),
         "checkpoint": snakemake.input.ckpt, "n_train": n_max, "n_val": int(len(d["x_val"])),
         "n_test": int(len(d["x_test"])), "n_pool": data.pool_size(order, n_max, pool),
-        "rows": data.KERNEL_ROWS,
+        "rows": data.KERNEL_ROWS_DESCRIPTION,
         "outputs": "the checkpoint network's uncentred outputs f(x) on the same rows, float64",
         "shape": list(K.shape), "dtype": str(K.dtype), "device": device, "engine": engine, "seconds": seconds,
-        "provenance": io.provenance(snakemake.config)})
+        "provenance": files.provenance(snakemake.config)})
     print(f"done in {seconds:.1f}s: {K.shape}")

@@ -2,14 +2,14 @@
 where it and its reference network have learned (the data's class count gives the zero function's score)."""
 import json
 
-from ntkscaling import io
+from ntkscaling import files, jobs
 from ntkscaling.analysis import scaling
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     with open(snakemake.input.data_meta) as f:
         n_classes = int(json.load(f)["n_classes"])
     rows = scaling.fit_curves(snakemake.input.pointwise, snakemake.params.fit, n_classes=n_classes)
-    io.write_rows(snakemake.output[0], rows, columns=scaling.EXPONENT_COLUMNS)
+    files.write_rows(snakemake.output[0], rows, columns=scaling.EXPONENT_COLUMNS)
     for r in rows:
         print(f"{r['method']:>12} w={r['width']} k={r['k']} {r['metric']}: alpha={r['alpha']:.3f} "
               f"[{r['alpha_lo']:.3f}, {r['alpha_hi']:.3f}] over n {r['n_min']:g}..{r['n_max']:g}"

@@ -5,15 +5,15 @@ import time
 import numpy as np
 import torch
 
-from ntkscaling import data, io
+from ntkscaling import data, files, jobs
 from ntkscaling.kernels.infinite import api as infinite
 from ntkscaling.nets import models
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     torch.set_num_threads(snakemake.threads)
     m = snakemake.params.arch
     d = data.load_prepared(snakemake.input.data)
-    order = io.load_npy(snakemake.input.order)
+    order = files.load_npy(snakemake.input.order)
     n_max, pool = snakemake.params.n_max, snakemake.params.pool
     device = "cuda" if torch.cuda.is_available() else "cpu"
     x = torch.from_numpy(data.kernel_rows(d, order, n_max, pool)[0]).to(device)
@@ -33,12 +33,12 @@ with io.job(snakemake):
         K = K.cpu().numpy()
         if not np.all(np.isfinite(K)):
             raise FloatingPointError(f"infinite {name} contains NaN or inf")
-        io.save_npy(snakemake.output[name], K)
-    io.save_json(snakemake.output.meta, {
+        files.save_npy(snakemake.output[name], K)
+    files.save_json(snakemake.output.meta, {
         **m,
         "n_train": n_max, "n_val": int(len(d["x_val"])), "n_test": int(len(d["x_test"])),
         "n_pool": data.pool_size(order, n_max, pool), "dtype": "float64", "device": device,
-        "rows": data.KERNEL_ROWS,
+        "rows": data.KERNEL_ROWS_DESCRIPTION,
         "kernels": {"ntk": snakemake.output.ntk, "nngp": snakemake.output.nngp}, "seconds": seconds,
-        "provenance": io.provenance(snakemake.config)})
+        "provenance": files.provenance(snakemake.config)})
     print(f"done in {seconds:.1f}s")

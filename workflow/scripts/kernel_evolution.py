@@ -4,17 +4,17 @@ import csv
 import numpy as np
 import torch
 
-from ntkscaling import data, io, training
+from ntkscaling import data, files, jobs, training
 from ntkscaling.kernels.empirical import api as entk
 from ntkscaling.analysis import evolution, theory
 from ntkscaling.nets import models
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     torch.set_num_threads(snakemake.threads)
     w = snakemake.wildcards
     n = int(w.n)
     d = data.load_prepared(snakemake.input.data)
-    order = io.load_npy(snakemake.input.order)
+    order = files.load_npy(snakemake.input.order)
     x, y = data.kernel_rows(d, order, n)
     x = torch.from_numpy(x)
     with open(snakemake.input.metrics, newline="") as f:
@@ -22,7 +22,7 @@ with io.job(snakemake):
                    and r["method"] == "network"]
     ident = {k: network[0][k] for k in ("dataset", "arch", "width", "seed")}
     checkpoints = training.run_checkpoints(network, snakemake.input.final, snakemake.params.checkpoints)
-    io.verify_inputs([c["path"] for c in checkpoints])  # the tracked run's checkpoints, not declared inputs
+    files.verify_inputs([c["path"] for c in checkpoints])  # the tracked run's checkpoints, not declared inputs
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"eNTK ({w.kind}) of {len(checkpoints)} checkpoints on {len(x)} points, device {device}, engine "
           f"{entk.engine(models.load_network(checkpoints[0]['path']))}", flush=True)
@@ -49,6 +49,6 @@ with io.job(snakemake):
     rows = evolution.track(checkpoints, kernel_of, y, blocks, int(d["n_classes"]),
                            snakemake.params.ridges, progress=lambda msg: print(msg, flush=True),
                            prior_of=outputs_of if snakemake.params.linearized else None, spectral=spectral)
-    out = [io.tidy_row(**ident, method="entk_checkpoint", kind=w.kind, n=n, k=n, **r) for r in rows]
-    out += [io.tidy_row(**r) for r in network]  # the network's own rows, as training wrote them
-    io.write_rows(snakemake.output[0], out)
+    out = [files.tidy_row(**ident, method="entk_checkpoint", kind=w.kind, n=n, k=n, **r) for r in rows]
+    out += [files.tidy_row(**r) for r in network]  # the network's own rows, as training wrote them
+    files.write_rows(snakemake.output[0], out)

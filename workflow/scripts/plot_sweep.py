@@ -1,9 +1,9 @@
 """Adapter: the sweep figure (each method's exponent against each swept setting)."""
 import pandas as pd
 
-from ntkscaling import io, plotting
+from ntkscaling import jobs, plotting
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     p = snakemake.params
     table = pd.read_csv(snakemake.input.table, dtype={"ridge": str, "kind": str}, keep_default_na=False,
                         na_values={c: ["", "nan"] for c in ("alpha", "alpha_lo", "alpha_hi", "width", "alpha_deficit",

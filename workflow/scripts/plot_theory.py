@@ -1,8 +1,8 @@
 """Adapter: the theory figure (each kernel's measured test MSE beside what its spectrum predicts)."""
-from ntkscaling import io, plotting
+from ntkscaling import jobs, plotting
 from ntkscaling.analysis import scaling
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     p = snakemake.params
     fig = plotting.plot_theory(scaling.read_metrics(snakemake.input.metrics),
                                scaling.read_exponents(snakemake.input.summary), p.title, ridge=p.ridge, width=p.width)

@@ -1,9 +1,9 @@
 """Adapter: the width-scaling figure (metric and exponent vs width, distance to the infinite NTK)."""
 import pandas as pd
 
-from ntkscaling import io, plotting
+from ntkscaling import jobs, plotting
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     p = snakemake.params
     fig = plotting.plot_width_scaling(pd.read_csv(snakemake.input.metrics), pd.read_csv(snakemake.input.exponents),
                                       pd.read_csv(snakemake.input.distance), p.metrics, p.title, p.ridge, p.n)

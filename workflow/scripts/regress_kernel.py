@@ -5,24 +5,24 @@ ridge chosen on the validation set (`tuned`). Uncentred networks are matched by 
 spectrum's fitted exponents (n = the rows of the spectrum)."""
 import numpy as np
 
-from ntkscaling import data, io
+from ntkscaling import data, files, jobs
 from ntkscaling.pipeline import tags as methods
 from ntkscaling.analysis import regression, theory
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     w, p = snakemake.wildcards, snakemake.params
     d = data.load_prepared(snakemake.input.data)
-    order = io.load_npy(snakemake.input.order)
-    K = io.load_npy(snakemake.input.kernel, mmap=True)
+    order = files.load_npy(snakemake.input.order)
+    K = files.load_npy(snakemake.input.kernel, mmap=True)
     n_max = max(p.ns)
     y_all = data.kernel_rows(d, order, n_max, p.pool)[1]
     blocks = data.row_blocks(n_max, d, data.pool_size(order, n_max, p.pool))
     if K.shape[0] != len(y_all):
         raise ValueError(f"{snakemake.input.kernel}: {K.shape[0]} rows, expected {len(y_all)} (training, "
                          f"validation, test and pool rows)")
-    prior = io.load_npy(snakemake.input.prior[0]) if snakemake.input.prior else None
+    prior = files.load_npy(snakemake.input.prior[0]) if snakemake.input.prior else None
     tag = methods.parse_tag(w.method)
-    ident = {"dataset": p.dataset, "arch": p.arch, "width": io.table_width(w.width), "seed": int(w.seed),
+    ident = {"dataset": p.dataset, "arch": p.arch, "width": files.table_width(w.width), "seed": int(w.seed),
              "method": tag["method"], "kind": w.kind, "k": tag["k"] or 0}
     print(f"predictor: {'linearized (f0 + kernel regression on Y - f0)' if prior is not None else 'kernel regression'};"
           f" ridge chosen on {blocks['val'].stop - blocks['val'].start} validation points by {p.select_by}",
@@ -34,11 +34,11 @@ with io.job(snakemake):
         label = methods.TUNED if res["tuned"] else methods.ridge_label(res["ridge"])
         at = {**ident, "ridge": label, "n": n}
         for metric in ("error", "mse"):
-            rows.append(io.tidy_row(**at, metric=f"test_{metric}", value=float(res[metric].mean())))
-            rows.append(io.tidy_row(**at, metric=f"val_{metric}", value=float(res["val"][metric].mean())))
-        rows.append(io.tidy_row(**at, metric="jitter", value=res["jitter"]))
+            rows.append(files.tidy_row(**at, metric=f"test_{metric}", value=float(res[metric].mean())))
+            rows.append(files.tidy_row(**at, metric=f"val_{metric}", value=float(res["val"][metric].mean())))
+        rows.append(files.tidy_row(**at, metric="jitter", value=res["jitter"]))
         if res["tuned"]:
-            rows.append(io.tidy_row(**at, metric="selected_ridge", value=res["ridge"]))
+            rows.append(files.tidy_row(**at, metric="selected_ridge", value=res["ridge"]))
         records.append((n, label, res))
         print(f"n={n} ridge={label} ({res['ridge']:g}) jitter={res['jitter']:g} val_{p.select_by}="
               f"{res['val'][p.select_by].mean():.4g} test_error={res['error'].mean():.4f} "
@@ -50,8 +50,8 @@ with io.job(snakemake):
     else:  # the full kind's (n C)^2 eigenproblem is out of reach at useful sizes
         print("theory: no spectrum for the full kind", flush=True)
         spectrum = []
-    io.write_rows(snakemake.output.spectrum, spectrum, columns=theory.SPECTRUM_COLUMNS)
-    io.write_rows(snakemake.output.metrics, rows)
-    io.save_npz(snakemake.output.pointwise, **ident, n=np.array([n for n, _, _ in records]),
+    files.write_rows(snakemake.output.spectrum, spectrum, columns=theory.SPECTRUM_COLUMNS)
+    files.write_rows(snakemake.output.metrics, rows)
+    files.save_npz(snakemake.output.pointwise, **ident, n=np.array([n for n, _, _ in records]),
                 ridge=np.array([label for _, label, _ in records]),
                 error=np.stack([r["error"] for _, _, r in records]), mse=np.stack([r["mse"] for _, _, r in records]))

@@ -3,14 +3,14 @@ diverged or not, final training loss, test error and MSE; the sweep's checkpoint
 of the point runs."""
 import csv
 
-from ntkscaling import io
+from ntkscaling import files, jobs
 from ntkscaling.pipeline import sweep
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     outcomes = []
     for path in snakemake.input.metrics:
         with open(path, newline="") as f:
             outcomes.append(sweep.training_outcome(list(csv.DictReader(f))))
-    io.write_rows(snakemake.output[0], outcomes, columns=sweep.OUTCOME_COLUMNS)
+    files.write_rows(snakemake.output[0], outcomes, columns=sweep.OUTCOME_COLUMNS)
     status = sweep.point_status(outcomes)
     print(f"{status['networks']} networks, {status['networks_diverged']} diverged: {status['status']}")

@@ -3,11 +3,11 @@ paired deficits beside its settings and training outcome; a diverged point is a 
 import csv
 from pathlib import Path
 
-from ntkscaling import io
+from ntkscaling import files, jobs
 from ntkscaling.analysis import scaling
 from ntkscaling.pipeline import sweep
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     p = snakemake.params
     summaries = {Path(path).parents[1].name: path for path in snakemake.input.summaries}
     statuses, tables = [], []
@@ -18,5 +18,5 @@ with io.job(snakemake):
         print(f"{name}: {statuses[-1]['status']} ({statuses[-1]['networks_diverged']} of "
               f"{statuses[-1]['networks']} networks diverged)")
     table = sweep.sweep_table(list(p.points), statuses, tables)
-    with io.atomic_path(snakemake.output[0]) as tmp:
+    with files.atomic_path(snakemake.output[0]) as tmp:
         table.to_csv(tmp, index=False)

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import torch
 
-from ntkscaling import data, io, training
+from ntkscaling import data, files, jobs, training
 from ntkscaling.nets import models
 
 
@@ -14,17 +14,17 @@ def record_divergence(err, meta):
     """The job's outputs for a diverged network: the metrics measured before it and a 'diverged' row, NaN
     test predictions, and a final checkpoint that holds no network (models.save_diverged)."""
     print(f"recorded, not failed (train.on_divergence: record): {err}", flush=True)
-    rows = err.rows + [io.tidy_row(**meta, method="network", epoch=err.epoch, step=err.step, metric=io.DIVERGED,
+    rows = err.rows + [files.tidy_row(**meta, method="network", epoch=err.epoch, step=err.step, metric=files.DIVERGED,
                                    value=1.0)]
     d = data.load_prepared(snakemake.input.data)
     nan = np.full((2, len(d["y_test"])), np.nan)
-    io.save_npz(snakemake.output.pointwise, **meta, method=np.array(["network", "network_best"]), loss=nan, mse=nan,
+    files.save_npz(snakemake.output.pointwise, **meta, method=np.array(["network", "network_best"]), loss=nan, mse=nan,
                 error=nan, pred=np.full(nan.shape + (int(d["n_classes"]),), np.nan), step=np.array([err.step] * 2))
-    io.write_rows(snakemake.output.metrics, rows)
+    files.write_rows(snakemake.output.metrics, rows)
     models.save_diverged(snakemake.output.final, str(err))
 
 
-with io.job(snakemake):
+with jobs.job(snakemake):
     torch.set_num_threads(snakemake.threads)
     w, p = snakemake.wildcards, snakemake.params
     n = int(w.n)
@@ -40,13 +40,13 @@ with io.job(snakemake):
             raise
         record_divergence(err, meta)
     else:
-        with io.atomic_path(snakemake.output.final) as tmp:
+        with files.atomic_path(snakemake.output.final) as tmp:
             shutil.copyfile(saved[max(saved)], tmp)
         methods = list(records)  # network (last step), network_best (best validation evaluation)
-        io.save_npz(snakemake.output.pointwise, **meta, method=np.array(methods),
+        files.save_npz(snakemake.output.pointwise, **meta, method=np.array(methods),
                     **{key: np.stack([records[mt][key] for mt in methods])
                        for key in ("loss", "mse", "error", "pred", "step")})
-        io.write_rows(snakemake.output.metrics, rows)
+        files.write_rows(snakemake.output.metrics, rows)
         print(f"done: n={n} steps={max(saved)}")
         for method, rec in records.items():
             final = {r["metric"]: r["value"] for r in rows if r["step"] == rec["step"] and r["method"] == method}

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from .. import arguments
-from ..io import load_npz
+from ..files import load_npz
 from ..pipeline.tags import K_EQUALS_N, METHODS, NETWORK_METHODS, ridge_label
 
 

@@ -208,7 +208,7 @@ def regression_theory(K: np.ndarray, targets: np.ndarray, blocks: dict, records,
             regression; settings: the config's theory section; ident's k: the rows the kernel's network
             trained on (0 at init and for infinite kernels), left out of the spectrum.
     """
-    from ..io import tidy_row
+    from ..files import tidy_row
     rows = spectrum_rows(blocks, settings["max_rows"], trained_on=int(ident.get("k") or 0))
     applied = [(n, (res["ridge"] + res["jitter"]) * float(np.mean(np.diag(K[:n, :n]), dtype=np.float64)))
                for n, _, res in records]  # the ridge as analysis/regression.py applied it

@@ -1,7 +1,8 @@
 """What each layer means, in one class per layer type: its forward pass, its empirical-NTK rule and its
-infinite-width kernel step. A network (nets/models.py), its eNTK (kernels/empirical/api.py) and its infinite kernel
-(kernels/infinite/api.py) are each a walk over the same list of these layers; this file is their plain definition.
-The fast engines (kernels/empirical/layerwise.py, kernels/infinite/blocks.py, kernels/infinite/native.py) fuse these steps and are tested against them.
+infinite-width kernel step. A network (nets/models.py), its eNTK (kernels/empirical/api.py) and its
+infinite kernel (kernels/infinite/api.py) are each a walk over the same list of these layers; this file is
+their plain definition. The fast engines (kernels/empirical/layerwise.py, kernels/infinite/blocks.py and
+native.py) fuse these steps and are tested against them.
 
 Every layer has
 - ``forward(h)``: the finite network's computation (NCHW images, (N, D) vectors);
@@ -16,7 +17,7 @@ memory they hold) and ``entk_gram(f1, f2, kind)``, its term of the kernel betwee
 Parameters are raw N(0, 1) draws in the NTK parameterization (neural-tangents' convention: the scale
 W_std/sqrt(fan_in) sits in the forward pass), scaled draws in the standard one.
 
-To add a layer type: one class here with these methods and its `kind`, added to `LAYER_TYPES`, and one
+To add a layer type: one class here with these methods and its `type`, added to `LAYER_TYPES`, and one
 test in tests/test_layers.py against the autograd Jacobian and a neural-tangents value.
 """
 from __future__ import annotations
@@ -77,12 +78,12 @@ def kernel_from_features(param_layers, f1: list[dict], f2: list[dict], kind: str
 class Layer(nn.Module):
     """A layer without parameters. `channelwise`: it never mixes channels (what lets the mean-kind eNTK
     treat the last hidden layer's logits as one, see entk_fast.readout_diagonal)."""
-    kind = ""
+    type = ""
     channelwise = False
 
     @classmethod
     def from_spec(cls, spec: dict, parameterization: str) -> "Layer":
-        return cls(**{k: v for k, v in spec.items() if k != "kind"})
+        return cls(**{k: v for k, v in spec.items() if k != "type"})
 
     def vjp(self, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -106,7 +107,7 @@ class ParamLayer(Layer):
 
     @classmethod
     def from_spec(cls, spec: dict, parameterization: str) -> "ParamLayer":
-        return cls(**{k: v for k, v in spec.items() if k != "kind"}, parameterization=parameterization)
+        return cls(**{k: v for k, v in spec.items() if k != "type"}, parameterization=parameterization)
 
     def scaled_weight(self) -> torch.Tensor:
         return self.weight * self.W_scale
@@ -134,7 +135,7 @@ class ParamLayer(Layer):
 
 class Dense(ParamLayer):
     """z = W_scale * h @ W^T + b_scale * b, with weight stored (out, in) as in nn.Linear."""
-    kind = "dense"
+    type = "dense"
 
     def __init__(self, fan_in: int, fan_out: int, W_std: float, b_std: float, parameterization: str = "ntk"):
         super().__init__((fan_out, fan_in), fan_in, W_std, b_std, parameterization)
@@ -167,7 +168,7 @@ class Dense(ParamLayer):
 
 class Conv(ParamLayer):
     """3x3 SAME, stride 1 cross-correlation; weight (C_out, C_in, 3, 3)."""
-    kind = "conv"
+    type = "conv"
 
     def __init__(self, c_in: int, c_out: int, W_std: float, b_std: float, parameterization: str = "ntk"):
         super().__init__((c_out, c_in, 3, 3), c_in * 9, W_std, b_std, parameterization)
@@ -221,7 +222,7 @@ def _shift_sum3x3(K: torch.Tensor) -> torch.Tensor:
 
 
 class ReLU(Layer):
-    kind = "relu"
+    type = "relu"
     channelwise = True
 
     def forward(self, h):
@@ -262,7 +263,7 @@ def _pair_variances(q: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Ten
 
 class AvgPool(Layer):
     """2x2 average pooling, stride 2."""
-    kind = "avgpool"
+    type = "avgpool"
     channelwise = True
 
     def forward(self, h):
@@ -280,7 +281,7 @@ class AvgPool(Layer):
 
 class GlobalAvgPool(Layer):
     """The mean over all pixels: images (N, C, H, W) -> vectors (N, C)."""
-    kind = "global_avg_pool"
+    type = "global_avg_pool"
     channelwise = True
 
     def forward(self, h):
@@ -295,7 +296,7 @@ class GlobalAvgPool(Layer):
 
 class Flatten(Layer):
     """Images to vectors in NHWC order, as neural-tangents flattens; vectors pass unchanged."""
-    kind = "flatten"
+    type = "flatten"
 
     def forward(self, h):
         return h.permute(0, 2, 3, 1).reshape(h.shape[0], -1) if h.dim() == 4 else h
@@ -313,12 +314,12 @@ class Flatten(Layer):
         return kernel.map(lambda K: torch.diagonal(torch.diagonal(K, dim1=2, dim2=4), dim1=2, dim2=3).mean((-2, -1)))
 
 
-LAYER_TYPES = {cls.kind: cls for cls in (Dense, Conv, ReLU, AvgPool, GlobalAvgPool, Flatten)}
+LAYER_TYPES = {cls.type: cls for cls in (Dense, Conv, ReLU, AvgPool, GlobalAvgPool, Flatten)}
 
 
 def from_spec(spec: dict, parameterization: str = "ntk") -> Layer:
-    """The layer a spec dict describes ({"kind": ..., and its constructor's arguments})."""
-    if spec.get("kind") not in LAYER_TYPES:
-        raise ValueError(f"unknown layer kind {spec.get('kind')!r} in architecture description; "
+    """The layer a spec dict describes ({"type": ..., and its constructor's arguments})."""
+    if spec.get("type") not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type {spec.get('type')!r} in architecture description; "
                          f"expected one of {sorted(LAYER_TYPES)}")
-    return LAYER_TYPES[spec["kind"]].from_spec(spec, parameterization)
+    return LAYER_TYPES[spec["type"]].from_spec(spec, parameterization)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import archs, layers
-from ..io import ZIP_MAGIC, FileFormatError, atomic_path, require_magic
+from ..files import ZIP_MAGIC, FileFormatError, atomic_path, require_magic
 
 ARCHS = archs.LAYERED
 PARAMETERIZATIONS = ("ntk", "standard")
@@ -44,12 +44,12 @@ def layer_specs(arch: str, width: int, in_shape, out_dim: int, depth: int | None
             raise ValueError(f"arch='mlp' needs depth >= 1 hidden layers, got depth={depth!r}")
         fan_in = int(np.prod(in_shape))
         if len(in_shape) == 3:
-            specs.append({"kind": "flatten"})
+            specs.append({"type": "flatten"})
         for _ in range(depth):
-            specs += [{"kind": "dense", "fan_in": fan_in, "fan_out": width, "W_std": W_std, "b_std": b_std},
-                      {"kind": "relu"}]
+            specs += [{"type": "dense", "fan_in": fan_in, "fan_out": width, "W_std": W_std, "b_std": b_std},
+                      {"type": "relu"}]
             fan_in = width
-        specs.append({"kind": "dense", "fan_in": fan_in, "fan_out": out_dim, "W_std": W_std, "b_std": b_std})
+        specs.append({"type": "dense", "fan_in": fan_in, "fan_out": out_dim, "W_std": W_std, "b_std": b_std})
         return specs
     if len(in_shape) != 3:
         raise ValueError(f"arch={arch!r} needs image inputs (C, H, W), got in_shape={in_shape}")
@@ -59,13 +59,13 @@ def layer_specs(arch: str, width: int, in_shape, out_dim: int, depth: int | None
                          f"got {h}x{w}")
     for stage, n_conv in enumerate(MYRTLE_BLOCKS[arch]):
         if stage > 0:
-            specs.append({"kind": "avgpool"})
+            specs.append({"type": "avgpool"})
         for _ in range(n_conv):
-            specs += [{"kind": "conv", "c_in": c_in, "c_out": width, "W_std": W_std, "b_std": b_std},
-                      {"kind": "relu"}]
+            specs += [{"type": "conv", "c_in": c_in, "c_out": width, "W_std": W_std, "b_std": b_std},
+                      {"type": "relu"}]
             c_in = width
-    specs.append({"kind": "global_avg_pool"})
-    specs.append({"kind": "dense", "fan_in": width, "fan_out": out_dim, "W_std": W_std, "b_std": b_std})
+    specs.append({"type": "global_avg_pool"})
+    specs.append({"type": "dense", "fan_in": width, "fan_out": out_dim, "W_std": W_std, "b_std": b_std})
     return specs
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from ..data import BUILTIN, label_problem
 from ..planted import PLANTED
 
 SCHEMA_PATH = Path(__file__).resolve().with_name("schema.yaml")  # package data: found installed or not
@@ -143,20 +144,6 @@ def _sort_keys(d: dict):
         d[key] = value
 
 
-# Examples per class of the datasets whose size is known without reading them: (training pool, test split).
-# digits is split by ntkscaling itself (the test set is drawn from all 1797 images).
-CLASS_COUNTS = {
-    "digits": ([178, 182, 177, 183, 181, 182, 181, 179, 174, 180], None),
-    "cifar10": ([5000] * 10, [1000] * 10),
-    "mnist": ([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
-              [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]),
-}
-
-
-# Image sizes (H, W) of the built-in datasets, for checking dataset.downsample before any job.
-IMAGE_SIZES = {"digits": (8, 8), "cifar10": (32, 32), "mnist": (28, 28)}
-
-
 def _class_counts(ds: dict):
     """(per-class training counts, per-class test counts or None) before any job, where cheap; else None."""
     if ds["name"] == "npz":
@@ -169,13 +156,15 @@ def _class_counts(ds: dict):
         return np.bincount(y_train, minlength=2).tolist(), np.bincount(y_test, minlength=2).tolist()
     if ds["name"] == "imagefolder":
         from ..data import imagefolder_listing  # file names only: cheap even inside cluster jobs
-        from ..io import InputError
+        from ..files import InputError
         listing = imagefolder_listing(Path(ds["root"]))
         if not listing:
             raise InputError(f"config key 'dataset.root': {Path(ds['root']) / 'train'} has no class folders; "
                              f"expected train/<class>/ and test/<class>/ folders of images")
         return [[len(files) for files in listing[s]] for s in ("train", "test")]
-    return CLASS_COUNTS.get(ds["name"])
+    facts = BUILTIN.get(ds["name"])
+    return None if facts is None else (list(facts.train_counts), None if facts.test_counts is None else
+                                       list(facts.test_counts))
 
 
 def _class_checks(ds: dict, counts) -> list[str]:
@@ -191,15 +180,8 @@ def _class_checks(ds: dict, counts) -> list[str]:
             have = [c for c, n in enumerate(train) if n]
             return [f"config key 'dataset.classes': classes {bad} do not occur in {where} (its classes are {have})"]
         return []
-    empty = [c for c, n in enumerate(train) if n == 0]
-    if empty:
-        shown = empty if len(empty) <= 10 else empty[:10] + ["..."]
-        return [f"dataset {where}: labels must be 0..K-1 with every class in the training split; labels go up to "
-                f"{len(train) - 1} but classes {shown} ({len(empty)}) have no training example (renumber the "
-                f"labels, or choose classes with dataset.classes)"]
-    if len(train) < 2:
-        return [f"dataset {where}: a single class; classification needs at least two"]
-    return []
+    problem = label_problem(train, f"dataset {where}")
+    return [problem] if problem else []
 
 
 def _npz_class_counts(ds: dict):
@@ -207,7 +189,7 @@ def _npz_class_counts(ds: dict):
     naming the file when it is missing, unreadable or its labels are not non-negative integers."""
     import numpy as np
 
-    from ..io import InputError, load_npz
+    from ..files import InputError, load_npz
     path = Path(ds["root"]) / ds["file"]
     z = load_npz(path, hint="", keys=("y_train", "y_test"), what="an .npz with x_train, y_train, x_test, y_test")
     y_train, y_test = z["y_train"], z["y_test"]
@@ -381,12 +363,11 @@ def _model_checks(model: dict, infinite: bool) -> list[str]:
 def input_shape(ds: dict):
     """One input's shape (C, H, W) after downsampling, where known without reading the images (built-in
     datasets, an npz's array header); None for an image folder."""
-    channels = {"digits": 1, "cifar10": 3, "mnist": 1}
     if ds["name"] in PLANTED:
         return (int(ds["planted"]["dim"]),)
-    if ds["name"] in channels:
-        h, w = IMAGE_SIZES[ds["name"]]
-        return channels[ds["name"]], h // ds["downsample"], w // ds["downsample"]
+    if ds["name"] in BUILTIN:
+        c, h, w = BUILTIN[ds["name"]].shape
+        return c, h // ds["downsample"], w // ds["downsample"]
     if ds["name"] != "npz":
         return None
     import zipfile
@@ -439,15 +420,15 @@ def _factory_checks(config: dict) -> list[str]:
 def _dataset_checks(config: dict) -> list[str]:
     """The dataset's classes, image size and split sizes against the config, and the kernels' size."""
     problems, ns, ds = [], sorted(config["sample_sizes"]), config["dataset"]
-    from ..io import InputError
+    from ..files import InputError
     try:
         counts = _class_counts(ds)  # read once: npz label arrays, an image folder's listing
     except InputError as e:
         counts = None
         problems.append(str(e))
     problems += _class_checks(ds, counts)
-    if ds["name"] in IMAGE_SIZES and any(side % ds["downsample"] for side in IMAGE_SIZES[ds["name"]]):
-        h, w = IMAGE_SIZES[ds["name"]]
+    if ds["name"] in BUILTIN and any(side % ds["downsample"] for side in BUILTIN[ds["name"]].shape[1:]):
+        _, h, w = BUILTIN[ds["name"]].shape
         problems.append(f"config key 'dataset.downsample': got {ds['downsample']}; it must divide the {ds['name']} "
                         f"image size {h}x{w}")
     if ds["name"] in PLANTED and ds["downsample"] != 1:

@@ -20,9 +20,9 @@ import re
 
 import numpy as np
 
-from .. import io
+from .. import files
 
-DIVERGED = io.DIVERGED
+DIVERGED = files.DIVERGED
 
 
 def _grids(config: dict) -> list[dict]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from ..io import atomic_path, tidy_row
+from ..files import atomic_path, tidy_row
 from ..analysis.losses import evaluate
 from .divergence import check_evaluation
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..io import InputError
+from ..files import InputError
 
 BLOWUP = 1e4  # a loss this many times its value at initialization means training diverged
 

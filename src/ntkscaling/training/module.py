@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..nets import models
 from ..data import DatasetError, load_prepared
-from ..io import load_npy
+from ..files import load_npy
 from ..analysis.losses import per_point_loss
 from .divergence import check_training_loss
 from .settings import NetworkSettings, TrainSettings, lr_factor

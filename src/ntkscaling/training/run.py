@@ -16,7 +16,7 @@ import torch
 
 from ..nets import models
 from ..data import md5sum
-from ..io import FileFormatError, atomic_path
+from ..files import FileFormatError, atomic_path
 from ..analysis.losses import evaluate
 from .callbacks import CheckpointAndEvaluate, LineProgress
 from .divergence import DivergenceError

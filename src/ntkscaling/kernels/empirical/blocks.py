@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ...io import Progress
+from ...jobs import Progress
 
 FEATURE_CHUNK = 32    # samples per forward/backward: per-sample cost grows with larger chunks (caches)
 CONTRACT_BLOCK = 256  # rows per Gram block when all features are held: big, efficient matmuls

@@ -2,15 +2,13 @@
 
 The engine allocates tens of MB per chunk and GBs of feature storage. With glibc's defaults every block
 above the mmap threshold is mapped on allocation and unmapped on free, so each chunk pays its page faults
-again (measured: 1.8 M minor faults and 2-3 s of a 25 s Myrtle-5 eNTK, n=1024, 2 cores).
-`keep_freed_memory()`: while the engine runs, blocks up to 32 MB come from the heap and freed memory is
-kept for reuse instead of being trimmed; on exit the trim threshold is restored and the heap trimmed.
+again. `keep_freed_memory()`: while the engine runs, blocks up to 32 MB come from the heap and freed memory
+is kept for reuse instead of being trimmed; on exit the trim threshold is restored and the heap trimmed.
 A no-op elsewhere (other C libraries, macOS) and where the environment tunes malloc itself; it never
-changes any number computed. (Transparent huge pages for the feature storage were measured too: 25x
-fewer faults but slower, the 2 MB pages are zeroed and compacted synchronously.)
-`populated_empty(numel)`: a large CPU buffer whose pages are all mapped by the one mmap call that creates
-it (MAP_POPULATE), instead of one page fault at a time on first touch inside the compute (measured on a
-Myrtle-5 eNTK, n=1024, 3.2 GB of features: 3-4x less system time, 5% less wall time).
+changes any number computed. `populated_empty(numel)`: a large CPU buffer whose pages are all mapped by the
+one mmap call that creates it (MAP_POPULATE), instead of one page fault at a time on first touch inside the
+compute. Transparent huge pages were tried and are not used (their pages are zeroed and compacted
+synchronously). What each of these saves is measured in benchmarks/README.md (host memory).
 """
 from __future__ import annotations
 

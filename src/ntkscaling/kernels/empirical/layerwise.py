@@ -46,8 +46,8 @@ def readout_diagonal(model: Network, kind: str) -> int | None:
 
 def unfold3x3(h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """F.unfold(h, 3, padding=1) ((n, C*9, H*W), same order), by one strided copy of the padded input
-    (1.5x faster than F.unfold on CPU), into `out`'s storage when given: chunks reuse one buffer, where
-    fresh tens-of-MB tensors each cost their page faults again."""
+    (faster than F.unfold on CPU), into `out`'s storage when given: chunks reuse one buffer, where fresh
+    tens-of-MB tensors each cost their page faults again."""
     n, c, H, W = h.shape
     hp = F.pad(h, (1, 1, 1, 1))
     s = hp.stride()
@@ -74,7 +74,7 @@ def _mul_into(g: torch.Tensor, mask: torch.Tensor, out: torch.Tensor | None) -> 
 
 class _Tape:
     """A forward pass of a `Network` without autograd that keeps what its backward needs, and that backward
-    written out per layer (measured 1.15x faster than autograd's for Myrtle-5 on CPU): the transposed conv
+    written out per layer (faster than autograd's on CPU: benchmarks/README.md): the transposed conv
     with the scaled weight formed once, and each ReLU followed by a pooling folded into one broadcast
     multiply (its mask pre-scaled by the pooling's 1/4 or 1/(H W)). Layers without a fused rule here use
     their own `vjp`.
@@ -166,8 +166,8 @@ def _block_features(model: Network, x: torch.Tensor, kind: str, diag: int | None
         logits = 1 if kind == "sum" else tape.out.shape[1]
         # a conv's per-sample weight gradient is G^T unfold(A): unfold once, reuse for every logit; every
         # logit's output gradients of a conv layer (n, C', C_out, H*W), formed by the backward passes, then
-        # one batched matmul per layer (measured 1.1-1.5x the rate of one per logit: each sample's unfolded
-        # input stays in the cache for all logits)
+        # one batched matmul per layer (faster than one per logit: each sample's unfolded input stays in the
+        # cache for all logits)
         unfolded, conv_grads = {}, {}
         for j, (m, A) in enumerate(zip(layers, tape.inputs)):
             if isinstance(m, Conv):  # 3x3 convolutions with padding 1: the output has the input's H*W

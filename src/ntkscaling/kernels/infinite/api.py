@@ -1,7 +1,7 @@
 """Infinite-width NTK and NNGP of the architectures in nets/models.py, in PyTorch (CPU or CUDA).
 
 The same layer list that builds the finite network (models.layer_specs -> nets/layers.py) drives the kernel
-recursion of ../shared/testdata/ntk-reference/README.md (Sigma: NNGP, Theta: NTK), each layer's step
+recursion of Jacot et al. (2018) and Arora et al. (2019) (Sigma: NNGP, Theta: NTK), each layer's step
 defined by its `infinite` method:
 
 - input: Sigma = <x, x'> / D (images: per pixel pair, summed over channels / C), Theta = 0;
@@ -65,8 +65,8 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     where it has a rule for every layer, else plain). The options below concern the blocks engine.
     batch_size: images per block side (default: blocks of about infinite_blocks.BLOCK_ELEMENTS entries,
     within `max_memory_gb`). native: compute the image pairs' conv-ReLU-pool steps with the fused C kernel
-    of kernels/infinite/native.py (CPU, float64 only); None uses it there when it builds, True insists. compile: fuse the
-    torch path's ReLU steps with torch.compile (True/False); None compiles when the torch path does the
+    of kernels/infinite/native.py (CPU, float64 only); None uses it there when it builds, True insists.
+    compile: fuse the torch path's ReLU steps with torch.compile (True/False); None compiles when the torch path does the
     pairs and the job is large enough (infinite_blocks.COMPILE_MIN_ENTRIES pixel-pair entries) to repay
     the compilation (10-20 s the first time, then cached on disk).
     """
@@ -109,6 +109,6 @@ def infinite_kernels_of(layers, x1, x2=None, dtype=torch.float64, implementation
     if implementation == "plain":
         return _plain_kernels(layers, x1, x2)
     if not infinite_blocks.supports(layers):
-        unknown = sorted({layer.kind for layer in layers if not infinite_blocks.supports([layer])})
-        raise ValueError(f"implementation='blocks' has no rule for layer kinds {unknown}; use 'plain'")
+        unknown = sorted({layer.type for layer in layers if not infinite_blocks.supports([layer])})
+        raise ValueError(f"implementation='blocks' has no rule for layer types {unknown}; use 'plain'")
     return infinite_blocks.block_kernels(layers, x1, x1 if x2 is None else x2, x2 is None, **block_options)

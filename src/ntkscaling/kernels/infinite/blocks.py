@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from . import native as native_kernel
-from ...io import Progress
+from ...jobs import Progress
 from ...nets.layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Kernel, ReLU
 
 # image-pair kernel entries per block tensor (2 MB / 8 MB in float64) by path: measured fastest for the eager
@@ -64,7 +64,7 @@ def _propagate(layers, kernel: Kernel, q_pairs, self_mode, float32):
             S = S * w2 + b2
             T = S if T is None else T * w2 + S
         elif not isinstance(layer, Flatten):  # flatten: handled when forming the input kernel
-            raise ValueError(f"no vector-kernel rule for layer kind {layer.kind!r} here")
+            raise ValueError(f"no vector-kernel rule for layer type {layer.type!r} here")
         i += 1
     return Kernel(nngp=S, ntk=T), recorded
 
@@ -194,7 +194,7 @@ class _PairBlocks:
                     return kernel, recorded
                 return Kernel(nngp=kernel.nngp.reshape(a, b), ntk=kernel.ntk.reshape(a, b)), recorded
             else:
-                raise ValueError(f"no pair-block rule for layer kind {layer.kind!r}")
+                raise ValueError(f"no pair-block rule for layer type {layer.type!r}")
             i += 1
         raise ValueError("image architectures end with a global average pool")
 
@@ -243,8 +243,8 @@ class _PairBlocks:
 
     def _native_conv_relu(self, i, sigma_theta, xa, xb, q, relu_i, recorded):
         """layers[i] (a conv), the ReLU after it and an AvgPool after that if there is one, by the fused C
-        kernel (kernels/infinite/native.py) for all pairs of xa and xb, whose variances are q = (qa, qb); q None: each image of
-        xa with itself, its variances computed here and appended to `recorded`, the pooling left to the
+        kernel (native.py) for all pairs of xa and xb, whose variances are q = (qa, qb); q None: each image
+        of xa with itself, its variances computed here and appended to `recorded`, the pooling left to the
         caller (the exact diagonal is restored first). Returns (Sigma and Theta stacked, next layer index)."""
         conv, layers = self.layers[i], self.layers
         w2, b2 = conv.W_std ** 2 / 9, conv.b_std ** 2

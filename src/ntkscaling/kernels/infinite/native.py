@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ...io import atomic_path
+from ...files import atomic_path
 
 SOURCE = Path(__file__).with_name("pairstep.c")
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]

@@ -1,0 +1,105 @@
+"""What a workflow job does around its script: its log (everything it prints, an expected fault reported by
+its message alone), its inputs checked against their producers' records before any work, dying with the
+Snakemake that started it, and throttled progress lines for long loops."""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from .files import InputError, verify_inputs
+
+
+def die_with_parent() -> None:
+    """Have the kernel kill this process when the process that started it dies (Linux): a workflow job
+    must not keep writing outputs after Snakemake itself was killed. SIGKILL, because Lightning takes SIGTERM
+    over during training (and ignores it outside SLURM); outputs are written atomically, so a job killed
+    mid-write leaves nothing a later run trusts. Elsewhere a no-op."""
+    import ctypes
+    import signal
+    import sys
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    if parent == 1:  # already orphaned (Snakemake died while this job started): do not run on alone
+        os.kill(os.getpid(), signal.SIGKILL)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def job(smk):
+    """A workflow job: everything it prints goes to its log (`log_to`), and every input a job of the workflow
+    wrote is checked against its producer's record (`verify_inputs`) before any work."""
+    with log_to(smk.log[0]) as f:
+        verify_inputs(smk.input)
+        yield f
+
+
+@contextlib.contextmanager
+def log_to(path):
+    """Send everything a workflow script prints (Python and C level, Lightning's loggers included) to its
+    log file, tracebacks included; an InputError (a bad file or value) is reported by its message alone and
+    ends the job with exit status 1. The job stops if Snakemake dies (`die_with_parent`)."""
+    import logging
+    import sys
+    import traceback
+
+    die_with_parent()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "w", buffering=1) as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+        try:
+            yield f
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed = e
+        except BaseException:
+            traceback.print_exc()
+            raise
+        else:
+            failed = None
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+    if failed is not None:
+        print(f"error: {failed}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+PROGRESS_SECONDS = 10.0  # at most one progress line per this many seconds (and always the last)
+
+
+class Progress:
+    """Throttled progress of a loop of `total` steps: calling it with the steps done so far prints
+    '<what> done/total elapsed Xs eta Ys' through `report` at most every PROGRESS_SECONDS, and at the end.
+    Silent when `report` is None or the loop has a single step."""
+
+    def __init__(self, report, what: str, total: int):
+        self.report, self.what, self.total = report, what, total
+        self.t0 = self.last = time.perf_counter()
+
+    def __call__(self, done: int):
+        if self.report is None or self.total <= 1:
+            return
+        now = time.perf_counter()
+        if now - self.last >= PROGRESS_SECONDS or done >= self.total:
+            self.last, elapsed = now, now - self.t0
+            self.report(f"{self.what} {done}/{self.total} elapsed {elapsed:.0f}s "
+                        f"eta {elapsed / max(done, 1) * (self.total - done):.0f}s")
