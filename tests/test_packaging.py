@@ -94,7 +94,8 @@ def test_code_inputs_follow_imports_transitively():
     # engines, hostmem (and layers) and its argument checks; models the names of the built-in networks and the
     # ResNet (a function-level import); and the __init__.py of every package on the way
     assert _files("entk_kernel") == {
-        "__init__.py", "arguments.py", "data.py", "files.py", "planted.py", "nets/__init__.py", "nets/archs.py",
+        "__init__.py", "arguments.py", "data.py", "files.py", "jobs.py", "planted.py", "nets/__init__.py",
+        "nets/archs.py",
         "nets/layers.py", "nets/models.py", "nets/resnet.py", "kernels/__init__.py", "kernels/empirical/__init__.py",
         "kernels/empirical/api.py", "kernels/empirical/blocks.py", "kernels/empirical/layerwise.py",
         "kernels/empirical/general.py", "kernels/empirical/hostmem.py", "pipeline/__init__.py", "pipeline/tags.py"}

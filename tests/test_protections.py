@@ -25,7 +25,7 @@ CASES = [
     ("negative labels", "src/ntkscaling/data.py", "if len(y) and y.min() < 0:", "if False:",
      "tests/test_data.py::test_labels_out_of_range_are_refused"),
     ("label ranges", "src/ntkscaling/data.py",
-     "if len(y) and name in KNOWN_CLASSES and y.max() >= KNOWN_CLASSES[name]:", "if False:",
+     "if len(y) and name in BUILTIN and y.max() >= BUILTIN[name].classes:", "if False:",
      "tests/test_data.py::test_labels_out_of_range_are_refused"),
     ("test set overlapping train", "src/ntkscaling/data.py",
      '    if policy == "error":\n        raise DatasetError(msg)', '    if False:\n        raise DatasetError(msg)',

@@ -232,18 +232,26 @@ class ReLU(Layer):
         return g * (h > 0).to(g.dtype)
 
     def infinite(self, kernel):
-        """The arc-cosine step: with q, q' the two inputs' own variances and c their covariance,
-        s = sqrt(q q' - c^2), theta = arctan2(s, c): Sigma' = (s + (pi - theta) c) / (2 pi),
-        Theta' = Theta (pi - theta) / (2 pi)."""
+        """The arc-cosine step (`relu_step`), each input's own variances read off the kernel's diagonal."""
         S = kernel.nngp
         qa, qb = _pair_variances(_own_variances(S), S.dim())
-        qq = qa * qb
+        nngp, ntk = relu_step(S, kernel.ntk, qa * qb)
+        return Kernel(nngp=nngp, ntk=ntk)
+
+
+def relu_step(S: torch.Tensor, T: torch.Tensor | None, qq: torch.Tensor, clip: bool = True):
+    """The ReLU's infinite-width step, defined once (the plain walk and the block engine, eager or compiled,
+    call it; the C kernel of kernels/infinite/native.py is tested against it). With q, q' the two inputs' own
+    variances (qq = q q') and c their covariance S: s = sqrt(q q' - c^2), theta = arctan2(s, c),
+    Sigma' = (s + (pi - theta) c) / (2 pi), Theta' = T (pi - theta) / (2 pi). `clip` first bounds c by
+    sqrt(q q') (rounding can leave it just outside; the float64 block engine skips it, its c is exact).
+    Returns (Sigma', Theta'), Theta' None when T is."""
+    if clip:
         root = torch.sqrt(qq)
-        c = torch.maximum(torch.minimum(S, root), -root)
-        s = torch.sqrt(torch.clamp(qq - c * c, min=0))
-        pi_minus = math.pi - torch.atan2(s, c)
-        ntk = None if kernel.ntk is None else kernel.ntk * pi_minus / (2 * math.pi)
-        return Kernel(nngp=(s + pi_minus * c) / (2 * math.pi), ntk=ntk)
+        S = torch.maximum(torch.minimum(S, root), -root)
+    s = torch.sqrt(torch.clamp(qq - S * S, min=0))
+    pi_minus = math.pi - torch.atan2(s, S)
+    return (s + pi_minus * S) * (1 / (2 * math.pi)), None if T is None else T * pi_minus * (1 / (2 * math.pi))
 
 
 def _own_variances(S: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from . import native as native_kernel
 from ...jobs import Progress
-from ...nets.layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Kernel, ReLU
+from ...nets.layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Kernel, ReLU, relu_step
 
 # image-pair kernel entries per block tensor (2 MB / 8 MB in float64) by path: measured fastest for the eager
 # ops, for the compiled ReLU step (which keeps fewer temporaries in the cache; on 8x8 images 8 or 16 images
@@ -75,14 +75,9 @@ def _affine_relu(Sc, Tc, qa, qb, out_S, out_T, w2: float, b2: float, float32: bo
     restored by the caller (`_PairBlocks.selves`)."""
     S = Sc * w2 + b2
     T = S if Tc is None else Tc * w2 + S
-    qq = qa * qb
-    if float32:
-        root = torch.sqrt(qq)
-        S = torch.maximum(torch.minimum(S, root), -root)
-    s = torch.sqrt(torch.clamp(qq - S * S, min=0))
-    pi_minus = math.pi - torch.atan2(s, S)
-    out_S.copy_((s + pi_minus * S) * (1 / (2 * math.pi)))
-    out_T.copy_(T * pi_minus * (1 / (2 * math.pi)))
+    S, T = relu_step(S, T, qa * qb, clip=float32)
+    out_S.copy_(S)
+    out_T.copy_(T)
 
 
 _FUSED = {}
