@@ -75,11 +75,33 @@ def kernel_from_features(param_layers, f1: list[dict], f2: list[dict], kind: str
     return K / param_layers[-1].fan_out if kind == "mean" else K
 
 
+def mul_into(g: torch.Tensor, mask: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """g * mask (mask of the product's shape), written into `out`'s storage when given."""
+    return g * mask if out is None else torch.mul(g, mask, out=out.view(mask.shape))
+
+
 class Layer(nn.Module):
     """A layer without parameters. `channelwise`: it never mixes channels (what lets the mean-kind eNTK
-    treat the last hidden layer's logits as one, see entk_fast.readout_diagonal)."""
+    treat the last hidden layer's logits as one, see layerwise.readout_diagonal).
+
+    What the fast eNTK engine (kernels/empirical/layerwise.py) asks of a layer, beside its definition:
+    `tape_save(h, next_layer)`, what its backward keeps from the forward pass, and `tape_vjp(g, saved, out)`,
+    that backward (by default: the input itself and `vjp`); a `pools` layer's backward is a constant factor
+    (`pool_factor`) times a broadcast, which a layer before it that `folds_pooling` (a ReLU) folds into its
+    mask (`unpool`)."""
     type = ""
     channelwise = False
+    has_params = False
+    pools = False
+    folds_pooling = False  # its tape_save pre-scales by a following pooling's factor (a ReLU's mask)
+
+    def tape_save(self, h: torch.Tensor, next_layer) -> object:
+        return h
+
+    def tape_vjp(self, g: torch.Tensor, saved, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The backward from what `tape_save` kept; `out`: a tensor the result may be written into (a
+        layer that does not use it leaves the copy to the caller)."""
+        return self.vjp(g, saved).contiguous()
 
     @classmethod
     def from_spec(cls, spec: dict, parameterization: str) -> "Layer":
@@ -93,7 +115,12 @@ class Layer(nn.Module):
 
 
 class ParamLayer(Layer):
-    """A layer with a weight and a bias: z = W_scale * (weight applied to h) + b_scale * bias."""
+    """A layer with a weight and a bias: z = W_scale * (weight applied to h) + b_scale * bias. `unfolds`:
+    its per-sample weight gradient is G^T times an unfolded input (a conv), which the fast engine forms for
+    every logit in one batched matmul; otherwise it keeps the factors A and G (a dense layer)."""
+    has_params = True
+    unfolds = False
+    readout_factorizes = False  # as the last layer, every logit's gradient is W[c] times one map per sample
 
     def __init__(self, weight_shape: tuple, fan_in: int, W_std: float, b_std: float, parameterization: str):
         super().__init__()
@@ -111,6 +138,9 @@ class ParamLayer(Layer):
 
     def scaled_weight(self) -> torch.Tensor:
         return self.weight * self.W_scale
+
+    def tape_save(self, h, next_layer):
+        return self.scaled_weight()  # formed once for every backward pass
 
     def feature_shapes(self, logits: int) -> dict[str, tuple]:
         raise NotImplementedError
@@ -144,8 +174,13 @@ class Dense(ParamLayer):
     def forward(self, h):
         return F.linear(h, self.scaled_weight(), self.bias * self.b_scale)
 
+    readout_factorizes = True
+
     def vjp(self, g, h):
         return g @ self.scaled_weight()
+
+    def tape_vjp(self, g, W, out=None):
+        return g @ W
 
     def feature_shapes(self, logits):
         return {"A": (self.fan_in,), "G": (logits, self.fan_out)}
@@ -177,8 +212,17 @@ class Conv(ParamLayer):
     def forward(self, h):
         return F.conv2d(h, self.scaled_weight(), self.bias * self.b_scale, padding=1)
 
+    unfolds = True
+
     def vjp(self, g, h):
         return F.conv_transpose2d(g, self.scaled_weight(), padding=1)
+
+    def tape_vjp(self, g, W, out=None):
+        return F.conv_transpose2d(g, W, padding=1)
+
+    def unfolded_elements(self, logits: int, height: int, width: int) -> int:
+        """Elements per sample of the fast engine's unfolded input and of its logits' output gradients."""
+        return (self.c_in * 9 + logits * self.c_out) * height * width
 
     def has_bias_features(self) -> bool:
         """With b_scale 0 the biases add nothing to the kernel, so they get no features."""
@@ -231,6 +275,18 @@ class ReLU(Layer):
     def vjp(self, g, h):
         return g * (h > 0).to(g.dtype)
 
+    folds_pooling = True
+
+    def tape_save(self, h, next_layer):
+        """The mask of the active units, pre-scaled by a pooling's factor when one follows (`unpool`)."""
+        mask = (h > 0).to(h.dtype)
+        if next_layer is not None and next_layer.pools:
+            mask.mul_(next_layer.pool_factor(h.shape))
+        return mask
+
+    def tape_vjp(self, g, mask, out=None):
+        return mul_into(g, mask, out)
+
     def infinite(self, kernel):
         """The arc-cosine step (`relu_step`), each input's own variances read off the kernel's diagonal."""
         S = kernel.nngp
@@ -277,8 +333,27 @@ class AvgPool(Layer):
     def forward(self, h):
         return F.avg_pool2d(h, 2, 2)
 
+    pools = True
+
     def vjp(self, g, h):
         return 0.25 * g.repeat_interleave(2, 2).repeat_interleave(2, 3)
+
+    def pool_factor(self, shape) -> float:
+        return 0.25
+
+    def tape_save(self, h, next_layer):
+        return h.shape
+
+    def tape_vjp(self, g, shape, out=None):
+        n, c, H, W = shape
+        return (g * 0.25)[:, :, :, None, :, None].expand(n, c, H // 2, 2, W // 2, 2).reshape(shape)
+
+    def unpool(self, g, mask, shape, out=None):
+        """This pooling's backward and a ReLU's before it: one multiply by the ReLU's mask (which holds the
+        0.25). The rows are widened first: a broadcast over a last axis of 2 is slower."""
+        n, c, H, W = shape
+        g = g[..., None].expand(n, c, H // 2, W // 2, 2).reshape(n, c, H // 2, 1, W)
+        return mul_into(g, mask.view(n, c, H // 2, 2, W), out).view(shape)
 
     def infinite(self, kernel):
         def pool(K):
@@ -295,8 +370,22 @@ class GlobalAvgPool(Layer):
     def forward(self, h):
         return h.mean(dim=(2, 3))
 
+    pools = True
+
     def vjp(self, g, h):
         return (g / (h.shape[2] * h.shape[3]))[:, :, None, None].expand(len(g), *h.shape[1:])
+
+    def pool_factor(self, shape) -> float:
+        return 1.0 / (shape[2] * shape[3])
+
+    def tape_save(self, h, next_layer):
+        return h.shape
+
+    def tape_vjp(self, g, shape, out=None):
+        return (g / (shape[2] * shape[3]))[:, :, None, None].expand(shape).contiguous()
+
+    def unpool(self, g, mask, shape, out=None):
+        return mul_into(g[:, :, None, None], mask, out)
 
     def infinite(self, kernel):
         return kernel.map(lambda K: K.mean(dim=(-4, -3, -2, -1)))
@@ -314,6 +403,15 @@ class Flatten(Layer):
             return g
         n, c, H, W = h.shape
         return g.reshape(len(g), H, W, c).permute(0, 3, 1, 2)
+
+    def tape_save(self, h, next_layer):
+        return h.shape
+
+    def tape_vjp(self, g, shape, out=None):
+        if len(shape) != 4:
+            return g
+        n, c, H, W = shape
+        return g.reshape(n, H, W, c).permute(0, 3, 1, 2).contiguous()
 
     def infinite(self, kernel):
         """A flattened image's covariance <x, x'> / (C H W) is the mean over pixels p of Sigma(p, p)."""

@@ -35,7 +35,7 @@ from ... import arguments
 from . import blocks as entk_blocks, layerwise as entk_fast, hostmem
 from .blocks import DEFAULT_MEMORY_GB
 from .general import JacobianFeatures, trainable_parameters
-from ...nets.layers import ParamLayer, kernel_from_features
+from ...nets.layers import kernel_from_features
 from ...nets.models import Network
 
 KINDS = ("mean", "sum", "full")
@@ -75,7 +75,7 @@ def _plain_features(model: Network, x: torch.Tensor, kind: str) -> list[dict]:
         h = layer(h)
     eye = torch.eye(h.shape[1], dtype=h.dtype, device=h.device)
     seeds = [torch.ones_like(h)] if kind == "sum" else [eye[c].expand_as(h) for c in range(h.shape[1])]
-    grads = {i: [] for i, m in enumerate(model) if isinstance(m, ParamLayer)}
+    grads = {i: [] for i, m in enumerate(model) if m.has_params}
     for g in seeds:
         for i in reversed(range(len(model))):
             if i in grads:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import hostmem
 from .blocks import Features, Scratch
-from ...nets.layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, ParamLayer, ReLU, kernel_from_features
+from ...nets.layers import kernel_from_features
 from ...nets.models import Network
 
 
@@ -37,8 +37,8 @@ def readout_diagonal(model: Network, kind: str) -> int | None:
     feature vector per sample, scaled per channel, instead of C (for Myrtle-5 this layer is 1/3 of the
     Gram)."""
     mods = list(model)
-    params = [i for i, m in enumerate(mods) if isinstance(m, ParamLayer)]
-    if kind != "mean" or len(params) < 2 or params[-1] != len(mods) - 1 or not isinstance(mods[-1], Dense):
+    params = [i for i, m in enumerate(mods) if getattr(m, "has_params", False)]  # any module may stand here
+    if kind != "mean" or len(params) < 2 or params[-1] != len(mods) - 1 or not mods[-1].readout_factorizes:
         return None
     between = mods[params[-2] + 1:params[-1]]
     return len(params) - 2 if all(getattr(m, "channelwise", False) for m in between) else None
@@ -67,49 +67,32 @@ def _alloc_features(model: Network, n: int, logits: int, dtype, device, diag: in
     return [{name: next(parts).view(shape) for name, shape in layer.items()} for layer in shapes]
 
 
-def _mul_into(g: torch.Tensor, mask: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-    """g * mask (mask of the product's shape), written into `out`'s storage when given."""
-    return g * mask if out is None else torch.mul(g, mask, out=out.view(mask.shape))
-
-
 class _Tape:
-    """A forward pass of a `Network` without autograd that keeps what its backward needs, and that backward
-    written out per layer (faster than autograd's on CPU: benchmarks/README.md): the transposed conv
-    with the scaled weight formed once, and each ReLU followed by a pooling folded into one broadcast
-    multiply (its mask pre-scaled by the pooling's 1/4 or 1/(H W)). Layers without a fused rule here use
-    their own `vjp`.
+    """A forward pass of a `Network` without autograd that keeps what its backward needs, and that backward,
+    each step by the layer's own fast rule (`tape_save`, `tape_vjp`; faster than autograd's on CPU:
+    benchmarks/README.md): the scaled weight formed once, and each ReLU followed by a pooling folded into one
+    broadcast multiply (its mask pre-scaled by the pooling's factor; the pooling's `unpool`).
 
     inputs[j]: the input of the j-th parametrized layer; out: the network output."""
 
     def __init__(self, model: Network, x: torch.Tensor):
         self.mods = list(model)
         self.saved: list = [None] * len(self.mods)
-        self.params = [i for i, m in enumerate(self.mods) if isinstance(m, ParamLayer)]
+        self.params = [i for i, m in enumerate(self.mods) if m.has_params]
         self.param_index = {i: j for j, i in enumerate(self.params)}
         self.inputs = []
         h = x
         for i, m in enumerate(self.mods):
-            nxt = self.mods[i + 1] if i + 1 < len(self.mods) else None
-            if isinstance(m, ParamLayer):
+            if m.has_params:
                 self.inputs.append(h)
-                self.saved[i] = m.scaled_weight()
-            elif isinstance(m, ReLU):
-                mask = (h > 0).to(h.dtype)
-                if isinstance(nxt, AvgPool):
-                    mask.mul_(0.25)
-                elif isinstance(nxt, GlobalAvgPool):
-                    mask.mul_(1.0 / (h.shape[2] * h.shape[3]))
-                self.saved[i] = mask
-            elif isinstance(m, (AvgPool, GlobalAvgPool, Flatten)):
-                self.saved[i] = h.shape
-            else:
-                self.saved[i] = h
+            self.saved[i] = m.tape_save(h, self.mods[i + 1] if i + 1 < len(self.mods) else None)
             h = m(h)
         self.out = h
 
     def _dest(self, i, dest):
-        """Where the gradient computed at module i goes: dest(j) when module i - 1 is the j-th Dense/Conv."""
-        if dest is None or i == 0 or not isinstance(self.mods[i - 1], ParamLayer):
+        """Where the gradient computed at module i goes: dest(j) when module i - 1 is the j-th parametrized
+        layer."""
+        if dest is None or i == 0 or not self.mods[i - 1].has_params:
             return None
         return dest(self.param_index[i - 1])
 
@@ -120,39 +103,17 @@ class _Tape:
         i = top
         while True:
             m, saved = self.mods[i], self.saved[i]
-            if isinstance(m, ParamLayer):
+            if m.has_params:
                 yield self.param_index[i], g
                 if i == self.params[0]:
                     return
-                g = g @ saved if isinstance(m, Dense) else F.conv_transpose2d(g, saved, padding=1)
-            elif i > 0 and isinstance(self.mods[i - 1], ReLU) and isinstance(m, (AvgPool, GlobalAvgPool)):
-                g = self._relu_pool(g, i, dest)
+                g = m.tape_vjp(g, saved)
+            elif m.pools and i > 0 and self.mods[i - 1].folds_pooling:  # its mask holds the factor
+                g = m.unpool(g, self.saved[i - 1], saved, self._dest(i - 1, dest))
                 i -= 1
-            elif isinstance(m, ReLU):
-                g = _mul_into(g, saved, self._dest(i, dest))
-            elif isinstance(m, AvgPool):
-                n, c, H, W = saved
-                g = (g * 0.25)[:, :, :, None, :, None].expand(n, c, H // 2, 2, W // 2, 2).reshape(saved)
-            elif isinstance(m, GlobalAvgPool):
-                g = (g / (saved[2] * saved[3]))[:, :, None, None].expand(saved).contiguous()
-            elif isinstance(m, Flatten):
-                if len(saved) == 4:
-                    n, c, H, W = saved
-                    g = g.reshape(n, H, W, c).permute(0, 3, 1, 2).contiguous()
             else:
-                g = m.vjp(g, saved).contiguous()
+                g = m.tape_vjp(g, saved, self._dest(i, dest))
             i -= 1
-
-    def _relu_pool(self, g, i, dest):
-        """The backward of pooling module i and the ReLU before it: one multiply by the ReLU's mask, which
-        holds the pooling's factor."""
-        mask, shape = self.saved[i - 1], self.saved[i]
-        if isinstance(self.mods[i], GlobalAvgPool):
-            return _mul_into(g[:, :, None, None], mask, self._dest(i - 1, dest))
-        n, c, H, W = shape
-        # widen the rows first: a broadcast over a last axis of 2 is 1.1-2x slower
-        g = g[..., None].expand(n, c, H // 2, W // 2, 2).reshape(n, c, H // 2, 1, W)
-        return _mul_into(g, mask.view(n, c, H // 2, 2, W), self._dest(i - 1, dest)).view(shape)
 
 
 def _block_features(model: Network, x: torch.Tensor, kind: str, diag: int | None, into: Features,
@@ -170,7 +131,7 @@ def _block_features(model: Network, x: torch.Tensor, kind: str, diag: int | None
         # cache for all logits)
         unfolded, conv_grads = {}, {}
         for j, (m, A) in enumerate(zip(layers, tape.inputs)):
-            if isinstance(m, Conv):  # 3x3 convolutions with padding 1: the output has the input's H*W
+            if m.unfolds:  # 3x3 convolutions with padding 1: the output has the input's H*W
                 unfolded[j] = unfold3x3(A, scratch.get_buffer(j, A.numel() * 9, A)).transpose(1, 2)
                 shape = (n, 1 if j == diag else logits, m.c_out, A.shape[2] * A.shape[3])
                 conv_grads[j] = scratch.get_buffer(("G", j), math.prod(shape), A).view(shape)
@@ -220,15 +181,15 @@ def bytes_per_sample(model: Network, x_shape, logits: int, itemsize: int,
     h = torch.zeros((1,) + tuple(x_shape), dtype=p.dtype, device=p.device)
     with torch.no_grad():
         for m in model:
-            if isinstance(m, ParamLayer):
+            if m.has_params:
                 cp = 1 if j == diag else logits
                 retained += sum(math.prod(s) for s in m.feature_shapes(cp).values())
-                if isinstance(m, Conv):
-                    unfolded += (m.c_in * 9 + cp * m.c_out) * h.shape[2] * h.shape[3]
+                if m.unfolds:
+                    unfolded += m.unfolded_elements(cp, h.shape[2], h.shape[3])
                 j += 1
             h = m(h)
             acts += 2 * h[0].numel()  # the tape: each module's output and its saved mask or input
-            if isinstance(m, ParamLayer):
+            if m.has_params:
                 grads += 2 * h[0].numel()  # one logit's output gradient and the product forming the next
     return retained * itemsize, (acts + grads + unfolded) * itemsize
 
