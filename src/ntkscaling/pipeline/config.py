@@ -163,8 +163,7 @@ def _class_counts(ds: dict):
                              f"expected train/<class>/ and test/<class>/ folders of images")
         return [[len(files) for files in listing[s]] for s in ("train", "test")]
     facts = BUILTIN.get(ds["name"])
-    return None if facts is None else (list(facts.train_counts), None if facts.test_counts is None else
-                                       list(facts.test_counts))
+    return None if facts is None else (facts.train_counts, facts.test_counts)
 
 
 def _class_checks(ds: dict, counts) -> list[str]:
