@@ -10,6 +10,7 @@ from ntkscaling.kernels.empirical import api as entk
 from ntkscaling.kernels.infinite import api as infinite, blocks as infinite_blocks, native
 from ntkscaling import jobs
 from ntkscaling.nets import models
+from ntkscaling.nets import layers
 from ntkscaling.nets.layers import Kernel
 
 
@@ -121,6 +122,65 @@ def test_compiled_pair_steps_match_eager_and_reference(reference_dir):
         assert (a.double() - b).abs().max() / b.abs().max() < 1e-5
 
 
+class _ScaledReLU(layers.ReLU):
+    """c relu(h): a layer type added as the layer docstring says, one class; its infinite step is c^2 times
+    the ReLU's (both kernels), and it declares its rule for the block engine itself."""
+    type = "scaled_relu"
+    on_blocks = True
+
+    def __init__(self, c):
+        super().__init__()
+        self.c2 = c * c
+
+    def forward(self, h):
+        return self.c2 ** 0.5 * torch.relu(h)
+
+    def infinite(self, kernel):
+        relu = super().infinite(kernel)
+        return Kernel(nngp=relu.nngp * self.c2, ntk=relu.ntk * self.c2)
+
+    def pair_step(self, S, T, qq, clip=True):
+        S2, T2 = layers.relu_step(S, T, qq, clip)
+        return S2 * self.c2, T2 * self.c2
+
+    def own_step(self, q, T):
+        return q / 2 * self.c2, T / 2 * self.c2
+
+
+class _UndeclaredReLU(layers.ReLU):
+    """A subclass that says nothing about the block engine: it inherits no claim to its parent's rule."""
+
+
+@pytest.mark.parametrize("image", [False, True])
+def test_block_engine_reads_each_layer_rule_off_the_layer(image):
+    # a new nonlinearity class (one class, no engine edit) runs through the block engine, by its torch path
+    # (the C kernel computes the ReLU's step only), and gives the plain walk's numbers (the definition)
+    g = torch.Generator().manual_seed(5)
+    if image:
+        net = [layers.Conv(2, 1, 2 ** 0.5, 0.1), _ScaledReLU(1.3), layers.AvgPool(), layers.Conv(1, 1, 2 ** 0.5, 0.1),
+               layers.ReLU(), layers.GlobalAvgPool(), layers.Dense(1, 1, 1.0, 0.2), _ScaledReLU(0.7),
+               layers.Dense(1, 1, 1.0, 0.0)]
+        x1, x2 = (torch.randn((n, 2, 4, 4), generator=g, dtype=torch.float64) for n in (5, 3))
+    else:
+        net = [layers.Flatten(), layers.Dense(6, 1, 1.5, 0.1), _ScaledReLU(1.3), layers.Dense(1, 1, 1.0, 0.2),
+               layers.ReLU(), layers.Dense(1, 1, 1.0, 0.0)]
+        x1, x2 = (torch.randn((n, 6), generator=g, dtype=torch.float64) for n in (5, 3))
+    assert infinite_blocks.supports(net)
+    assert not infinite_blocks.supports([_UndeclaredReLU()])
+    for second in (None, x2):
+        blocks = infinite.infinite_kernels_of(net, x1, second, implementation="blocks", batch_size=2)
+        plain = infinite.infinite_kernels_of(net, x1, second, implementation="plain")
+        for a, b in ((blocks.ntk, plain.ntk), (blocks.nngp, plain.nngp)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    if image:  # vector networks never use the C kernel
+        with pytest.raises(RuntimeError, match="computes the ReLU's step only"):
+            infinite.infinite_kernels_of(net, x1, implementation="blocks", native=True)
+
+
+def test_native_kernel_declares_the_relu_step():
+    assert native.PAIR_STEP is layers.ReLU.pair_step is layers.relu_step
+
+
 def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     # no C++ compiler (or an unsupported device): the same numbers, eagerly, and a warning saying why
     def broken_compile(fn, **kw):
@@ -131,7 +191,7 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     monkeypatch.setattr(infinite_blocks, "_FUSED", {})
     g = torch.Generator().manual_seed(3)
     x = torch.randn((3, 1, 8, 8), generator=g, dtype=torch.float64)
-    with pytest.warns(RuntimeWarning, match="torch.compile of the infinite-kernel ReLU step failed.*no C"):
+    with pytest.warns(RuntimeWarning, match="torch.compile of the infinite-kernel nonlinearity step failed.*no C"):
         fallback = infinite.infinite_kernels("myrtle5", (1, 8, 8), x, compile=True, native=False)
     eager = infinite.infinite_kernels("myrtle5", (1, 8, 8), x, compile=False, native=False)
     for a, b in ((fallback.ntk, eager.ntk), (fallback.nngp, eager.nngp)):

@@ -18,7 +18,8 @@ def _needs_native():
 
 
 def _torch_step(S, T, qa, qb, w2, b2, pool):
-    """The torch path's conv sum, affine map, ReLU and pooling on (N, H, W, H, W) covariances."""
+    """The torch path's conv sum, affine map, ReLU (the step the C kernel declares it computes) and pooling on
+    (N, H, W, H, W) covariances."""
     N, H, W = S.shape[:3]
     A, B = qa.shape[0], qb.shape[0]
     blocks = infinite_blocks._PairBlocks(None, (1, H, W), torch.float64, "cpu", False)
@@ -26,7 +27,7 @@ def _torch_step(S, T, qa, qb, w2, b2, pool):
     qa5 = qa[:, None, :, :, None, None].expand(A, B, H, W, 1, 1).reshape(N, H, W, 1, 1)
     qb5 = qb[None, :, None, None].expand(A, B, 1, 1, H, W).reshape(N, 1, 1, H, W)
     out = torch.empty_like(conv)
-    infinite_blocks._affine_relu(conv[0], None if T is None else conv[1], qa5, qb5, out[0], out[1], w2, b2, False)
+    infinite_blocks._affine_then(native.PAIR_STEP)(conv[0], None if T is None else conv[1], qa5, qb5, out[0], out[1], w2, b2, False)
     return blocks._pool(out) if pool else out
 
 

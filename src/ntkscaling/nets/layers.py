@@ -88,12 +88,23 @@ class Layer(nn.Module):
     `tape_save(h, next_layer)`, what its backward keeps from the forward pass, and `tape_vjp(g, saved, out)`,
     that backward (by default: the input itself and `vjp`); a `pools` layer's backward is a constant factor
     (`pool_factor`) times a broadcast, which a layer before it that `folds_pooling` (a ReLU) folds into its
-    mask (`unpool`)."""
+    mask (`unpool`).
+
+    What the infinite block engine (kernels/infinite/blocks.py) asks of a layer: `on_blocks`, whether it has
+    the layer's rule (declared by the layer's own class, never inherited, so a subclass that changes the
+    meaning goes to the plain walk until it says so); `pair_step(S, T, q q')`, a nonlinearity's step that
+    needs each input's own variances q (ReLU: `relu_step`), with `own_step(q, T)` its exact value for an input
+    with itself; `pool_window`, a pooling's window side (None with `pools`: the mean over all pixels);
+    `spatial`, a layer with parameters that mixes neighbouring pixels (a 3x3 conv); `flattens`."""
     type = ""
     channelwise = False
     has_params = False
     pools = False
     folds_pooling = False  # its tape_save pre-scales by a following pooling's factor (a ReLU's mask)
+    pair_step = None
+    pool_window = None
+    spatial = False
+    flattens = False
 
     def tape_save(self, h: torch.Tensor, next_layer) -> object:
         return h
@@ -155,10 +166,15 @@ class ParamLayer(Layer):
         """A neural-tangents weight array in this layer's storage order."""
         raise NotImplementedError
 
+    def affine_factors(self) -> tuple[float, float]:
+        """(W_std^2, b_std^2): the infinite step is Sigma' = W_std^2 Sigma + b_std^2, Theta' = W_std^2 Theta +
+        Sigma', with Sigma averaged over the layer's fan-in."""
+        return self.W_std ** 2, self.b_std ** 2
+
     def _affine(self, kernel: Kernel) -> Kernel:
         """Sigma' = W_std^2 Sigma + b_std^2 and Theta' = W_std^2 Theta + Sigma', Sigma already averaged over
         this layer's fan-in (a conv's 3x3 window summed by the caller and divided by 9 here)."""
-        w2, b2 = self.W_std ** 2, self.b_std ** 2
+        w2, b2 = self.affine_factors()
         nngp = kernel.nngp * w2 + b2
         return Kernel(nngp=nngp, ntk=nngp if kernel.ntk is None else kernel.ntk * w2 + nngp)
 
@@ -166,6 +182,7 @@ class ParamLayer(Layer):
 class Dense(ParamLayer):
     """z = W_scale * h @ W^T + b_scale * b, with weight stored (out, in) as in nn.Linear."""
     type = "dense"
+    on_blocks = True
 
     def __init__(self, fan_in: int, fan_out: int, W_std: float, b_std: float, parameterization: str = "ntk"):
         super().__init__((fan_out, fan_in), fan_in, W_std, b_std, parameterization)
@@ -204,6 +221,8 @@ class Dense(ParamLayer):
 class Conv(ParamLayer):
     """3x3 SAME, stride 1 cross-correlation; weight (C_out, C_in, 3, 3)."""
     type = "conv"
+    on_blocks = True
+    spatial = True
 
     def __init__(self, c_in: int, c_out: int, W_std: float, b_std: float, parameterization: str = "ntk"):
         super().__init__((c_out, c_in, 3, 3), c_in * 9, W_std, b_std, parameterization)
@@ -265,9 +284,26 @@ def _shift_sum3x3(K: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def relu_step(S: torch.Tensor, T: torch.Tensor | None, qq: torch.Tensor, clip: bool = True):
+    """The ReLU's infinite-width step, defined once (the plain walk and the block engine, eager or compiled,
+    call it; the C kernel of kernels/infinite/native.py is tested against it). With q, q' the two inputs' own
+    variances (qq = q q') and c their covariance S: s = sqrt(q q' - c^2), theta = arctan2(s, c),
+    Sigma' = (s + (pi - theta) c) / (2 pi), Theta' = T (pi - theta) / (2 pi). `clip` first bounds c by
+    sqrt(q q') (rounding can leave it just outside; the float64 block engine skips it, its c is exact).
+    Returns (Sigma', Theta'), Theta' None when T is."""
+    if clip:
+        root = torch.sqrt(qq)
+        S = torch.maximum(torch.minimum(S, root), -root)
+    s = torch.sqrt(torch.clamp(qq - S * S, min=0))
+    pi_minus = math.pi - torch.atan2(s, S)
+    return (s + pi_minus * S) * (1 / (2 * math.pi)), None if T is None else T * pi_minus * (1 / (2 * math.pi))
+
+
 class ReLU(Layer):
     type = "relu"
     channelwise = True
+    on_blocks = True
+    pair_step = staticmethod(relu_step)  # the step the block engines fuse with the affine map before it
 
     def forward(self, h):
         return torch.relu(h)
@@ -294,20 +330,10 @@ class ReLU(Layer):
         nngp, ntk = relu_step(S, kernel.ntk, qa * qb)
         return Kernel(nngp=nngp, ntk=ntk)
 
-
-def relu_step(S: torch.Tensor, T: torch.Tensor | None, qq: torch.Tensor, clip: bool = True):
-    """The ReLU's infinite-width step, defined once (the plain walk and the block engine, eager or compiled,
-    call it; the C kernel of kernels/infinite/native.py is tested against it). With q, q' the two inputs' own
-    variances (qq = q q') and c their covariance S: s = sqrt(q q' - c^2), theta = arctan2(s, c),
-    Sigma' = (s + (pi - theta) c) / (2 pi), Theta' = T (pi - theta) / (2 pi). `clip` first bounds c by
-    sqrt(q q') (rounding can leave it just outside; the float64 block engine skips it, its c is exact).
-    Returns (Sigma', Theta'), Theta' None when T is."""
-    if clip:
-        root = torch.sqrt(qq)
-        S = torch.maximum(torch.minimum(S, root), -root)
-    s = torch.sqrt(torch.clamp(qq - S * S, min=0))
-    pi_minus = math.pi - torch.atan2(s, S)
-    return (s + pi_minus * S) * (1 / (2 * math.pi)), None if T is None else T * pi_minus * (1 / (2 * math.pi))
+    @staticmethod
+    def own_step(q, T):
+        """An input with itself (angle exactly 0): both kernels halve."""
+        return q / 2, None if T is None else T / 2
 
 
 def _own_variances(S: torch.Tensor) -> torch.Tensor:
@@ -329,6 +355,8 @@ class AvgPool(Layer):
     """2x2 average pooling, stride 2."""
     type = "avgpool"
     channelwise = True
+    on_blocks = True
+    pool_window = 2
 
     def forward(self, h):
         return F.avg_pool2d(h, 2, 2)
@@ -366,6 +394,7 @@ class GlobalAvgPool(Layer):
     """The mean over all pixels: images (N, C, H, W) -> vectors (N, C)."""
     type = "global_avg_pool"
     channelwise = True
+    on_blocks = True
 
     def forward(self, h):
         return h.mean(dim=(2, 3))
@@ -394,6 +423,8 @@ class GlobalAvgPool(Layer):
 class Flatten(Layer):
     """Images to vectors in NHWC order, as neural-tangents flattens; vectors pass unchanged."""
     type = "flatten"
+    on_blocks = True
+    flattens = True
 
     def forward(self, h):
         return h.permute(0, 2, 3, 1).reshape(h.shape[0], -1) if h.dim() == 4 else h

@@ -14,8 +14,10 @@ asked (the ReLU's sqrt and arctan2 per pixel pair are most of the time: fused, a
 eager pass per operation). Without a compiler the same function runs eagerly and gives the same numbers
 to rounding. Vector networks (the MLP, and the dense head after the global pool) use `_propagate`.
 
-Architectures it handles: Dense/ReLU stacks (images flattened first), and 3x3 conv + ReLU blocks with 2x2
-average pools, a global average pool and a Dense/ReLU head; `supports` says whether a layer list is one.
+Architectures it handles: dense/nonlinearity stacks (images flattened first), and 3x3 conv + nonlinearity
+blocks with 2x2 average pools, a global average pool and a dense/nonlinearity head; `supports` says whether
+a layer list is one. It reads each layer's rule off the layer (nets/layers.py, `Layer`): its affine factors,
+its pair step and own step, its pooling window; it names no layer class.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 
 from . import native as native_kernel
 from ...jobs import Progress
-from ...nets.layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Kernel, ReLU, relu_step
+from ...nets.layers import Kernel
 
 # image-pair kernel entries per block tensor (2 MB / 8 MB in float64) by path: measured fastest for the eager
 # ops, for the compiled ReLU step (which keeps fewer temporaries in the cache; on 8x8 images 8 or 16 images
@@ -36,73 +38,88 @@ BLOCK_ELEMENTS = {"eager": 2 ** 18, "compiled": 2 ** 20, "native": 2 ** 20}
 COMPILE_MIN_ENTRIES = 2 ** 29  # pixel-pair entries of a job above which compile=None compiles (eager: ~15 s)
 
 
+def _followed_by_pair_step(layers, i) -> bool:
+    """Whether layers[i + 1] is a nonlinearity with a pair step (fused with the affine map of layers[i])."""
+    return i + 1 < len(layers) and layers[i + 1].pair_step is not None
+
+
 def _propagate(layers, kernel: Kernel, q_pairs, self_mode, float32):
-    """Run the recursion for vector kernels (N,) through Dense/ReLU `layers` (an MLP, or the dense head after
-    a global average pool). In self mode (each entry pairs an input with itself, angle exactly 0, so a ReLU
-    halves both kernels) the variances are recorded; otherwise q_pairs gives (qa, qb) per ReLU.
+    """Run the recursion for vector kernels (N,) through dense/nonlinearity `layers` (an MLP, or the dense head
+    after a global average pool). In self mode (each entry pairs an input with itself, angle exactly 0: the
+    nonlinearity's `own_step`) the variances are recorded; otherwise q_pairs gives (qa, qb) per nonlinearity.
     Returns (Kernel, recorded variances).
     """
     S, T = kernel.nngp, kernel.ntk
     recorded = []
-    relu_i, i = 0, 0
+    step_i, i = 0, 0
     while i < len(layers):
         layer = layers[i]
-        if isinstance(layer, Dense):
-            w2, b2 = layer.W_std ** 2, layer.b_std ** 2
-            if i + 1 < len(layers) and isinstance(layers[i + 1], ReLU):
+        if layer.has_params:
+            w2, b2 = layer.affine_factors()
+            if _followed_by_pair_step(layers, i):
+                nonlinearity = layers[i + 1]
                 if self_mode:
                     q = S * w2 + b2
                     T = q if T is None else T * w2 + q
                     recorded.append(q)
-                    S, T = q / 2, T / 2
+                    S, T = nonlinearity.own_step(q, T)
                 else:
                     out_S, out_T = torch.empty_like(S), torch.empty_like(S)
-                    _affine_relu(S, T, *q_pairs[relu_i], out_S, out_T, w2, b2, float32)
+                    _affine_then(nonlinearity.pair_step)(S, T, *q_pairs[step_i], out_S, out_T, w2, b2, float32)
                     S, T = out_S, out_T
-                relu_i, i = relu_i + 1, i + 2
+                step_i, i = step_i + 1, i + 2
                 continue
             S = S * w2 + b2
             T = S if T is None else T * w2 + S
-        elif not isinstance(layer, Flatten):  # flatten: handled when forming the input kernel
+        elif not layer.flattens:  # flatten: handled when forming the input kernel
             raise ValueError(f"no vector-kernel rule for layer type {layer.type!r} here")
         i += 1
     return Kernel(nngp=S, ntk=T), recorded
 
 
-def _affine_relu(Sc, Tc, qa, qb, out_S, out_T, w2: float, b2: float, float32: bool):
-    """Sigma = w2 Sc + b2, Theta = w2 Tc + Sigma (Theta = Sigma when Tc is None), then the ReLU step, written
-    into out_S and out_T. One fused loop when compiled. The exact zero angles of an image with itself are
-    restored by the caller (`_PairBlocks.selves`)."""
-    S = Sc * w2 + b2
-    T = S if Tc is None else Tc * w2 + S
-    S, T = relu_step(S, T, qa * qb, clip=float32)
-    out_S.copy_(S)
-    out_T.copy_(T)
+_AFFINE_THEN = {}
+
+
+def _affine_then(step):
+    """The affine map, then a nonlinearity's pair `step`, as one function of (Sc, Tc, qa, qb, out_S, out_T,
+    w2, b2, float32): Sigma = w2 Sc + b2, Theta = w2 Tc + Sigma (Theta = Sigma when Tc is None), the step,
+    written into out_S and out_T. One fused loop when compiled. The exact zero angles of an image with itself
+    are restored by the caller (`_PairBlocks.selves`)."""
+    if step not in _AFFINE_THEN:
+        def affine_step(Sc, Tc, qa, qb, out_S, out_T, w2: float, b2: float, float32: bool):
+            S = Sc * w2 + b2
+            T = S if Tc is None else Tc * w2 + S
+            S, T = step(S, T, qa * qb, clip=float32)
+            out_S.copy_(S)
+            out_T.copy_(T)
+        _AFFINE_THEN[step] = affine_step
+    return _AFFINE_THEN[step]
 
 
 _FUSED = {}
 
 
-def _fused_affine_relu(use_compile: bool):
-    """`_affine_relu`, compiled by torch.compile when asked and possible, else eager (one compiled function
-    per process; dynamic shapes, so blocks of every size share it)."""
+def _fused_affine_step(step, use_compile: bool):
+    """`_affine_then(step)`, compiled by torch.compile when asked and possible, else eager (one compiled
+    function per step and process; dynamic shapes, so blocks of every size share it)."""
+    eager = _affine_then(step)
     if not use_compile:
-        return _affine_relu
-    if "fn" not in _FUSED:
-        compiled = torch.compile(_affine_relu, dynamic=True)
+        return eager
+    if step not in _FUSED:
+        compiled = torch.compile(eager, dynamic=True)
 
         def fn(*args):
             if _FUSED.get("failed"):
-                return _affine_relu(*args)
+                return eager(*args)
             try:
                 return compiled(*args)
             except Exception as err:  # no C++ compiler, unsupported device, ...: same numbers, slower
                 _FUSED["failed"] = True
-                warnings.warn(f"torch.compile of the infinite-kernel ReLU step failed ({type(err).__name__}: "
-                              f"{err}); continuing eagerly", RuntimeWarning)
-                return _affine_relu(*args)
-        _FUSED["fn"] = fn
-    return _FUSED["fn"]
+                warnings.warn(f"torch.compile of the infinite-kernel nonlinearity step failed "
+                              f"({type(err).__name__}: {err}); continuing eagerly", RuntimeWarning)
+                return eager(*args)
+        _FUSED[step] = fn
+    return _FUSED[step]
 
 
 class _PairBlocks:
@@ -114,7 +131,7 @@ class _PairBlocks:
         self.layers, self.dtype, self.device = layers, dtype, device
         self.C = in_shape[0]
         self.float32 = dtype != torch.float64
-        self.fused = _fused_affine_relu(use_compile)
+        self.use_compile = use_compile
         self.native = use_native
         self.buffers = {}
 
@@ -169,24 +186,27 @@ class _PairBlocks:
     def _run(self, xa, xb, qa_list, qb_list):
         paired = qa_list is None  # pairs (x_i, x_i), recording the variances
         a, b = len(xa), (1 if paired else len(xb))
-        layers, relu_i, sigma_theta, i, recorded = self.layers, 0, None, 0, []
+        layers, step_i, sigma_theta, i, recorded = self.layers, 0, None, 0, []
         while i < len(layers):
             layer = layers[i]
-            if isinstance(layer, Conv):
-                if i + 1 >= len(layers) or not isinstance(layers[i + 1], ReLU):
-                    raise ValueError("the pair-block path expects every conv to be followed by a ReLU")
-                q = None if paired else (qa_list[relu_i], qb_list[relu_i])
-                step = self._native_conv_relu if self.native else self._torch_conv_relu
-                sigma_theta, i = step(i, sigma_theta, xa, xb, q, relu_i, recorded)
-                relu_i += 1
+            if layer.spatial:
+                if not _followed_by_pair_step(layers, i):
+                    raise ValueError("the pair-block path expects every conv to be followed by a nonlinearity")
+                q = None if paired else (qa_list[step_i], qb_list[step_i])
+                step = self._native_conv_step if self.native else self._torch_conv_step
+                sigma_theta, i = step(i, sigma_theta, xa, xb, q, step_i, recorded)
+                step_i += 1
                 continue
-            if isinstance(layer, AvgPool):
+            if layer.pool_window == 2:
                 sigma_theta = self._pool(sigma_theta)
-            elif isinstance(layer, GlobalAvgPool):
+            elif layer.pools and layer.pool_window is None:
                 S, T = sigma_theta.mean(dim=(2, 3, 4, 5)).unbind(0)  # sigma_theta stacks (Sigma, Theta)
-                kernel, _ = _propagate(layers[i + 1:], Kernel(nngp=S, ntk=T), [], False, self.float32)
-                if paired:
-                    return kernel, recorded
+                if paired:  # the dense head's own variances are recorded too
+                    kernel, head = _propagate(layers[i + 1:], Kernel(nngp=S, ntk=T), None, True, self.float32)
+                    return kernel, recorded + head
+                q_pairs = [(qa[:, None].expand(a, b).reshape(-1), qb[None, :].expand(a, b).reshape(-1))
+                           for qa, qb in zip(qa_list[step_i:], qb_list[step_i:])]
+                kernel, _ = _propagate(layers[i + 1:], Kernel(nngp=S, ntk=T), q_pairs, False, self.float32)
                 return Kernel(nngp=kernel.nngp.reshape(a, b), ntk=kernel.ntk.reshape(a, b)), recorded
             else:
                 raise ValueError(f"no pair-block rule for layer type {layer.type!r}")
@@ -207,12 +227,12 @@ class _PairBlocks:
             torch.matmul(pa[:, None], pb[None], out=out)
         return out.view(a * b, H, W, H, W)
 
-    def _torch_conv_relu(self, i, sigma_theta, xa, xb, q, relu_i, recorded):
-        """layers[i] (a conv) and the ReLU after it by torch operations, for all pairs of xa and xb whose
+    def _torch_conv_step(self, i, sigma_theta, xa, xb, q, step_i, recorded):
+        """layers[i] (a conv) and the nonlinearity after it by torch operations, for all pairs of xa and xb whose
         variances are q = (qa, qb); q None: each image of xa with itself, its variances computed here and
         appended to `recorded`, the exact diagonal restored. Returns (Sigma and Theta stacked, i + 2)."""
-        conv, paired = self.layers[i], q is None
-        w2, b2 = conv.W_std ** 2, conv.b_std ** 2
+        conv, nonlinearity, paired = self.layers[i], self.layers[i + 1], q is None
+        w2, b2 = conv.affine_factors()
         if sigma_theta is None:
             Sc, Tc, w2 = self._first_conv(xa, xb, paired), None, w2 / (9 * self.C)
         else:
@@ -229,20 +249,21 @@ class _PairBlocks:
             h, w = qa.shape[1:]
             qa = qa[:, None, :, :, None, None].expand(a, b, h, w, 1, 1).reshape(a * b, h, w, 1, 1)
             qb = qb[None, :, None, None].expand(a, b, 1, 1, h, w).reshape(a * b, 1, 1, h, w)
-        sigma_theta = self._buf(f"relu{relu_i}", (2,) + tuple(Sc.shape))
-        self.fused(Sc, Tc, qa, qb, sigma_theta[0], sigma_theta[1], w2, b2, self.float32)
+        sigma_theta = self._buf(f"relu{step_i}", (2,) + tuple(Sc.shape))
+        fused = _fused_affine_step(nonlinearity.pair_step, self.use_compile)
+        fused(Sc, Tc, qa, qb, sigma_theta[0], sigma_theta[1], w2, b2, self.float32)
         if paired:
-            _pixel_diagonal(sigma_theta[0]).copy_(diag_S / 2)
-            _pixel_diagonal(sigma_theta[1]).copy_(diag_T / 2)
+            _restore_own(sigma_theta, nonlinearity, diag_S, diag_T)
         return sigma_theta, i + 2
 
-    def _native_conv_relu(self, i, sigma_theta, xa, xb, q, relu_i, recorded):
-        """layers[i] (a conv), the ReLU after it and an AvgPool after that if there is one, by the fused C
+    def _native_conv_step(self, i, sigma_theta, xa, xb, q, step_i, recorded):
+        """layers[i] (a conv), the ReLU after it and a 2x2 pooling after that if there is one, by the fused C
         kernel (native.py) for all pairs of xa and xb, whose variances are q = (qa, qb); q None: each image
         of xa with itself, its variances computed here and appended to `recorded`, the pooling left to the
         caller (the exact diagonal is restored first). Returns (Sigma and Theta stacked, next layer index)."""
         conv, layers = self.layers[i], self.layers
-        w2, b2 = conv.W_std ** 2 / 9, conv.b_std ** 2
+        w2, b2 = conv.affine_factors()
+        w2 = w2 / 9
         selves = q is None
         a = len(xa)
         b = 1 if selves else len(xb)
@@ -254,9 +275,9 @@ class _PairBlocks:
         else:
             H, W = sigma_theta.shape[2:4]
             S_T = {"S": sigma_theta[0], "T": sigma_theta[1]}
-        pool = not selves and i + 2 < len(layers) and isinstance(layers[i + 2], AvgPool)
+        pool = not selves and i + 2 < len(layers) and layers[i + 2].pool_window == 2
         h, w = (H // 2, W // 2) if pool else (H, W)
-        out = self._buf(f"relu{relu_i}", (2, a * b, h, w, h, w))
+        out = self._buf(f"relu{step_i}", (2, a * b, h, w, h, w))
         if selves:  # the conv output's diagonal: the 3x3 sums of the input's diagonal
             diag_in = (xa * xa).sum(1) if first else _pixel_diagonal(sigma_theta[0])
             qa = qb = _box3(diag_in) * w2 + b2
@@ -267,9 +288,15 @@ class _PairBlocks:
         native_kernel.pair_step(qa.contiguous(), qb.contiguous(), w2, b2, pool, out[0], out[1], selves=selves,
                                 **S_T)
         if selves:  # exact zero angles, as in the torch path
-            _pixel_diagonal(out[0]).copy_(qa / 2)
-            _pixel_diagonal(out[1]).copy_(diag_T / 2)
+            _restore_own(out, layers[i + 1], qa, diag_T)
         return out, i + (3 if pool else 2)
+
+
+def _restore_own(sigma_theta, nonlinearity, diag_S, diag_T):
+    """Each image's own pixel pairs (p, p), whose angle is exactly 0, set to the nonlinearity's `own_step`."""
+    own_S, own_T = nonlinearity.own_step(diag_S, diag_T)
+    _pixel_diagonal(sigma_theta[0]).copy_(own_S)
+    _pixel_diagonal(sigma_theta[1]).copy_(own_T)
 
 
 def _box3(d):
@@ -290,9 +317,9 @@ def _input_kernel(xa, xb):
 
 
 def supports(layers) -> bool:
-    """Whether this engine has rules for every layer of the list (else kernels/infinite/api.py walks the plain path)."""
-    known = (Dense, Conv, ReLU, AvgPool, GlobalAvgPool, Flatten)
-    return all(type(layer) in known for layer in layers)
+    """Whether this engine has rules for every layer of the list (else kernels/infinite/api.py walks the plain
+    path): each layer's own class declares `on_blocks` (a subclass inherits no claim to its parent's rule)."""
+    return all(type(layer).__dict__.get("on_blocks", False) for layer in layers)
 
 
 def _block_size(x1, n1, n2, spatial, batch_size, max_memory_gb, path) -> int:
@@ -306,12 +333,15 @@ def _block_size(x1, n1, n2, spatial, batch_size, max_memory_gb, path) -> int:
     return batch_size or max(1, min(fits, int(math.sqrt(BLOCK_ELEMENTS[path] / (P * P)))))
 
 
-def _choose_path(x1, n1, n2, dtype, compile, native):
+def _choose_path(layers, x1, n1, n2, dtype, compile, native):
     """(use_native, compile, path name) for image inputs: the C kernel on the CPU in float64 when it builds
     (native=None) or when asked (True: an error where it cannot run); compile=None compiles the torch
     path's ReLU steps when the job has at least COMPILE_MIN_ENTRIES pixel-pair entries."""
     device = x1.device
-    native_ok = device.type == "cpu" and dtype == torch.float64
+    native_steps = all(layer.pair_step in (None, native_kernel.PAIR_STEP) for layer in layers)
+    native_ok = device.type == "cpu" and dtype == torch.float64 and native_steps
+    if native and not native_steps:
+        raise RuntimeError("native=True: the fused C kernel computes the ReLU's step only")
     if native and not native_ok:
         raise RuntimeError(f"native=True: the fused C kernel runs on the CPU in float64 only, not on "
                            f"{device.type} in {dtype}")
@@ -346,13 +376,13 @@ def block_kernels(layers, x1, x2, sym, batch_size=None, max_memory_gb=2.0, progr
                   native=None) -> Kernel:
     """The Kernel (n1, n2) of x1 with x2 (x2 is x1 when `sym`), block by block (see the module's docstring)."""
     dtype, device = x1.dtype, x1.device
-    spatial = isinstance(layers[0], Conv)
+    spatial = layers[0].spatial
     float32 = dtype != torch.float64
     n1, n2 = len(x1), len(x2)
     blocks = None
     path = "vector"
     if spatial:
-        use_native, use_compile, path = _choose_path(x1, n1, n2, dtype, compile, native)
+        use_native, use_compile, path = _choose_path(layers, x1, n1, n2, dtype, compile, native)
         blocks = _PairBlocks(layers, x1.shape[1:], dtype, device, use_compile, use_native)
     block = _block_size(x1, n1, n2, spatial, batch_size, max_memory_gb, path)
     if spatial and progress:
