@@ -140,7 +140,7 @@ def test_cifar10_tarball(tmp_path, monkeypatch):
     # the official md5 is checked: our small file fails it, with a message naming the file
     with pytest.raises(data.DatasetError, match="cifar-10-python.tar.gz: md5 .* does not match"):
         data.load_raw("cifar10", tmp_path)
-    monkeypatch.setattr(data, "CIFAR10_MD5", hashlib.md5(tarball.read_bytes()).hexdigest())
+    monkeypatch.setattr(data.facts, "CIFAR10_MD5", hashlib.md5(tarball.read_bytes()).hexdigest())
     x_tr, y_tr, x_te, y_te = data.load_raw("cifar10", tmp_path)
     assert x_tr.shape == (20, 3, 32, 32) and x_te.shape == (5, 3, 32, 32)
     np.testing.assert_array_equal(x_tr[0].reshape(-1), batches["data_batch_1"][b"data"][0])
@@ -164,7 +164,7 @@ def test_cifar10_refuses_code_in_pickle(tmp_path, monkeypatch):
     batches["test_batch"] = {b"data": _Exploit(marker), b"labels": [0]}
     tarball = tmp_path / data.CIFAR10_TARBALL
     _cifar_tarball(tarball, batches)
-    monkeypatch.setattr(data, "CIFAR10_MD5", hashlib.md5(tarball.read_bytes()).hexdigest())
+    monkeypatch.setattr(data.facts, "CIFAR10_MD5", hashlib.md5(tarball.read_bytes()).hexdigest())
     with pytest.raises(data.DatasetError, match="refusing to load posix.system|refusing to load os.system"):
         data.load_raw("cifar10", tmp_path)
     assert not marker.exists()

@@ -94,7 +94,8 @@ def test_code_inputs_follow_imports_transitively():
     # engines, hostmem (and layers) and its argument checks; models the names of the built-in networks and the
     # ResNet (a function-level import); and the __init__.py of every package on the way
     assert _files("entk_kernel") == {
-        "__init__.py", "arguments.py", "data.py", "files.py", "jobs.py", "planted.py", "nets/__init__.py",
+        "__init__.py", "arguments.py", "data/__init__.py", "data/facts.py", "data/labels.py", "data/formats.py",
+        "data/preparation.py", "data/rows.py", "files.py", "jobs.py", "planted.py", "nets/__init__.py",
         "nets/archs.py",
         "nets/layers.py", "nets/models.py", "nets/resnet.py", "kernels/__init__.py", "kernels/empirical/__init__.py",
         "kernels/empirical/api.py", "kernels/empirical/blocks.py", "kernels/empirical/layerwise.py",
@@ -140,8 +141,8 @@ FLAT_CODE_INPUTS = {
 @pytest.mark.parametrize("script", sorted(FLAT_CODE_INPUTS))
 def test_code_inputs_cover_the_same_source_as_before_the_subpackages(script):
     """The move into subpackages changed where code lives, not what each job depends on: each script's code
-    inputs are its flat modules' new homes (ntkscaling.MOVED; training.py became training/, io.py files.py and
-    jobs.py), plus the packages' __init__.py files."""
+    inputs are its flat modules' new homes (ntkscaling.MOVED; training.py became training/, data.py data/, io.py
+    files.py and jobs.py), plus the packages' __init__.py files."""
     from ntkscaling import MOVED
     assert sorted(p.stem for p in (ROOT / "workflow" / "scripts").glob("*.py")) == sorted(FLAT_CODE_INPUTS)
     want = set()
@@ -150,6 +151,8 @@ def test_code_inputs_cover_the_same_source_as_before_the_subpackages(script):
             want |= {str(p.relative_to(SRC)) for p in (SRC / "training").glob("*.py") if p.name != "__init__.py"}
         elif name == "pairstep.c":
             want.add("kernels/infinite/pairstep.c")
+        elif name == "data":  # data.py became data/ (facts, labels, formats, preparation, rows)
+            want |= {str(p.relative_to(SRC)) for p in (SRC / "data").glob("*.py") if p.name != "__init__.py"}
         elif name == "io":  # split in two: files, and jobs (a job's log and process control)
             want |= {"files.py", "jobs.py"}
         else:
@@ -235,15 +238,15 @@ def test_job_requests_are_sized_from_the_job_and_capped():
 
 def test_pipeline_and_data_never_import_torch():
     """The Snakefile and every light job read these: importing torch there would cost seconds per call."""
-    light = sorted({f"ntkscaling.pipeline.{p.stem}" for p in (SRC / "pipeline").glob("*.py")} |
-                   {"ntkscaling.data", "ntkscaling.planted", "ntkscaling.files", "ntkscaling.jobs", "ntkscaling.nets.archs",
+    light = sorted({f"ntkscaling.{sub}.{p.stem}" for sub in ("pipeline", "data") for p in (SRC / sub).glob("*.py")} |
+                   {"ntkscaling.planted", "ntkscaling.files", "ntkscaling.jobs", "ntkscaling.nets.archs",
                     "ntkscaling.training.settings", "ntkscaling.console"})
     code = (f"import importlib, sys\nfor m in {light!r}:\n    importlib.import_module(m)\n"
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr[-2000:]
-    assert res.stdout.strip() == "[]" and "ntkscaling.pipeline.config" in light
+    assert res.stdout.strip() == "[]" and {"ntkscaling.pipeline.config", "ntkscaling.data.formats"} <= set(light)
 
 
 def test_the_modules_keep_their_names_from_before_the_subpackages():
