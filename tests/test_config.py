@@ -90,7 +90,7 @@ def test_key_order_does_not_matter():
 
 
 def test_kernel_size_estimate():
-    from ntkscaling.pipeline.config import kernel_sizes
+    from ntkscaling.pipeline.jobsize import kernel_sizes
     cfg = validate(_default())
     sizes = dict(kernel_sizes(cfg, 10))
     assert sizes["eNTK (mean kind)"] == pytest.approx(1774 ** 2 * 4 / 1e9)  # 1024 train + 250 val + 500 test

@@ -19,7 +19,8 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 from ntkscaling import data  # noqa: E402
 from ntkscaling.nets import archs  # noqa: E402
 from ntkscaling.pipeline import code_inputs, jobsize, sweep, tags as methods  # noqa: E402
-from ntkscaling.pipeline.config import ConfigError, kernel_row_count, validate as validate_config  # noqa: E402
+from ntkscaling.pipeline.config import ConfigError, validate as validate_config  # noqa: E402
+from ntkscaling.pipeline.jobsize import kernel_row_count  # noqa: E402
 from ntkscaling.pipeline.tags import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
 from ntkscaling.training.settings import step_budget  # noqa: E402
 
@@ -217,7 +218,7 @@ N_OUTPUTS = len(config["dataset"]["classes"] or range(10))  # an upper bound bef
 
 
 def kernel_row_total(n_max, pool=0):
-    """Rows of a kernel whose training block has n_max rows (see ntkscaling.config.kernel_row_count)."""
+    """Rows of a kernel whose training block has n_max rows (see ntkscaling.pipeline.jobsize.kernel_row_count)."""
     return kernel_row_count(config, n_max, pool)
 
 

@@ -77,3 +77,22 @@ def train_minutes(steps: int) -> float:
 def kernel_threads(rows: int, small: int = 1) -> int:
     """`small` threads below THREADED_ROWS rows (start-up dominates), MOST_THREADS above."""
     return small if rows < THREADED_ROWS else MOST_THREADS
+
+
+def kernel_row_count(config: dict, n_max: int, pool: int = 0) -> int:
+    """Rows of a kernel whose training block has n_max rows: training, validation, test, then `pool` pool rows
+    (data.kernel_rows; an upper bound: a small training pool holds fewer)."""
+    return n_max + config["dataset"]["val_size"] + config["dataset"]["test_size"] + pool
+
+
+def kernel_sizes(config: dict, n_classes: int) -> list[tuple[str, float]]:
+    """(what, GB) of every kernel file the run writes (the largest of each kind)."""
+    n_max = max(config["sample_sizes"])
+    pool = config["theory"]["pool"]  # mean and sum kinds only
+    out = [(f"eNTK ({kind} kind)", kernel_row_count(config, n_max, 0 if kind == "full" else pool) ** 2 * 4
+            * (n_classes ** 2 if kind == "full" else 1) / 1e9)
+           for kind in sorted(set(config["kernel"]["kinds"]) | {config["evolution"]["kind"]})]
+    rows = kernel_row_count(config, n_max, pool)
+    if config["kernel"]["infinite"]:
+        out.append(("infinite NTK (float64)", rows ** 2 * 8 / 1e9))
+    return out
