@@ -8,6 +8,13 @@ The reference holds every per-sample Jacobian at once: for the MLP at n=1024 tha
 floats = 23 GB, more than a 24 GB machine can give, so `--n 512` is the largest size it completes here.
 Targets (issue 3): MLP 3x512, 64 inputs, 10 logits, n=1024, mean kind: >= 100x faster;
 Myrtle-5 width 64 on 32x32x3, n=1024, mean kind: >= 3x faster with <= 1/4 of the peak memory.
+
+Out of core (issue 32): `--resnet-fractions 1 0.25 0.0625` gives the general engine budgets that hold all, a
+quarter and a sixteenth of the ResNet's per-sample Jacobians (plus the kernel and one chunk's transient
+memory); each run prints its plan (panel, streamed block, per-sample Jacobians computed) and where its time
+went (Jacobians, Gram products, the rest). `--resnet-n 2048 --no-reference` times a size whose Jacobians
+(22 GB) no budget here holds: the reference cannot run, and the held time is the per-sample Jacobian time
+of the held run times n plus the Gram products' flops at the measured rate.
 """
 import argparse
 import gc
@@ -18,7 +25,8 @@ import time
 import psutil
 import torch
 
-from ntkscaling.kernels.empirical import api as entk, layerwise as entk_fast
+from ntkscaling.kernels.empirical import api as entk, blocks as entk_blocks, layerwise as entk_fast
+from ntkscaling.kernels.empirical.general import JacobianFeatures
 from ntkscaling.nets import layers, models
 
 
@@ -77,23 +85,81 @@ def compare(name, net, x, device, budget_gb):
     return t_fast
 
 
-def compare_general(name, net, x, device, budgets_gb):
-    """The general engine at each memory budget against the reference (all per-sample Jacobians at once),
-    reference first and last so drift biases neither side; the ratio uses the mean of the two."""
-    ref, t1, m1 = measure(lambda: entk.empirical_ntk(net, x, implementation="jacobian"), device)
+class StageTimes:
+    """Seconds the general engine spends computing per-sample Jacobians and in Gram products (the rest:
+    allocation, copies, bookkeeping), and the plan it chose (its progress line)."""
+
+    def __init__(self):
+        self.jacobians = self.gram = 0.0
+        self.plan = "all held"
+
+    def __enter__(self):
+        self.saved = JacobianFeatures.compute, JacobianFeatures.contract
+        compute, contract = self.saved
+
+        def timed(fn, field):
+            def run(*a):
+                t0 = time.perf_counter()
+                out = fn(*a)
+                setattr(self, field, getattr(self, field) + time.perf_counter() - t0)
+                return out
+            return run
+        JacobianFeatures.compute, JacobianFeatures.contract = timed(compute, "jacobians"), timed(contract, "gram")
+        return self
+
+    def progress(self, line):
+        if "out of core" in line:
+            self.plan = line.split(": ", 1)[1]
+
+    def __exit__(self, *exc):
+        JacobianFeatures.compute, JacobianFeatures.contract = self.saved
+
+
+def jacobian_bytes(net, x):
+    """(bytes of one sample's retained Jacobians, of one sample's transient memory) of the general engine."""
+    source = JacobianFeatures(net, "mean", x.shape[1:], x.dtype, x.device)
+    return source.bytes_per_sample(x.shape[1:], x.element_size())
+
+
+def compare_general(name, net, x, device, budgets_gb, fractions=(), reference=True):
+    """The general engine at each memory budget (in GB, and as fractions of the per-sample Jacobians' size)
+    against the reference (all per-sample Jacobians at once), reference first and last so drift biases
+    neither side; the ratio uses the mean of the two. The first budget's run is the comparison point of the
+    others ("vs first"): with fraction 1 first, the held run."""
+    retained, transient = jacobian_bytes(net, x)
+    n = len(x)
+    kernel = n * n * x.element_size()
+
+    def budget_gb(f):  # all held: the Jacobians, a full chunk's transient memory; else a panel and stream
+        if f >= 1:    # holding f n samples beside a chunk that takes its share of the budget
+            return (f * n * retained + entk_blocks.FEATURE_CHUNK * transient + kernel) / 1e9
+        return (f * n * retained / (1 - entk_blocks.OUT_OF_CORE_TRANSIENT_SHARE) + kernel) / 1e9
+    budgets = [(f"{f:g} of the Jacobians", budget_gb(f)) for f in fractions]
+    budgets += [(f"{b:g} GB", b) for b in budgets_gb]
+    print(f"{name}: per-sample Jacobians {retained / 1e6:.1f} MB each, {n * retained / 1e9:.2f} GB for n={n}")
+    ref, t1, m1 = measure(lambda: entk.empirical_ntk(net, x, implementation="jacobian"), device) if reference \
+        else (None, None, None)
     rows = []
-    for budget in budgets_gb:
-        K, t, m = measure(lambda: entk.empirical_ntk(net, x, implementation="general", max_memory_gb=budget),
-                          device)
-        rows.append((budget, t, m, rel_diff(K, ref)))
+    for label, budget in budgets:
+        with StageTimes() as stages:
+            K, t, m = measure(lambda: entk.empirical_ntk(net, x, implementation="general", max_memory_gb=budget,
+                                                         progress=stages.progress), device)
+        first = K if not rows else rows[0][-1]
+        rows.append((label, budget, t, m, stages, None if ref is None else rel_diff(K, ref), rel_diff(K, first),
+                     first))
         del K
     del ref
-    _, t2, m2 = measure(lambda: entk.empirical_ntk(net, x, implementation="jacobian"), device)
-    t_ref, m_ref = (t1 + t2) / 2, max(m1, m2)
-    print(f"{name}: jacobian {t1:.2f}s, {t2:.2f}s after, {m_ref:.2f}GB")
-    for budget, t, m, err in rows:
-        print(f"  general, budget {budget:g} GB: {t:.2f}s {m:.2f}GB | time ratio {t / t_ref:.2f}, memory ratio "
-              f"{m / max(m_ref, 1e-9):.2f}, within budget: {m <= budget}, max rel diff {err:.1e}")
+    if reference:
+        _, t2, m2 = measure(lambda: entk.empirical_ntk(net, x, implementation="jacobian"), device)
+        t_ref, m_ref = (t1 + t2) / 2, max(m1, m2)
+        print(f"  jacobian reference {t1:.2f}s, {t2:.2f}s after, {m_ref:.2f}GB")
+    t_held = rows[0][2]
+    for label, budget, t, m, st, err, err_first, _ in rows:
+        vs = f"time ratio {t / t_ref:.2f}, memory ratio {m / max(m_ref, 1e-9):.2f}, max rel diff {err:.1e}, " \
+            if reference else ""
+        print(f"  general, budget {label} ({budget:.2f} GB): {t:.2f}s {m:.2f}GB | {vs}vs first {t / t_held:.2f}x "
+              f"(max rel diff {err_first:.1e}), within budget: {m <= budget} | Jacobians {st.jacobians:.1f}s, "
+              f"Gram {st.gram:.1f}s, rest {t - st.jacobians - st.gram:.1f}s | {st.plan}")
 
 
 def tutorial_ntk(net, x1, x2):
@@ -156,8 +222,12 @@ def main():
     ap.add_argument("--skip-mlp", action="store_true")
     ap.add_argument("--skip-myrtle", action="store_true")
     ap.add_argument("--resnet-n", type=int, default=512, help="images of the ResNet comparison (0: skip)")
-    ap.add_argument("--resnet-budgets-gb", type=float, nargs="+", default=[entk.DEFAULT_MEMORY_GB, 1.0],
+    ap.add_argument("--resnet-budgets-gb", type=float, nargs="*", default=[entk.DEFAULT_MEMORY_GB, 1.0],
                     help="max_memory_gb of the general engine, one run each")
+    ap.add_argument("--resnet-fractions", type=float, nargs="*", default=[],
+                    help="budgets as fractions of the per-sample Jacobians' size (run first, in this order)")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the torch.func reference of the ResNet comparison (it holds every Jacobian)")
     ap.add_argument("--budget-gb", type=float, default=entk.DEFAULT_MEMORY_GB, help="max_memory_gb of the layerwise eNTK")
     ap.add_argument("--warm-gb", type=float, default=None,
                     help="fresh memory to touch once before timing (default: 16 GB or 70%% of what is available)")
@@ -200,7 +270,7 @@ def main():
         x = torch.randn(args.resnet_n, 3, 32, 32, generator=g).to(dev)
         n_params = sum(p.numel() for p in net.parameters())
         compare_general(f"ResNet-20 w16 ({n_params / 1e6:.2f}M parameters, BatchNorm) 32x32x3 n={args.resnet_n}",
-                        net, x, dev, args.resnet_budgets_gb)
+                        net, x, dev, args.resnet_budgets_gb, args.resnet_fractions, not args.no_reference)
     print(f"max RSS of the process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 

@@ -258,3 +258,73 @@ def test_general_engine_stays_within_its_memory_budget():
     # float32 over 85k parameters x 10 logits per entry: within 1e-5 of float64
     sub = entk.empirical_ntk(net, x[:12], implementation="jacobian", dtype=torch.float64)
     assert _rel(K[:12, :12], sub) < 1e-5
+
+
+class _CountingSource:
+    """A feature source that counts the per-sample features computed, sample by sample."""
+
+    def __init__(self, source):
+        self.source, self.counts = source, {}
+        self.kind, self.logits = source.kind, source.logits
+
+    def bytes_per_sample(self, *a):
+        return self.source.bytes_per_sample(*a)
+
+    def alloc(self, *a):
+        return self.source.alloc(*a)
+
+    def contract(self, *a):
+        return self.source.contract(*a)
+
+    def compute(self, x, into, lo, scratch):
+        for row in x:
+            key = tuple(row.flatten()[:4].tolist())
+            self.counts[key] = self.counts.get(key, 0) + 1
+        self.source.compute(x, into, lo, scratch)
+
+
+@pytest.mark.parametrize("n1,n2", [(23, None), (23, 5), (5, 23)])
+@pytest.mark.parametrize("slots", [3, 7, 12])
+def test_out_of_core_computes_each_sample_as_often_as_the_plan_says(n1, n2, slots):
+    # the general engine out of core: the kernel of the Jacobian contraction, and the per-sample Jacobians
+    # computed exactly as `Plan.feature_rows` counts them; for a symmetric kernel, a sample of panel k (from 0)
+    # k + 1 times (sum over samples of i // panel + 1: the closed form the docs quote), else n_held +
+    # panels x n_streamed, on whichever side is cheaper to hold
+    from ntkscaling.kernels.empirical.general import JacobianFeatures
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+    x1 = torch.randn(n1, 6, dtype=torch.float64)
+    x2 = None if n2 is None else torch.randn(n2, 6, dtype=torch.float64)
+    source = _CountingSource(JacobianFeatures(net, "mean", (6,), torch.float64, "cpu"))
+    retained, transient = source.bytes_per_sample((6,), 8)
+    n_cols = n1 if x2 is None else n2
+    out = n1 * n_cols * 8
+    # a budget that leaves `slots` samples' features beside one chunk of 1 (its transient share is too small
+    # for more)
+    budget = (out + transient + slots * retained + 0.5 * retained) / 1e9
+    layout = entk_blocks.plan(retained, transient, n1, n_cols, x2 is None, budget * 1e9 - out)
+    assert not layout.held and layout.chunk == 1 and layout.panel + layout.stream == slots
+    K = entk_blocks.bounded_ntk(source, x1, x2, budget, None)
+    ref = entk.empirical_ntk(net, x1, x2, dtype=torch.float64, implementation="jacobian")
+    assert _rel(K, ref) < 1e-12
+    assert sum(source.counts.values()) == layout.feature_rows
+    if x2 is None:
+        assert layout.feature_rows == sum(i // layout.panel + 1 for i in range(n1))
+        assert max(source.counts.values()) == -(-n1 // layout.panel)
+    else:
+        held, streamed = (n2, n1) if layout.hold_columns else (n1, n2)
+        assert layout.feature_rows == held + -(-held // layout.panel) * streamed
+        assert layout.hold_columns == (n1 > n2)  # the smaller side is held
+
+
+def test_out_of_core_panels_grow_with_the_budget():
+    # at n = 512 with room for 360 samples (ResNet-20 w16's Jacobians in 4 GB), fewer than 2 n features are
+    # computed; the plan never holds more than the budget
+    retained, transient = 10.9e6, 34.5e6
+    rows = []
+    for fraction in (1 / 16, 1 / 4, 0.7):
+        avail = fraction * 512 * retained
+        layout = entk_blocks.plan(retained, transient, 512, 512, True, avail)
+        assert (layout.panel + layout.stream) * retained + layout.chunk * transient <= avail
+        rows.append(layout.feature_rows)
+    assert rows[0] > rows[1] > rows[2] and rows[2] < 2 * 512

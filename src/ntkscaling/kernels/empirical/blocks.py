@@ -5,11 +5,16 @@ entk_jacobian.JacobianFeatures for any torch module): it says how many bytes one
 (`bytes_per_sample`), allocates feature storage (`alloc`), computes the features of a chunk of samples
 into it (`compute`) and turns two blocks of features into a block of the kernel (`contract`).
 
-`bounded_ntk` holds the features within `max_memory_gb`: all rows when they fit, else a panel of rows at a
-time against streamed blocks of the later columns (each row's features computed about 1 + (k-1)/2 times
-for k panels). When x2 is x1 only the upper triangle of Gram blocks is computed.
+`bounded_ntk` holds the features within `max_memory_gb` as `plan` lays out: all rows when they fit; else
+the features of a panel of rows as large as the budget allows, against the later columns streamed past it
+in small blocks (`Plan.feature_rows` counts the features computed: a sample of panel k, counted from 0, is
+computed k + 1 times, so with n rows in panels of B the total is about n + n^2 / (2B) for a kernel of x1 with
+itself). When x2 is x1 only the upper triangle of Gram blocks is computed.
 """
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import torch
 
@@ -19,6 +24,11 @@ FEATURE_CHUNK = 32    # samples per forward/backward: per-sample cost grows with
 CONTRACT_BLOCK = 256  # rows per Gram block when all features are held: big, efficient matmuls
 MIN_DIAGONAL_BLOCK = 64  # smaller Gram blocks are bound by memory traffic, not flops
 DEFAULT_MEMORY_GB = 4.0  # max_memory_gb when none is given (also a CPU job's without a memory request)
+# Out of core: the share of the budget a chunk's transient memory may take (the rest holds the panel), and
+# the most columns streamed at once (each streamed block reads the whole panel once in its Gram product,
+# so blocks of 64 keep that product bound by flops, not memory traffic; fewer leave more room to the panel)
+OUT_OF_CORE_TRANSIENT_SHARE = 1 / 8
+STREAM_BLOCK = 64
 
 Features = list[dict[str, torch.Tensor]]  # per group of parameters, its named feature tensors (n, ...)
 
@@ -40,16 +50,59 @@ def _rows(feats: Features) -> int:
     return len(next(iter(feats[0].values())))
 
 
-def _all_features(source, x, chunk, tick=None) -> Features:
-    """Features of every row of x, computed `chunk` rows at a time straight into preallocated tensors;
-    `tick(rows done)` after each chunk."""
-    out = source.alloc(len(x), x.dtype, x.device)
-    scratch = Scratch()
+def _all_features(source, x, chunk, tick=None, into: Features | None = None, scratch: Scratch | None = None
+                  ) -> Features:
+    """Features of every row of x, computed `chunk` rows at a time straight into preallocated tensors (`into`,
+    at least len(x) rows, reused; else fresh ones); `tick(rows done)` after each chunk."""
+    out = source.alloc(len(x), x.dtype, x.device) if into is None else _slice(into, 0, len(x))
+    scratch = Scratch() if scratch is None else scratch
     for lo in range(0, len(x), chunk):
         source.compute(x[lo:lo + chunk], out, lo, scratch)
         if tick is not None:
             tick(min(lo + chunk, len(x)))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How `bounded_ntk` holds the features of a kernel with n1 rows and n2 columns: `chunk` samples per
+    feature computation; `held`: every row's features at once; else panels of `panel` samples of the held
+    side (the rows, or the columns when `hold_columns`) against blocks of `stream` samples of the other side
+    computed on the fly. `feature_rows`: the per-sample features it computes in all (n1 + n2 when held;
+    n1 when x2 is x1)."""
+    chunk: int
+    held: bool
+    panel: int
+    stream: int
+    hold_columns: bool
+    feature_rows: int
+
+
+def plan(retained: int, transient: int, n1: int, n2: int, symmetric: bool, avail: float) -> Plan:
+    """The `Plan` for features of `retained` bytes per sample held and `transient` bytes per sample of a
+    chunk being computed, within `avail` bytes. Out of core the panel is as large as the budget allows once a
+    chunk's transient memory (at most OUT_OF_CORE_TRANSIENT_SHARE of it) and a streamed block are set aside."""
+    chunk = max(1, min(FEATURE_CHUNK, int(avail // (retained + transient))))
+    if (n1 + (0 if symmetric else n2)) * retained + chunk * transient <= avail:
+        return Plan(chunk, True, n1, 0, False, n1 + (0 if symmetric else n2))
+    chunk = max(1, min(FEATURE_CHUNK, int(avail * OUT_OF_CORE_TRANSIENT_SHARE // transient)))
+    slots = max(2, int((avail - chunk * transient) // retained))  # samples' features held at once
+    stream = max(1, min(STREAM_BLOCK, slots // 5))
+    panel = slots - stream
+    if symmetric:
+        return Plan(chunk, False, panel, stream, False, panel_feature_rows(n1, n1, panel, True))
+    rows_held, columns_held = (panel_feature_rows(n1, n2, panel, False), panel_feature_rows(n2, n1, panel, False))
+    return Plan(chunk, False, panel, stream, columns_held < rows_held, min(rows_held, columns_held))
+
+
+def panel_feature_rows(n_held: int, n_streamed: int, panel: int, symmetric: bool) -> int:
+    """Per-sample features computed by panels of `panel` of the n_held samples, each against the streamed
+    samples: all n_streamed, or for a symmetric kernel those after the panel (each sample of panel k, from
+    0, is then computed k + 1 times: once held, k times streamed)."""
+    panels = math.ceil(n_held / panel)
+    if not symmetric:
+        return n_held + panels * n_streamed
+    return n_held + sum(n_held - min((k + 1) * panel, n_held) for k in range(panels))
 
 
 class _GramFill:
@@ -100,39 +153,52 @@ def bounded_ntk(source, x1, x2, max_memory_gb, progress) -> torch.Tensor:
     out_bytes = n1 * n2 * x1.element_size() * (C * C if full else 1)
     avail = max((max_memory_gb or DEFAULT_MEMORY_GB) * 1e9 - out_bytes, 0)
     K = torch.empty((n1, n2, C, C) if full else (n1, n2), dtype=x1.dtype, device=x1.device)
-    chunk = max(1, min(FEATURE_CHUNK, int(avail // (retained + transient))))
+    layout = plan(retained, transient, n1, n2, sym, avail)
     fill = _GramFill(source, K, sym)
-    if (n1 + (0 if sym else n2)) * retained + chunk * transient <= avail:
+    if layout.held:
         # everything fits: features once per row, then large Gram blocks (upper triangle when symmetric)
         rows = Progress(progress, "eNTK feature rows", n1 + (0 if sym else n2))
-        f1 = _all_features(source, x1, chunk, rows)
-        f2 = f1 if sym else _all_features(source, x_cols, chunk, lambda done: rows(n1 + done))
+        f1 = _all_features(source, x1, layout.chunk, rows)
+        f2 = f1 if sym else _all_features(source, x_cols, layout.chunk, lambda done: rows(n1 + done))
         fill.grid(f1, 0, f2, 0, sym, tick=Progress(progress, "eNTK Gram blocks", _n_blocks(n1, n2, sym)))
         return K
-    _out_of_core(source, x1, x_cols, chunk, fill, max(avail - chunk * transient, retained), retained, progress)
+    if progress:
+        progress(f"eNTK out of core: panels of {layout.panel} samples held, {layout.stream} streamed at a time; "
+                 f"{layout.feature_rows} per-sample features computed for {n1 if sym else n1 + n2} samples")
+    _out_of_core(source, x1, x_cols, layout, fill, progress)
     return K
 
 
-def _out_of_core(source, x1, x_cols, chunk, fill, free, retained, progress):
-    """Hold the features of a panel of rows, stream the columns after it (all columns when x2 is given) in
-    blocks whose features are computed on the fly. Panels as large as the `free` bytes allow: with k panels
-    each row's features are computed about 1 + (k - 1)/2 times (symmetric case)."""
-    sym, n1, n2 = fill.symmetric, len(x1), len(x_cols)
-    stream = max(1, min(CONTRACT_BLOCK, int(free // (2 * retained))))
-    panel = max(1, int(free // retained) - stream)
-    panels = range(0, n1, panel)
+def _out_of_core(source, x1, x_cols, layout: Plan, fill, progress):
+    """Hold the features of a panel of the held side, stream the other side past it (for a symmetric kernel
+    the columns after the panel) in blocks whose features are computed on the fly into one reused buffer."""
+    sym, panel, stream = fill.symmetric, layout.panel, layout.stream
+    held, streamed = (x_cols, x1) if layout.hold_columns else (x1, x_cols)
+    n_held, n_streamed = len(held), len(streamed)
+    panels = range(0, n_held, panel)
 
-    def columns(a):
-        return range(min(a + panel, n1) if sym else 0, n2, stream)
-    tick, done = Progress(progress, "eNTK panel blocks", sum(len(columns(a)) + sym for a in panels)), 0
+    def blocks(a):
+        return range(min(a + panel, n_held) if sym else 0, n_streamed, stream)
+
+    def gram(fp, a, fs, j):  # the panel's features (from sample a) against a streamed block (from j)
+        if layout.hold_columns:
+            fill.grid(fs, j, fp, a, False)
+        else:
+            fill.grid(fp, a, fs, j, False)
+    tick, done = Progress(progress, "eNTK panel blocks", sum(len(blocks(a)) + sym for a in panels)), 0
+    dtype, device = x1.dtype, x1.device
+    panel_buffer = source.alloc(min(panel, n_held), dtype, device)
+    stream_buffer = source.alloc(min(stream, n_streamed), dtype, device) if n_streamed > (panel if sym else 0) \
+        else None
+    scratch = Scratch()
     for a in panels:
-        fi = _all_features(source, x1[a:a + panel], chunk)
+        fp = _all_features(source, held[a:a + panel], layout.chunk, into=panel_buffer, scratch=scratch)
         if sym:
-            fill.grid(fi, a, fi, a, True)
+            fill.grid(fp, a, fp, a, True)
             done += 1
             tick(done)
-        for j in columns(a):
-            fill.grid(fi, a, _all_features(source, x_cols[j:j + stream], chunk), j, False)
+        for j in blocks(a):
+            fs = _all_features(source, streamed[j:j + stream], layout.chunk, into=stream_buffer, scratch=scratch)
+            gram(fp, a, fs, j)
             done += 1
             tick(done)
-        del fi

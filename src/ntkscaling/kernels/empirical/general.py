@@ -4,9 +4,10 @@ BatchNorm in eval mode, GELU, residual blocks, attention), within the memory bud
 `JacobianFeatures` is a feature source for entk_blocks.bounded_ntk: a sample's features are its Jacobian
 w.r.t. every trainable parameter, (C', P) with C' = C logits (1 for the sum kind: the Jacobian of the summed
 logits), computed a chunk of samples at a time by torch.func (vmap over samples of jacrev) and kept per parameter
-tensor. Memory per sample: C' P retained, plus
-about as much again and C' times the module's activations while a chunk is computed; bounded_ntk sizes
-chunks, panels and streamed column blocks to the budget from these. Numbers: those of the Jacobian
+tensor. Memory per sample: C' P retained, plus about as much again and C' times the module's activations
+while a chunk is computed (an upper bound: 34.5 MB estimated, 18-24 MB measured per sample of ResNet-20 w16 on
+32x32x3; benchmarks/README.md); bounded_ntk sizes chunks, panels and streamed column blocks to the budget
+from these. Numbers: those of the Jacobian
 contraction (entk._jacobian_ntk), block by block.
 """
 from __future__ import annotations
@@ -55,8 +56,8 @@ class JacobianFeatures:
     def bytes_per_sample(self, x_shape, itemsize: int) -> tuple[int, int]:
         P, cp = sum(self.sizes), self.rows_per_sample
         # while a chunk is computed: torch.func's per-parameter Jacobians and its vmapped backward over the
-        # C' outputs, holding about C' copies of every activation (x2 for their gradients)
-        return cp * P * itemsize, (cp * P + 2 * cp * self.activations) * itemsize
+        # C' outputs, holding up to C' copies of an activation's gradient beside the saved activations
+        return cp * P * itemsize, (cp * P + cp * self.activations) * itemsize
 
     def alloc(self, n: int, dtype, device) -> Features:
         """One feature tensor per parameter tensor (n, C', its size)."""
