@@ -299,9 +299,9 @@ def test_out_of_core_computes_each_sample_as_often_as_the_plan_says(n1, n2, slot
     retained, transient = source.bytes_per_sample((6,), 8)
     n_cols = n1 if x2 is None else n2
     out = n1 * n_cols * 8
-    # a budget that leaves `slots` samples' features beside one chunk of 1 (its transient share is too small
-    # for more)
-    budget = (out + transient + slots * retained + 0.5 * retained) / 1e9
+    # a budget that leaves `slots` samples' features beside the margin and one chunk of 1 (its transient
+    # share is too small for more)
+    budget = (out + (transient + (slots + 0.5) * retained) / (1 - entk_blocks.OUT_OF_CORE_MARGIN)) / 1e9
     layout = entk_blocks.plan(retained, transient, n1, n_cols, x2 is None, budget * 1e9 - out)
     assert not layout.held and layout.chunk == 1 and layout.panel + layout.stream == slots
     K = entk_blocks.bounded_ntk(source, x1, x2, budget, None)

@@ -1,5 +1,6 @@
 """A user's own network, named by a factory: built reproducibly from its seed, trained through the same
 Lightning path, rebuilt from its checkpoints, its eNTK through the general engine (against the Jacobian)."""
+import copy
 import textwrap
 
 import numpy as np
@@ -10,7 +11,7 @@ from ntkscaling.pipeline import code_inputs
 from ntkscaling import data, files, training
 from ntkscaling.kernels.empirical import api as entk
 from ntkscaling.kernels.infinite import api as infinite
-from ntkscaling.nets import models, resnet
+from ntkscaling.nets import layers, models, resnet
 
 USER_FILE = textwrap.dedent('''
     import torch
@@ -237,3 +238,57 @@ def test_factory_files_are_the_code_inputs_of_the_network_jobs(user_file):
     assert code_inputs.factory_files(f"{user_file}:small_resnet") == [str(user_file)]
     assert code_inputs.factory_files("ntkscaling.resnet:resnet") == [resnet.__file__]
     assert code_inputs.factory_files("no_such_package_xyz.mod:f") == []
+
+
+def _library_sequence(c_in=2, width=5, out=3, seed=4):
+    """A network composed by hand (as a factory would) of the library's own layers, in an nn.Sequential."""
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(layers.Conv(c_in, width, 1.5, 0.1), layers.ReLU(), layers.AvgPool(),
+                              layers.Conv(width, width, 1.4, 0.0), layers.ReLU(), layers.GlobalAvgPool(),
+                              layers.Dense(width, out, 1.2, 0.2))
+    for p in net.parameters():
+        torch.nn.init.normal_(p)
+    return net
+
+
+@pytest.mark.parametrize("kind", ["mean", "sum", "full"])
+def test_a_sequence_of_library_layers_from_anywhere_goes_through_the_layerwise_engine(kind):
+    net = _library_sequence()
+    x1, x2 = torch.randn(7, 2, 4, 4, dtype=torch.float64), torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    assert entk.engine(net) == "layerwise"
+    for second in (None, x2):
+        general = entk.empirical_ntk(net, x1, second, kind=kind, dtype=torch.float64, implementation="general")
+        for budget in (None, 1e-5):  # held, and out of core
+            K = entk.empirical_ntk(net, x1, second, kind=kind, dtype=torch.float64, max_memory_gb=budget)
+            np.testing.assert_allclose(K, general, rtol=1e-10, atol=1e-12)
+    # what the layerwise engine cannot run stays with the general one
+    torch_relu = torch.nn.Sequential(*list(_library_sequence())[:1], torch.nn.ReLU(), *list(_library_sequence())[2:])
+    frozen = _library_sequence()
+    frozen[0].bias.requires_grad_(False)
+
+    class NoBackward(layers.Layer):
+        def forward(self, h):
+            return h
+    no_rule = torch.nn.Sequential(*list(_library_sequence()), NoBackward())
+    conv_last = torch.nn.Sequential(layers.Conv(2, 3, 1.0, 0.0))
+    for other in (torch_relu, frozen, no_rule, conv_last):
+        assert entk.engine(other) == "general"
+        with pytest.raises(ValueError, match="needs a sequence of ntkscaling's layers"):
+            entk.engine(other, "layerwise")
+
+
+def test_network_outputs_are_the_function_of_the_network_in_eval_mode(tmp_path):
+    # the f0 of the linearized predictor: BatchNorm with its running statistics, whatever the batch (in train
+    # mode the output of a row would depend on the rows batched with it); the network is left as it was
+    net = models.build_network({"arch": "resnet", "width": 4, "depth": 1}, (3, 8, 8), 5, seed=1)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(9, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = copy.deepcopy(net).double().eval()(x.double()).numpy()
+    for batch in (9, 4, 1):
+        np.testing.assert_allclose(models.network_outputs(net, x, batch_size=batch), want, rtol=1e-12, atol=1e-12)
+    assert net.training and next(net.parameters()).dtype == torch.float32

@@ -33,7 +33,7 @@ with jobs.job(snakemake):
     if not np.all(np.isfinite(K)):
         raise FloatingPointError(f"eNTK of {snakemake.input.ckpt} contains NaN or inf")
     seconds = time.perf_counter() - t0
-    outputs = models.checkpoint_outputs(snakemake.input.ckpt, x)
+    outputs = models.network_outputs(net, x)  # the network read once, for its kernel and its outputs
     files.save_npy(snakemake.output.kernel, K)
     files.save_npy(snakemake.output.outputs, outputs)
     files.save_json(snakemake.output.meta, {

@@ -24,17 +24,27 @@ with jobs.job(snakemake):
     checkpoints = training.run_checkpoints(network, snakemake.input.final, snakemake.params.checkpoints)
     files.verify_inputs([c["path"] for c in checkpoints])  # the tracked run's checkpoints, not declared inputs
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = {}
+
+    def network_of(ckpt):
+        """Each checkpoint's network read once for its kernel and its outputs (the final one, which the
+        evolution needs first and last, is kept throughout)."""
+        path = str(ckpt["path"])
+        if path not in loaded:
+            for old in [p for p in loaded if p != str(checkpoints[-1]["path"])]:
+                del loaded[old]
+            loaded[path] = models.load_network(path, map_location=device).to(device)
+        return loaded[path]
     print(f"eNTK ({w.kind}) of {len(checkpoints)} checkpoints on {len(x)} points, device {device}, engine "
-          f"{entk.engine(models.load_network(checkpoints[0]['path']))}", flush=True)
+          f"{entk.engine(network_of(checkpoints[-1]))}", flush=True)
 
     budget = entk.memory_budget_gb(snakemake.resources.get("mem_mb"), device)
 
     def outputs_of(ckpt):
-        return models.checkpoint_outputs(ckpt["path"], x)
+        return models.network_outputs(network_of(ckpt), x)
 
     def kernel_of(ckpt):
-        return entk.empirical_ntk_from_checkpoint(ckpt["path"], x, kind=w.kind, device=device,
-                                                  max_memory_gb=budget).cpu().numpy()
+        return entk.empirical_ntk(network_of(ckpt), x, kind=w.kind, max_memory_gb=budget).cpu().numpy()
 
     print("predictor: " + ("linearized (f0 of each checkpoint + kernel regression on Y - f0)"
                            if snakemake.params.linearized else "kernel regression"), flush=True)

@@ -13,6 +13,8 @@ Inputs are NCHW images or (N, D) vectors; an MLP flattens images in NHWC order, 
 """
 from __future__ import annotations
 
+import copy
+
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +80,33 @@ class Network(nn.Sequential):
         self.parameterization = parameterization
 
     def param_layers(self) -> list[layers.ParamLayer]:
-        return [m for m in self if isinstance(m, layers.ParamLayer)]
+        return param_layers(self)
+
+
+def param_layers(sequence) -> list[layers.ParamLayer]:
+    """The layers with parameters of a sequence of nets/layers.py layers, in order."""
+    return [m for m in sequence if isinstance(m, layers.ParamLayer)]
+
+
+def _parts_are_layers(module: nn.Module) -> bool:
+    return isinstance(module, nn.Sequential) and len(module) > 0 and all(isinstance(p, layers.Layer) for p in module)
+
+
+def layer_sequence(module: nn.Module) -> nn.Sequential | None:
+    """`module` itself when the layerwise eNTK engine can run it: a `Network`, or any nn.Sequential of
+    nets/layers.py layers (whoever built it: a factory, a user), each with its backward rule (`vjp`), every
+    parameter trained (the eNTK differentiates those only) and a dense readout last among the layers with
+    parameters; else None (the general engine's case)."""
+    if not _parts_are_layers(module):
+        return None
+    if any(type(part).vjp is layers.Layer.vjp for part in module):
+        return None
+    params = param_layers(module)
+    if not params or not isinstance(params[-1], layers.Dense):
+        return None
+    if not all(p.requires_grad for p in module.parameters()):
+        return None
+    return module
 
 
 def init_params(model: Network, seed: int) -> Network:
@@ -206,7 +234,7 @@ def infinite_layers(module: nn.Module) -> list:
     for name, part in module.named_modules():
         if not list(part.children()) and not isinstance(part, layers.Layer):
             raise _no_infinite(f"its layer {name or 'itself'} ({type(part).__name__}) has no infinite-width rule")
-    if not (isinstance(module, nn.Sequential) and all(isinstance(part, layers.Layer) for part in module)):
+    if not _parts_are_layers(module):
         raise _no_infinite(f"it is a {type(module).__name__}, not a sequence (nn.Sequential or models.Network) of "
                             f"ntkscaling layers, whose composition the infinite-width walk knows")
     return list(module)
@@ -282,9 +310,14 @@ def load_network(ckpt_path, map_location="cpu") -> Network:
     return net
 
 
-@torch.no_grad()
 def checkpoint_outputs(ckpt_path, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
     """The uncentred outputs f(x) of the network stored in a checkpoint, in float64 (the f0 of the linearized
     kernel predictor)."""
-    net = load_network(ckpt_path).double()
-    return torch.cat([net(xb.double()) for xb in x.split(batch_size)]).numpy()
+    return network_outputs(load_network(ckpt_path), x, batch_size)
+
+
+@torch.no_grad()
+def network_outputs(net: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """The outputs f(x) of `net` in float64 on the CPU, in eval mode (a float64 copy: `net` is left as it was)."""
+    net = copy.deepcopy(net).cpu().double().eval()
+    return torch.cat([net(xb.double()) for xb in x.cpu().split(batch_size)]).numpy()

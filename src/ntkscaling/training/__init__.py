@@ -5,6 +5,7 @@
 - `module`: the centred network as a LightningModule, and the batches it trains on.
 - `divergence`: when a run has diverged (one rule for the training loss and the evaluations).
 - `callbacks`: evaluation, best-state tracking, the checkpoint schedule, the live record, progress lines.
+- `checkpoints`: a run's checkpoints, read without Lightning (where to resume, which steps were saved).
 - `run`: `train_network` (with resume) and the untrained network's checkpoint.
 
 Everything public is importable from here (`training.train_network`, `training.NetworkSettings`); each name
@@ -18,7 +19,8 @@ _HOMES = {
     "divergence": ("BLOWUP", "DivergenceError"),
     "module": ("EpochBatches", "SubsetDataModule", "NetworkModule"),
     "callbacks": ("evaluate_splits", "BestState", "CheckpointAndEvaluate", "LiveRecord", "LineProgress"),
-    "run": ("train_network", "resume_point", "saved_checkpoint_steps", "run_checkpoints", "save_init_checkpoint", "LIGHTNING_NOISE"),
+    "checkpoints": ("resume_point", "saved_checkpoint_steps", "run_checkpoints"),
+    "run": ("train_network", "save_init_checkpoint", "LIGHTNING_NOISE"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = sorted(_HOME_OF)

@@ -36,7 +36,7 @@ from . import blocks as entk_blocks, layerwise as entk_fast, hostmem
 from .blocks import DEFAULT_MEMORY_GB
 from .general import JacobianFeatures, trainable_parameters
 from ...nets.layers import kernel_from_features
-from ...nets.models import Network
+from ...nets.models import Network, layer_sequence, param_layers
 
 KINDS = ("mean", "sum", "full")
 IMPLEMENTATIONS = ("auto", "jacobian", "plain", "layerwise", "general")
@@ -90,7 +90,7 @@ def _plain_ntk(model: Network, x1, x2, kind):
     features (all held at once; kernels/empirical/layerwise.py computes the same numbers within a memory budget)."""
     f1 = _plain_features(model, x1, kind)
     f2 = f1 if x2 is None else _plain_features(model, x2, kind)
-    return kernel_from_features(model.param_layers(), f1, f2, kind)
+    return kernel_from_features(param_layers(model), f1, f2, kind)
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -169,16 +169,18 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
 
 
 def engine(model, implementation: str = "auto") -> str:
-    """The implementation `empirical_ntk` uses for `model`: 'auto' is 'layerwise' for a network built from
-    nets/layers.py (models.build, models.Network) and 'general' for any other module; a named one is checked."""
+    """The implementation `empirical_ntk` uses for `model`: 'auto' is 'layerwise' for a sequence of
+    nets/layers.py layers (models.build, models.Network, or any nn.Sequential of them: `models.layer_sequence`)
+    and 'general' for any other module; a named one is checked."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation={implementation!r} is unknown; expected one of {IMPLEMENTATIONS}")
-    layerwise_ok = isinstance(model, Network)
+    layerwise_ok = layer_sequence(model) is not None
     if implementation == "auto":
         return "layerwise" if layerwise_ok else "general"
     if implementation in ("layerwise", "plain") and not layerwise_ok:
-        raise ValueError(f"implementation={implementation!r} needs a network built from ntkscaling's layers "
-                         f"(models.build or models.Network); use 'general' for any module")
+        raise ValueError(f"implementation={implementation!r} needs a sequence of ntkscaling's layers with a dense "
+                         f"readout and every parameter trained (models.build, models.Network, or an nn.Sequential "
+                         f"of them); use 'general' for any module")
     return implementation
 
 

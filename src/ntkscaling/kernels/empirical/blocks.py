@@ -29,6 +29,9 @@ DEFAULT_MEMORY_GB = 4.0  # max_memory_gb when none is given (also a CPU job's wi
 # so blocks of 64 keep that product bound by flops, not memory traffic; fewer leave more room to the panel)
 OUT_OF_CORE_TRANSIENT_SHARE = 1 / 8
 STREAM_BLOCK = 64
+# Out of core the panel fills the budget, where what the plan does not count (the inputs, Gram blocks,
+# allocator slack) took the peak 1-5% over it (benchmarks/README.md): that much is left free
+OUT_OF_CORE_MARGIN = 0.05
 
 Features = list[dict[str, torch.Tensor]]  # per group of parameters, its named feature tensors (n, ...)
 
@@ -78,14 +81,19 @@ class Plan:
     feature_rows: int
 
 
-def plan(retained: int, transient: int, n1: int, n2: int, symmetric: bool, avail: float) -> Plan:
+def plan(retained: int, transient: int, n1: int, n2: int, symmetric: bool, avail: float,
+         max_chunk: int | None = None) -> Plan:
     """The `Plan` for features of `retained` bytes per sample held and `transient` bytes per sample of a
-    chunk being computed, within `avail` bytes. Out of core the panel is as large as the budget allows once a
-    chunk's transient memory (at most OUT_OF_CORE_TRANSIENT_SHARE of it) and a streamed block are set aside."""
-    chunk = max(1, min(FEATURE_CHUNK, int(avail // (retained + transient))))
+    chunk being computed, within `avail` bytes, in chunks of at most FEATURE_CHUNK (and `max_chunk`, a
+    source's own bound). Out of core the panel is as large as the budget allows once a margin
+    (OUT_OF_CORE_MARGIN), a chunk's transient memory (at most OUT_OF_CORE_TRANSIENT_SHARE of the budget) and
+    a streamed block are set aside."""
+    most = FEATURE_CHUNK if max_chunk is None else min(FEATURE_CHUNK, max_chunk)
+    chunk = max(1, min(most, int(avail // (retained + transient))))
     if (n1 + (0 if symmetric else n2)) * retained + chunk * transient <= avail:
         return Plan(chunk, True, n1, 0, False, n1 + (0 if symmetric else n2))
-    chunk = max(1, min(FEATURE_CHUNK, int(avail * OUT_OF_CORE_TRANSIENT_SHARE // transient)))
+    avail *= 1 - OUT_OF_CORE_MARGIN
+    chunk = max(1, min(most, int(avail * OUT_OF_CORE_TRANSIENT_SHARE // transient)))
     slots = max(2, int((avail - chunk * transient) // retained))  # samples' features held at once
     stream = max(1, min(STREAM_BLOCK, slots // 5))
     panel = slots - stream
@@ -153,7 +161,7 @@ def bounded_ntk(source, x1, x2, max_memory_gb, progress) -> torch.Tensor:
     out_bytes = n1 * n2 * x1.element_size() * (C * C if full else 1)
     avail = max((max_memory_gb or DEFAULT_MEMORY_GB) * 1e9 - out_bytes, 0)
     K = torch.empty((n1, n2, C, C) if full else (n1, n2), dtype=x1.dtype, device=x1.device)
-    layout = plan(retained, transient, n1, n2, sym, avail)
+    layout = plan(retained, transient, n1, n2, sym, avail, getattr(source, "max_chunk", None))
     fill = _GramFill(source, K, sym)
     if layout.held:
         # everything fits: features once per row, then large Gram blocks (upper triangle when symmetric)

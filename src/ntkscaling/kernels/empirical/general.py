@@ -45,6 +45,10 @@ def _activation_elements(module: nn.Module, x_shape, dtype, device) -> tuple[int
 class JacobianFeatures:
     """The feature source (see entk_blocks) of any module for one kind: per-sample Jacobians."""
 
+    # samples per vmap call: ResNet-20 w16's per-sample Jacobian took 17 ms in chunks of 16, 19 in chunks of 8,
+    # 26-45 in chunks of 32 on a 2-core CPU (benchmarks/README.md)
+    max_chunk = 16
+
     def __init__(self, module: nn.Module, kind: str, x_shape, dtype, device):
         self.module, self.kind = module, kind
         self.params = trainable_parameters(module)

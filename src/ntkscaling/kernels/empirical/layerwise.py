@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from . import hostmem
 from .blocks import Features, Scratch
 from ...nets.layers import kernel_from_features
-from ...nets.models import Network
+from ...nets.models import Network, param_layers
 
 
 
@@ -61,7 +61,7 @@ def _alloc_features(model: Network, n: int, logits: int, dtype, device, diag: in
     """Feature storage for n samples: views into one buffer whose pages are mapped up front
     (hostmem.populated_empty), not faulted in one at a time by the matmuls writing them."""
     shapes = [{name: (n,) + shape for name, shape in m.feature_shapes(1 if j == diag else logits).items()}
-              for j, m in enumerate(model.param_layers())]
+              for j, m in enumerate(param_layers(model))]
     sizes = [math.prod(s) for layer in shapes for s in layer.values()]
     parts = iter(hostmem.populated_empty(sum(sizes), dtype, device).split(sizes))
     return [{name: next(parts).view(shape) for name, shape in layer.items()} for layer in shapes]
@@ -197,11 +197,13 @@ def bytes_per_sample(model: Network, x_shape, logits: int, itemsize: int,
 
 
 class LayerwiseFeatures:
-    """The feature source (see entk_blocks) of a `Network` for one kind: each parametrized layer's features."""
+    """The feature source (see entk_blocks) of a sequence of nets/layers.py layers (`models.layer_sequence`:
+    a `Network` or any nn.Sequential of them) for one kind: each parametrized layer's features."""
 
     def __init__(self, model: Network, kind: str):
         self.model, self.kind = model, kind
-        self.logits = model.param_layers()[-1].fan_out
+        self.params = param_layers(model)
+        self.logits = self.params[-1].fan_out
         self.diag = readout_diagonal(model, kind)
 
     def bytes_per_sample(self, x_shape, itemsize: int) -> tuple[int, int]:
@@ -215,4 +217,4 @@ class LayerwiseFeatures:
         _block_features(self.model, x, self.kind, self.diag, into, lo, scratch)
 
     def contract(self, f1: Features, f2: Features) -> torch.Tensor:
-        return kernel_from_features(self.model.param_layers(), f1, f2, self.kind)
+        return kernel_from_features(self.params, f1, f2, self.kind)
