@@ -45,7 +45,7 @@ CASES = [
      "torch.load(ckpt_path, map_location=map_location, weights_only=True)",
      "torch.load(ckpt_path, map_location=map_location, weights_only=False)",
      "tests/test_training.py::test_crafted_checkpoint_is_refused_without_running_its_code"),
-    ("resume only from this run's checkpoints", "src/ntkscaling/training/run.py",
+    ("resume only from this run's checkpoints", "src/ntkscaling/training/checkpoints.py",
      'mine is not None and mine.get("signature") == signature', "mine is not None",
      "tests/test_training.py::test_checkpoints_of_another_run_are_not_resumed"),
     ("NaN/inf kernel in a regression solve", "src/ntkscaling/arguments.py",
