@@ -45,9 +45,15 @@ def on_slurm(*args, cwd, timeout=900):
                      str(cwd / "changed.yaml"), *CLUSTER, *args, cwd=cwd, repo=cwd / "repo", timeout=timeout)
 
 
+def _two_sizes(config):
+    """`smaller`, on two sample sizes (the fewest a fit takes): every rule still runs, through fewer jobs."""
+    smaller(config)
+    config["sample_sizes"] = [16, 32]
+
+
 def test_tiny_config_runs_through_slurm(cluster, tmp_path):
     copy_repo(tmp_path / "repo")
-    _tiny_with(tmp_path, smaller)
+    _tiny_with(tmp_path, _two_sizes)
     res = on_slurm(cwd=tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:] + cluster.log()[-2000:]
