@@ -310,12 +310,6 @@ def load_network(ckpt_path, map_location="cpu") -> Network:
     return net
 
 
-def checkpoint_outputs(ckpt_path, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
-    """The uncentred outputs f(x) of the network stored in a checkpoint, in float64 (the f0 of the linearized
-    kernel predictor)."""
-    return network_outputs(load_network(ckpt_path), x, batch_size)
-
-
 @torch.no_grad()
 def network_outputs(net: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
     """The outputs f(x) of `net` in float64 on the CPU, in eval mode (a float64 copy: `net` is left as it was)."""

@@ -196,8 +196,8 @@ def _out_of_core(source, x1, x_cols, layout: Plan, fill, progress):
     tick, done = Progress(progress, "eNTK panel blocks", sum(len(blocks(a)) + sym for a in panels)), 0
     dtype, device = x1.dtype, x1.device
     panel_buffer = source.alloc(min(panel, n_held), dtype, device)
-    stream_buffer = source.alloc(min(stream, n_streamed), dtype, device) if n_streamed > (panel if sym else 0) \
-        else None
+    streams = any(len(blocks(a)) for a in panels)
+    stream_buffer = source.alloc(min(stream, n_streamed), dtype, device) if streams else None
     scratch = Scratch()
     for a in panels:
         fp = _all_features(source, held[a:a + panel], layout.chunk, into=panel_buffer, scratch=scratch)
