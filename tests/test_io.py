@@ -1,5 +1,7 @@
 """Atomic outputs: an interrupted write leaves neither a partial file nor a temporary behind, and every output's
 digest is recorded and checked where a job reads it."""
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -116,8 +118,9 @@ def test_every_output_records_its_digest_and_a_changed_file_is_refused(tmp_path,
     files.save_npy(kernel, np.arange(12.0).reshape(3, 4))
     files.write_rows(table, [{"dataset": "d", "arch": "mlp", "width": 8, "seed": 0, "method": "network", "n": n,
                            "k": n, "metric": "test_error", "value": 0.1} for n in (16, 32, 64)])
-    for path in (kernel, table):  # the record is the file's own SHA-256 (an independent hashlib reference)
-        assert files.digest_path(path).read_text().strip() == hashlib.sha256(path.read_bytes()).hexdigest()
+    for path in (kernel, table):  # the record holds the file's own SHA-256 (an independent hashlib reference)
+        record = json.loads(files.digest_path(path).read_text())  # and its name in the run
+        assert record == {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "path": path.as_posix()}
     files.verify_inputs([str(kernel), [str(table)], "src/ntkscaling/files.py", "data/mine.npz"])  # others: not checked
     files.verify(tmp_path / kernel)  # an absolute path inside the working directory is the same workflow file
     files.save_npy(tmp_path / "elsewhere.npy", np.zeros(2))  # outside results/ (the API's files): no record
@@ -139,6 +142,42 @@ def test_every_output_records_its_digest_and_a_changed_file_is_refused(tmp_path,
     files.digest_path(table).unlink()
     with pytest.raises(files.FileFormatError, match=r"metrics.csv: no record of the job that wrote it \(.metrics.csv"):
         files.verify(table)
+
+
+def test_a_record_binds_the_file_to_its_place_and_job(tmp_path, monkeypatch):
+    """Another seed's output copied in with its record is refused (the bytes are its own, the place is not);
+    a record names the job that wrote it; a record that is not one (too large, a directory, the digest
+    alone) is refused by name without being read whole."""
+    import shutil
+    monkeypatch.chdir(tmp_path)
+    s0, s1 = Path("results/run/kernels/s0/mean.npy"), Path("results/run/kernels/s1/mean.npy")
+    monkeypatch.setitem(files.RECORD_JOB, "rule", "entk_kernel")
+    files.save_npy(s0, np.eye(3))
+    files.save_npy(s1, 2 * np.eye(3))
+    assert json.loads(files.digest_path(s0).read_text())["rule"] == "entk_kernel"
+    shutil.copytree(s0.parent, s1.parent, dirs_exist_ok=True)  # seed 0's folder, records and all, over seed 1's
+    with pytest.raises(files.FileFormatError, match=r"s1/mean.npy: its record says it was written as "
+                                                    r"results/run/kernels/s0/mean.npy, not as results/run/kernels/s1"):
+        files.verify_inputs([str(s1)])
+    files.verify(s0)
+    moved = tmp_path / "moved"  # a checkout moved with its runs: every record still holds
+    shutil.copytree(tmp_path / "results", moved / "results")
+    files.verify(moved / s0, root=moved)
+    record = files.digest_path(s0)
+    record.write_text(hashlib.sha256(s0.read_bytes()).hexdigest() + "\n")  # the older digest-only format
+    with pytest.raises(files.FileFormatError, match="not a record of this workflow"):
+        files.verify(s0)
+    with open(record, "wb") as f:
+        f.truncate(files.RECORD_MAX_BYTES + 1)
+    with pytest.raises(files.FileFormatError, match=f"{files.RECORD_MAX_BYTES + 1} bytes, more than a record"):
+        files.verify(s0)
+    record.unlink()
+    record.mkdir()
+    with pytest.raises(files.FileFormatError, match="its record .mean.npy.sha256 is a directory"):
+        files.verify(s0)
+    with pytest.raises(files.FileFormatError, match=r"a directory where the record of mean.npy belongs"):
+        files.save_npy(s0, np.eye(3))  # its producer re-running: named, and the directory is left alone
+    assert record.is_dir()
 
 
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),

@@ -77,6 +77,7 @@ CASES = [
      "tests/test_training.py::test_centred_network_is_exactly_zero_at_init_and_has_the_plain_networks_gradients"),
     ("outputs written to a temporary name and renamed", "src/ntkscaling/files.py",
      "        yield tmp\n        digest = file_digest(tmp) if is_workflow_file(path) else None\n"
+     "        if digest:\n            _record_place_is_free(path)\n"
      "        os.replace(tmp, path)", "        yield path\n        digest = None",
      "tests/test_io.py::test_interrupted_write_leaves_no_partial_file"),
     ("a NaN kernel stops its job, naming it", "workflow/scripts/entk_kernel.py",

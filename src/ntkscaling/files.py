@@ -184,6 +184,8 @@ def atomic_path(path):
     try:
         yield tmp
         digest = file_digest(tmp) if is_workflow_file(path) else None
+        if digest:
+            _record_place_is_free(path)
         os.replace(tmp, path)
         if digest:
             record_digest(path, digest)
@@ -215,22 +217,35 @@ def _name_a_full_disk(error: OSError, path: Path) -> None:
 
 DIGEST_SUFFIX = ".sha256"
 WORKFLOW_ROOT = "results"  # the files jobs write; what a job reads from here must carry its producer's record
+RECORD_MAX_BYTES = 64 * 1024  # a record is a few hundred bytes; anything larger is not one (never read whole)
+# What the running job is (set by jobs.job): its rule, wildcards and the digest of its params, written into
+# every record it makes, so that a record says which job made the file as well as what the bytes are.
+RECORD_JOB: dict = {}
 
 
-def is_workflow_file(path) -> bool:
-    """Whether `path` lies under results/ of the working directory: a file a workflow job writes (and that
-    the next job must find recorded). Files written anywhere else (the Python API's, docs/) get no record."""
+def is_workflow_file(path, root=None) -> bool:
+    """Whether `path` lies under results/ of the working directory (or of `root`): a file a workflow job
+    writes (and that the next job must find recorded). Files written anywhere else (the Python API's, docs/)
+    get no record."""
+    return record_name(path, root) is not None
+
+
+def record_name(path, root=None) -> str | None:
+    """`path` as a record names it: relative to the run's working directory (`root`, default the current
+    one), e.g. 'results/tiny/kernels/entk_init/w16/s0/mean.npy'; None outside results/. Relative, so a
+    checkout moved with its runs keeps every record valid."""
     path = Path(path)
-    if path.is_absolute():
+    base = Path(root) if root is not None else Path.cwd()
+    if path.is_absolute() or root is not None:
         try:
-            path = path.relative_to(Path.cwd())
+            path = Path(os.path.abspath(path)).relative_to(os.path.abspath(base))
         except ValueError:
-            return False
-    return path.parts[:1] == (WORKFLOW_ROOT,)
+            return None
+    return path.as_posix() if path.parts[:1] == (WORKFLOW_ROOT,) else None
 
 
 def digest_path(path) -> Path:
-    """Where the record of `path`'s content lives: `.<name>.sha256` beside it."""
+    """Where the record of `path` lives: `.<name>.sha256` beside it."""
     path = Path(path)
     return path.with_name(f".{path.name}{DIGEST_SUFFIX}")
 
@@ -243,31 +258,77 @@ def file_digest(path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def record_digest(path, digest: str | None = None) -> None:
-    """Record the SHA-256 of the file at `path` (written by a job) beside it, atomically."""
+def params_digest(params: dict) -> str:
+    """A job's params (its config values) as one digest: what a record says the file was made from."""
+    text = json.dumps(params, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def record_digest(path, digest: str | None = None, root=None) -> None:
+    """Record what the file at `path` (written by a job) is, beside it, atomically: the SHA-256 of its bytes,
+    its name in the run (`record_name`) and the job that made it (RECORD_JOB: rule, wildcards, params)."""
     path = Path(path)
-    target = digest_path(path)
+    target = _record_place_is_free(path)
+    record = {"sha256": digest or file_digest(path), "path": record_name(path, root) or path.name, **RECORD_JOB}
     tmp = _temporary(target)
     try:
-        tmp.write_text((digest or file_digest(path)) + "\n")
+        tmp.write_text(json.dumps(record, sort_keys=True) + "\n")
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def verify(path) -> None:
-    """Refuse a workflow file whose content is not what its producer recorded (altered, truncated, replaced
-    by another file) or that has no record (not written by a job of this workflow)."""
+def _record_place_is_free(path: Path) -> Path:
+    """Where `path`'s record goes, refused (and left alone) when something other than a file is there."""
+    target = digest_path(path)
+    if os.path.lexists(target) and _not_regular(os.lstat(target).st_mode):
+        raise FileFormatError(f"{target}: {_not_regular(os.lstat(target).st_mode)} where the record of "
+                              f"{path.name} belongs; move it away (a record is a small file the job writes)")
+    return target
+
+
+def read_record(path) -> dict:
+    """The record of the workflow file `path` (FileFormatError naming it when missing, not a small regular
+    file, or not a record of this workflow's format). Read with a size limit: never a whole large file."""
+    path, record = Path(path), digest_path(path)
+    untrusted = f"so {path.name} cannot be trusted; {REWRITE}"
+    try:
+        st = os.stat(record)
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: no record of the job that wrote it ({record.name} is missing), "
+                              f"{untrusted}") from None
+    kind = _not_regular(st.st_mode)
+    if kind or st.st_size > RECORD_MAX_BYTES:
+        what = kind or f"{st.st_size} bytes, more than a record's {RECORD_MAX_BYTES}"
+        raise FileFormatError(f"{path}: its record {record.name} is {what}, {untrusted}")
+    with open(record, "rb") as f:
+        text = f.read(RECORD_MAX_BYTES)
+    try:
+        out = json.loads(text)
+        if not (isinstance(out, dict) and isinstance(out.get("sha256"), str) and isinstance(out.get("path"), str)):
+            raise ValueError
+    except ValueError:
+        raise FileFormatError(f"{path}: its record {record.name} is not a record of this workflow (a JSON object "
+                              f"with sha256 and path; an older version wrote the digest alone), {untrusted}") from None
+    return out
+
+
+def verify(path, root=None) -> None:
+    """Refuse a workflow file that is not what its producer recorded: other bytes (altered, truncated, replaced
+    by another file), or bytes recorded for another place (a folder of another seed, width or run copied in
+    with its records), or no record at all (not written by a job of this workflow). `root`: the run's
+    working directory, when it is not the current one."""
     path = Path(path)
-    record = digest_path(path)
-    if not record.is_file():
-        raise FileFormatError(f"{path}: no record of the job that wrote it ({record.name} is missing), so it "
-                              f"cannot be trusted; {REWRITE}")
-    want = record.read_text().strip()
-    if file_digest(path) != want:
+    record = read_record(path)
+    here = record_name(path, root)
+    if record["path"] != here:
+        raise FileFormatError(f"{path}: its record says it was written as {record['path']}, not as {here}: a "
+                              f"file copied or moved in from another output (another seed, width, method or "
+                              f"run) is not this one; {REWRITE}")
+    if file_digest(path) != record["sha256"]:
         raise FileFormatError(f"{path}: its content differs from what the job that wrote it recorded "
-                              f"(sha256 in {record.name}): altered, truncated or replaced; {REWRITE}")
+                              f"(sha256 in {digest_path(path).name}): altered, truncated or replaced; {REWRITE}")
 
 
 def verify_inputs(inputs) -> None:

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from . import files
 from .files import InputError, verify_inputs
 
 
@@ -36,10 +37,21 @@ def die_with_parent() -> None:
 @contextlib.contextmanager
 def job(smk):
     """A workflow job: everything it prints goes to its log (`log_to`), and every input a job of the workflow
-    wrote is checked against its producer's record (`verify_inputs`) before any work."""
+    wrote is checked against its producer's record (`verify_inputs`) before any work. Every output it
+    writes is recorded as made by this job (its rule, wildcards and params: files.RECORD_JOB)."""
     with log_to(smk.log[0]) as f:
         verify_inputs(smk.input)
+        files.RECORD_JOB.clear()
+        files.RECORD_JOB.update(job_identity(smk))
         yield f
+
+
+def job_identity(smk) -> dict:
+    """What a job is, as its records say: rule, wildcards and the digest of its params."""
+    def named(items):
+        return {str(k): v for k, v in items}
+    return {"rule": str(getattr(smk, "rule", "")), "wildcards": named(smk.wildcards.items()),
+            "params": files.params_digest(named(smk.params.items()))}
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .. import files
 from ..files import FileFormatError
 from ..nets import models
 
@@ -19,9 +20,19 @@ def _callback_state(state: dict):
 
 def resume_point(out_dir: Path, signature: dict):
     """(path, step) of the latest checkpoint in out_dir written by a run with this signature (same data, model,
-    training settings and schedule), or None. Checkpoints of any other run are ignored, never trusted."""
+    training settings and schedule), or None. Checkpoints of any other run are ignored, never trusted. A
+    workflow's checkpoint (under results/) is checked against its record before it is loaded: one without a
+    record (its job was killed between writing and recording it) is passed over, an altered one or one copied
+    in from another place stops the job, named."""
     # newest first (names are zero-padded steps): usually only the last checkpoint is read
     for path in sorted(out_dir.glob("step*.ckpt"), reverse=True):
+        if files.is_workflow_file(path):
+            if not files.digest_path(path).exists():
+                continue
+            try:
+                files.verify(path)
+            except FileFormatError as e:
+                raise FileFormatError(f"{e} (or delete it to resume from an earlier checkpoint)") from None
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # a checkpoint cut short by the interruption itself
