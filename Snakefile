@@ -21,6 +21,12 @@ rule all:
     default_target: True
 
 
+onstart:
+    from ntkscaling import jobs
+
+    jobs.claim_run(SHARED)  # one writer per run, however it is reached or started (ntkscaling.jobs)
+
+
 onsuccess:
     from ntkscaling import console
 

@@ -6,7 +6,7 @@
 # Run it again after an interruption (Ctrl-C, a kill, a crash): finished jobs are kept, interrupted ones
 # re-run, and a training job resumes from its last checkpoint.
 set -euo pipefail
-cd "$(dirname "$0")"
+cd -P "$(dirname "$0")"  # the physical path: a checkout reached through a link is the same checkout
 bash envs/setup.sh
 VENV=${NTKSCALING_VENV:-.venv}
 mkdir -p .snakemake
@@ -18,18 +18,31 @@ if ! flock -w 10 9; then
   echo "run.sh: another ./run.sh (or a job it started) is still running in $PWD; wait for it, or stop it" >&2
   exit 1
 fi
-# A Snakemake started another way (plain `snakemake`, a cluster submission) holds the lock while it is alive:
-# it is never lifted then. Snakemake's lock files name no process, so live ones are found by what they run
-# and where: a process whose program is snakemake working in this checkout.
+# A Snakemake started another way (plain `snakemake`, `python -m snakemake`, a cluster submission) holds the lock
+# while it is alive: it is never lifted then. Snakemake's lock files name no process, so live ones are found by
+# what they run and where: a process running snakemake (as its program or as `-m snakemake`) whose physical
+# working directory is this checkout, or whose results/ is this checkout's results/ (two checkouts sharing
+# results/ through a link). The run itself also takes a lock inside results/<run_name>/ (ntkscaling.jobs).
+is_snakemake() {  # the first arguments of the process /proc/$1
+  local a prev="" i=0
+  while IFS= read -r -d '' a && [ $i -lt 4 ]; do
+    i=$((i + 1))
+    [ "$(basename -- "$a")" = snakemake ] && return 0
+    [ "$prev" = -m ] && [ "${a%%.*}" = snakemake ] && return 0
+    prev=$a
+  done < "$1/cmdline" 2>/dev/null
+  return 1
+}
 live_snakemake() {
   [ -d /proc/self ] || { echo unknown; return 0; }  # no process table to read: the user decides
-  local d exe
+  local d cwd ours
+  ours=$(readlink -f results 2>/dev/null || true)
   for d in /proc/[0-9]*; do
     [ "${d#/proc/}" = "$$" ] && continue
-    [ "$(readlink "$d/cwd" 2>/dev/null)" = "$PWD" ] || continue
-    for exe in $(tr '\0' '\n' < "$d/cmdline" 2>/dev/null | head -2); do
-      [ "$(basename -- "$exe")" = snakemake ] && { echo "${d#/proc/}"; return 0; }
-    done
+    cwd=$(readlink "$d/cwd" 2>/dev/null) || continue
+    if [ "$cwd" = "$PWD" ] || { [ -d results ] && [ "$(readlink -f "$cwd/results" 2>/dev/null)" = "$ours" ]; }; then
+      is_snakemake "$d" && { echo "${d#/proc/}"; return 0; }
+    fi
   done
   return 1
 }

@@ -2,6 +2,7 @@
 digest is recorded and checked where a job reads it."""
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,45 @@ def test_a_full_disk_names_the_file_and_leaves_nothing_behind(tmp_path, monkeypa
     with pytest.raises(files.DiskFullError, match=r"kernels/mean.npy: not written, no space left on its device \(\d+ MB"):
         files.save_npy(target, np.zeros(3))
     assert list(target.parent.iterdir()) == []  # no partial file, no temporary
+
+
+def test_one_writer_per_run_whatever_path_reaches_it(tmp_path):
+    """The run's writer lock lives in results/<run_name>/: a second claim through a linked path is refused
+    naming the holder while it lives, and granted once it is gone (the kernel drops a dead holder's lock)."""
+    import subprocess
+    import sys
+    import time
+    run = tmp_path / "scratch" / "results" / "tiny"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom ntkscaling import jobs\n"
+                               f"jobs.claim_run({str(run)!r})\nprint('held', flush=True)\ntime.sleep(60)\n"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (tmp_path / "home").symlink_to(tmp_path / "scratch")
+        with pytest.raises(jobs.RunLockedError, match=rf"another Snakemake is writing this run \(process "
+                                                      rf"{holder.pid} on "):
+            jobs.claim_run(tmp_path / "home" / "results" / "tiny")
+    finally:
+        holder.kill()
+        holder.wait()
+    t0 = time.time()
+    while True:
+        try:
+            jobs.claim_run(run)
+            break
+        except jobs.RunLockedError:
+            assert time.time() - t0 < 10
+            time.sleep(0.05)
+    assert f"process {os.getpid()} " in (run / jobs.WRITER_LOCK).read_text()
+
+
+def test_the_console_outlives_a_closed_pipe_and_reads_to_the_end(tmp_path):
+    """`./run.sh | head`: once its reader is gone the console drops the rest and reads on, so the run goes on."""
+    import subprocess
+    import sys
+    lines = "".join(f"a line Snakemake printed {i}\n" for i in range(200000))
+    res = subprocess.run(["bash", "-c", f"{sys.executable} -m ntkscaling.console | head -1; "
+                                        f"echo status ${{PIPESTATUS[0]}} >&2"],
+                         input=lines, capture_output=True, text=True, timeout=60)
+    assert res.stdout == "a line Snakemake printed 0\n"
+    assert res.stderr.strip() == "status 0", res.stderr[-2000:]

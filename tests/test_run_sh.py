@@ -34,9 +34,9 @@ def checkout(tmp_path):
     return repo, venv
 
 
-def _run_sh(repo, venv):
+def _run_sh(repo, venv, script="./run.sh"):
     env = {"PATH": "/usr/bin:/bin", "NTKSCALING_VENV": str(venv), "HOME": str(repo)}
-    return subprocess.run(["./run.sh", "--cores", "1"], cwd=repo, env=env, capture_output=True, text=True,
+    return subprocess.run([script, "--cores", "1"], cwd=repo, env=env, capture_output=True, text=True,
                           timeout=60)
 
 
@@ -45,20 +45,50 @@ def _calls(venv):
     return log.read_text().splitlines() if log.exists() else []
 
 
+def _second_checkout_sharing_results(repo):
+    """Another checkout whose results/ is a link to this one's (shared scratch)."""
+    other = repo.parent / "other"
+    shutil.copytree(repo, other, symlinks=True)
+    (repo / "results").mkdir()
+    (other / "results").symlink_to(repo / "results")
+    return other
+
+
+# (how the live Snakemake was started, where ./run.sh is then run from)
+LIVE = [("snakemake", "checkout"), ("python -m snakemake", "checkout"), ("snakemake", "a link to the checkout"),
+        ("snakemake", "a checkout sharing its results/")]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="live Snakemakes are found through /proc")
-def test_a_live_snakemake_keeps_its_lock(checkout):
+@pytest.mark.parametrize("started,where", LIVE, ids=[f"{a} / {b}" for a, b in LIVE])
+def test_a_live_snakemake_keeps_its_lock(checkout, started, where):
     repo, venv = checkout
-    holder = subprocess.Popen([str(venv / "bin" / "snakemake"), "--hold"], cwd=repo)  # a plain `snakemake`
+    if started == "snakemake":
+        holder = subprocess.Popen([str(venv / "bin" / "snakemake"), "--hold"], cwd=repo)
+    else:  # a Snakemake run as a module
+        package = venv / "modules" / "snakemake"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "__main__.py").write_text(f"import time\nwith open({str(venv / 'bin' / 'calls.log')!r}, 'a') as f:\n"
+                                             f"    f.write('called: --hold\\n')\ntime.sleep(60)\n")
+        holder = subprocess.Popen([sys.executable, "-m", "snakemake", "--hold"], cwd=repo,
+                                  env={"PYTHONPATH": str(venv / "modules"), "PATH": "/usr/bin:/bin"})
+    run_in, script = repo, "./run.sh"
+    if where == "a link to the checkout":
+        (repo.parent / "link").symlink_to(repo)
+        run_in, script = repo.parent, "link/run.sh"
+    elif where == "a checkout sharing its results/":
+        run_in = _second_checkout_sharing_results(repo)
     try:
         t0 = time.time()
         while not _calls(venv) and time.time() - t0 < 10:
             time.sleep(0.05)
-        res = _run_sh(repo, venv)
+        res = _run_sh(run_in, venv, script)
     finally:
         holder.kill()
         holder.wait()
-    assert res.returncode == 1
-    assert f"a Snakemake (process {holder.pid}) is running in {repo}" in res.stderr
+    assert res.returncode == 1, res.stderr
+    assert f"a Snakemake (process {holder.pid}) is running in " in res.stderr
     assert _calls(venv) == ["called: --hold"]  # neither --unlock nor a second run
     assert (repo / ".snakemake" / "locks" / "0.input.lock").exists()
 

@@ -335,3 +335,28 @@ def test_run_checkpoints_lists_the_evaluated_and_saved_steps_and_names_a_missing
     saved[found[1]["step"]].unlink()
     with pytest.raises(FileNotFoundError, match=f"missing: .*{saved[found[1]['step']].name}.*re-run"):
         training.run_checkpoints(rows, saved[max(saved)], tmp_path / "run")
+
+
+def test_a_workflow_checkpoint_is_verified_before_it_is_resumed(prepared, tmp_path, monkeypatch):
+    """Under results/, a resume checkpoint must be what its job recorded: an altered one stops the run, named
+    (it never becomes final.ckpt); one whose record is missing (a job killed between writing and recording
+    it) is passed over for the one before it."""
+    monkeypatch.chdir(tmp_path)
+    prep = tuple(tmp_path / p.name for p in prepared)
+    for src, dst in zip(prepared, prep):
+        dst.write_bytes(src.read_bytes())
+    out = tmp_path / "results" / "run" / "train"
+    _, _, saved = _train(prep, out, checkpoint_epochs=[2])
+    signature = torch.load(saved[max(saved)], map_location="cpu", weights_only=True)["callbacks"]
+    signature = next(v for k, v in signature.items() if k.startswith("CheckpointAndEvaluate"))["signature"]
+    steps = sorted(saved)
+    assert training.resume_point(out, signature)[1] == steps[-1]
+    files.digest_path(saved[steps[-1]]).unlink()  # written, never recorded
+    assert training.resume_point(out, signature)[1] == steps[-2]
+    state = torch.load(saved[steps[-2]], map_location="cpu", weights_only=True)
+    state["state_dict"] = {k: v + 1 for k, v in state["state_dict"].items()}
+    torch.save(state, saved[steps[-2]])  # altered, its record left as it was
+    with pytest.raises(files.FileFormatError, match=rf"{saved[steps[-2]].name}: its content differs"):
+        training.resume_point(out, signature)
+    with pytest.raises(files.FileFormatError, match="its content differs"):
+        _train(prep, out, checkpoint_epochs=[2])

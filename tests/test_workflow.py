@@ -254,6 +254,26 @@ def test_documented_publish_command_publishes_a_finished_run(tiny_run):
     assert set(prov["files"]) >= {"summary/exponents.csv", "figures/data_scaling.png"}
 
 
+def test_a_run_with_a_live_writer_elsewhere_starts_no_job(tiny_run):
+    """A Snakemake whose run another process writes (here: one holding results/tiny's writer lock, as a
+    Snakemake of a second checkout sharing results/ would) stops before its first job, naming the holder."""
+    target = "results/tiny/figures/theory.png"
+    before = (tiny_run / target).stat().st_mtime_ns
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom ntkscaling import jobs\n"
+                               "jobs.claim_run('results/tiny')\nprint('held', flush=True)\ntime.sleep(120)\n"],
+                              cwd=tiny_run, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(tiny_run / "repo" / "src")})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        res = in_tiny("--forcerun", "figure_theory", target, cwd=tiny_run)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert res.returncode != 0
+    assert f"another Snakemake is writing this run (process {holder.pid} on" in res.stdout + res.stderr
+    assert (tiny_run / target).stat().st_mtime_ns == before
+
+
 def test_second_run_has_nothing_to_do(tiny_run):
     assert planned(in_tiny("-n", cwd=tiny_run)) == {}
 

@@ -158,7 +158,22 @@ def closing_summary(results: str, figure_width=None) -> str:
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops Snakemake; its last words still get through
-    quiet(sys.stdin, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    closed = []
+
+    def write(text):
+        """To stdout while it is open; once its reader is gone (`./run.sh | head`) the run goes on unseen: the
+        rest is read and dropped, so Snakemake never writes into a closed pipe."""
+        if closed:
+            return
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            closed.append(True)
+            import os
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's own last flush must not fail either
+    quiet(sys.stdin, write)
     return 0
 
 

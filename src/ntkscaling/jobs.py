@@ -115,3 +115,34 @@ class Progress:
             self.last, elapsed = now, now - self.t0
             self.report(f"{self.what} {done}/{self.total} elapsed {elapsed:.0f}s "
                         f"eta {elapsed / max(done, 1) * (self.total - done):.0f}s")
+
+
+WRITER_LOCK = ".writer.lock"  # in results/<run_name>/: the run's one writer, whatever path or command
+_held = []  # the open lock of this process's run (kept open, so held, until the process ends)
+
+
+class RunLockedError(InputError):
+    """Another live Snakemake writes this run's results."""
+
+
+def claim_run(run_dir) -> None:
+    """Take the run's writer lock (an flock on results/<run_name>/.writer.lock, held until this process ends),
+    or raise RunLockedError naming who holds it. The lock lives with the results, so it is one lock whatever
+    path reaches them (a symlinked checkout, two checkouts sharing results/ through a link) and however
+    Snakemake was started (./run.sh, snakemake, python -m snakemake, a cluster profile): the Snakefile takes
+    it when a run starts. The kernel drops it when the holder dies, so a killed run leaves nothing stale."""
+    import fcntl
+    import socket
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / WRITER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 1024, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunLockedError(f"{run_dir}: another Snakemake is writing this run ({holder}); wait for it to "
+                             f"finish or stop it: one run has one writer") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} in {os.getcwd()}\n".encode(), 0)
+    _held.append(fd)
