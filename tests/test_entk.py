@@ -1,4 +1,6 @@
 """eNTK engine: every implementation against the plain Jacobian contraction and neural-tangents' values."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -328,3 +330,73 @@ def test_out_of_core_panels_grow_with_the_budget():
         assert (layout.panel + layout.stream) * retained + layout.chunk * transient <= avail
         rows.append(layout.feature_rows)
     assert rows[0] > rows[1] > rows[2] and rows[2] < 2 * 512
+
+
+class _Doubled(models.layers.Dense):
+    """A Dense whose forward is changed but whose backward rule (vjp) is its parent's."""
+
+    def forward(self, h):
+        return 2 * super().forward(h)
+
+
+class _OtherVjp(models.layers.ReLU):
+    """A ReLU whose backward rule is overridden without its forward."""
+
+    def vjp(self, g, h):
+        return g
+
+
+def _refused_shapes():
+    """(name, module, what the refusal says) for sequences of the library's layers that its rules would not
+    compute; each checked against the Jacobian reference."""
+    L = models.layers
+    torch.manual_seed(3)
+    tied = L.Dense(4, 4, 1.3, 0.1)
+    shared_a, shared_b = L.Dense(4, 4, 1.3, 0.1), L.Dense(4, 4, 1.3, 0.1)
+    shared_b.weight = shared_a.weight
+    hooked = L.Dense(4, 4, 1.3, 0.1)
+    hooked.register_forward_hook(lambda module, args, out: out * 1.5)
+    cases = [("a layer used twice", [tied, L.ReLU(), tied], "layer 2 (Dense) is layer 0 used again"),
+             ("a shared weight", [shared_a, L.ReLU(), shared_b], "layers 0 and 2 share a parameter"),
+             ("a subclass with its own forward", [L.Dense(4, 4, 1.3, 0.1), L.ReLU(), _Doubled(4, 4, 1.3, 0.1)],
+              "_Doubled defines its own forward but inherits vjp from Dense"),
+             ("a backward rule without its forward", [L.Dense(4, 4, 1.3, 0.1), _OtherVjp()],
+              "_OtherVjp defines vjp but runs the forward of ReLU"),
+             ("a forward hook", [hooked, L.ReLU()], "0 carries a forward hook")]
+    out = []
+    for name, body, says in cases:
+        net = torch.nn.Sequential(*body, L.ReLU(), L.Dense(4, 3, 1.0, 0.1)).double()
+        for p in net.parameters():
+            torch.nn.init.normal_(p)
+        out.append((name, net, says))
+    return out
+
+
+@pytest.mark.parametrize("case", range(5), ids=[c[0] for c in _refused_shapes()])
+def test_engines_refuse_what_their_layer_rules_do_not_compute(case):
+    """Tied weights, a subclass whose rules are not its forward's, a hook: 'auto' goes to the general engine
+    (the Jacobian reference's numbers), an explicit layerwise or plain engine is refused naming the reason."""
+    from ntkscaling.kernels.infinite import api as infinite
+    name, net, says = _refused_shapes()[case]
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert entk.engine(net) == "general"
+    for kind in ("mean", "full"):
+        ref = entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64, implementation="jacobian")
+        auto = entk.empirical_ntk(net, x, kind=kind, dtype=torch.float64)
+        assert _rel(auto, ref) < 1e-12
+    for impl in ("layerwise", "plain"):
+        with pytest.raises(ValueError, match=f"implementation=.{impl}. cannot compute this module: .*{re.escape(says)}"):
+            entk.empirical_ntk(net, x, implementation=impl)
+    if "hook" in name or "twice" in name or "shared" in name or "own forward" in name:
+        with pytest.raises(ValueError, match="the infinite-width kernel of this sequence is not what"):
+            infinite.infinite_kernels_of(list(net), x)
+
+
+def test_empty_modules_and_inputs_are_named():
+    from ntkscaling.kernels.infinite import api as infinite
+    with pytest.raises(ValueError, match="model: has no parameters"):
+        entk.empirical_ntk(torch.nn.Sequential(), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="no layers"):
+        infinite.infinite_kernels_of([], torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="x1: got 0 inputs"):
+        infinite.infinite_kernels("mlp", (3,), torch.zeros(0, 3), depth=1)

@@ -81,10 +81,13 @@ def nonnegative_numbers(name: str, values) -> list[float]:
     return [float(v) for v in out]
 
 
-def inputs(name: str, x, in_shape=None):
-    """A batch of inputs (n, *in_shape) of finite real numbers, as a tensor (torch imported only here)."""
+def inputs(name: str, x, in_shape=None, empty_ok: bool = True):
+    """A batch of inputs (n, *in_shape) of finite real numbers, as a tensor (torch imported only here); at
+    least one input unless `empty_ok`."""
     import torch
     t = torch.as_tensor(x)
+    if not empty_ok and t.ndim >= 1 and len(t) == 0:
+        raise ArgumentError(f"{name}: got 0 inputs (shape {tuple(t.shape)}); a kernel needs at least one")
     if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
         raise ArgumentError(f"{name}: expected real numbers, got a tensor of {t.dtype}")
     if t.ndim < 2:

@@ -30,6 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# What each engine reads off a layer beside its forward pass. A layer runs through an engine only when these
+# come from its own class or from a class that defines no forward of its own (models.own_rules_problem): a
+# subclass that changes `forward` but inherits its parent's `vjp` would be computed as its parent.
+ENTK_RULES = ("vjp", "tape_save", "tape_vjp", "entk_features", "entk_gram", "feature_shapes", "scaled_weight",
+              "channelwise", "has_params", "pools", "folds_pooling", "pool_factor", "unpool", "unfolds",
+              "unfolded_elements", "has_bias_features", "readout_factorizes")
+INFINITE_RULES = ("infinite", "affine_factors", "pair_step", "own_step", "pool_window", "spatial", "flattens")
+
+
 @dataclasses.dataclass(frozen=True)
 class Kernel:
     """The two kernels of the infinite-width recursion, by name (never by position: unpacking one raises, so

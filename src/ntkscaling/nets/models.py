@@ -92,21 +92,83 @@ def _parts_are_layers(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential) and len(module) > 0 and all(isinstance(p, layers.Layer) for p in module)
 
 
-def layer_sequence(module: nn.Module) -> nn.Sequential | None:
-    """`module` itself when the layerwise eNTK engine can run it: a `Network`, or any nn.Sequential of
-    nets/layers.py layers (whoever built it: a factory, a user), each with its backward rule (`vjp`), every
-    parameter trained (the eNTK differentiates those only) and a dense readout last among the layers with
-    parameters; else None (the general engine's case)."""
+def layerwise_problem(module: nn.Module) -> str | None:
+    """Why the layerwise eNTK engine cannot compute `module`, or None when it can: a `Network`, or any
+    nn.Sequential of nets/layers.py layers (whoever built it: a factory, a user), each with its backward rule
+    (`vjp`), every parameter trained (the eNTK differentiates those only), a dense readout last among the
+    layers with parameters, and nothing the layers' rules do not see (`sequence_problem`)."""
     if not _parts_are_layers(module):
-        return None
-    if any(type(part).vjp is layers.Layer.vjp for part in module):
-        return None
+        return "it is not an nn.Sequential of ntkscaling's layers"
+    missing = [type(part).__name__ for part in module if type(part).vjp is layers.Layer.vjp]
+    if missing:
+        return f"layer(s) {missing} have no backward rule (vjp)"
     params = param_layers(module)
     if not params or not isinstance(params[-1], layers.Dense):
-        return None
+        return "its last layer with parameters is not a Dense readout"
     if not all(p.requires_grad for p in module.parameters()):
-        return None
-    return module
+        return "some parameters are frozen (requires_grad=False)"
+    return sequence_problem(module, layers.ENTK_RULES)
+
+
+def sequence_problem(sequence, rules) -> str | None:
+    """What in a sequence of layers the layers' own rules (`rules`, e.g. layers.ENTK_RULES) would not compute,
+    or None: a layer or parameter used twice (tied weights), a layer whose rules are not those of its forward
+    pass (`own_rules_problem`), a hook or a parametrization that changes what a module computes."""
+    parts = list(sequence)
+    seen = {}
+    for i, part in enumerate(parts):
+        if id(part) in seen:
+            return f"layer {i} ({type(part).__name__}) is layer {seen[id(part)]} used again (tied weights)"
+        seen[id(part)] = i
+    owner = {}
+    for i, part in enumerate(parts):
+        for param in part.parameters():
+            if id(param) in owner and owner[id(param)] != i:
+                return f"layers {owner[id(param)]} and {i} share a parameter (tied weights)"
+            owner[id(param)] = i
+    for i, part in enumerate(parts):
+        problem = own_rules_problem(type(part), rules)
+        if problem:
+            return f"layer {i}: {problem}"
+    return hook_problem(sequence)
+
+
+def own_rules_problem(cls, rules) -> str | None:
+    """Whether class `cls`'s engine `rules` belong to its forward pass: each must be defined by the class that
+    defines `forward`, or inherited from a class that defines no forward (a generic rule). A subclass that
+    overrides `forward` but inherits its parent's `vjp` (or a rule overridden without `forward`) is refused."""
+    mro = cls.__mro__
+    f = next(i for i, c in enumerate(mro) if "forward" in vars(c))
+    for name in rules:
+        o = next((i for i, c in enumerate(mro) if name in vars(c)), None)
+        if o is None or o == f:
+            continue
+        if o < f:
+            return f"{cls.__name__} defines {name} but runs the forward of {mro[f].__name__}"
+        if "forward" in vars(mro[o]):
+            return f"{cls.__name__} defines its own forward but inherits {name} from {mro[o].__name__}"
+    return None
+
+
+def hook_problem(module) -> str | None:
+    """A hook or parametrization that changes what a module (or a list of layers) computes beyond its layers'
+    own forward, or None."""
+    from torch.nn.modules import module as torch_module
+    from torch.nn.utils import parametrize
+    for name in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks"):
+        if getattr(torch_module, name, None):
+            return f"a global module hook is registered ({name.strip('_')})"
+    roots = [("", module)] if isinstance(module, nn.Module) else [(f"{i}.", m) for i, m in enumerate(module)]
+    named = ((prefix + path, m) for prefix, root in roots for path, m in root.named_modules())
+    for path, m in named:
+        where = path.rstrip(".") or "the module"
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            if getattr(m, name, None):
+                return f"{where} carries a {name.strip('_').replace('_', ' ')[:-1]}"
+        if parametrize.is_parametrized(m):
+            return f"{where} has a parametrization"
+    return None
 
 
 def init_params(model: Network, seed: int) -> Network:

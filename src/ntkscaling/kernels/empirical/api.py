@@ -36,7 +36,7 @@ from . import blocks as entk_blocks, layerwise as entk_fast, hostmem
 from .blocks import DEFAULT_MEMORY_GB
 from .general import JacobianFeatures, trainable_parameters
 from ...nets.layers import kernel_from_features
-from ...nets.models import Network, layer_sequence, param_layers
+from ...nets.models import Network, layerwise_problem, param_layers
 
 KINDS = ("mean", "sum", "full")
 IMPLEMENTATIONS = ("auto", "jacobian", "plain", "layerwise", "general")
@@ -143,13 +143,16 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
     """
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is unknown; expected one of {KINDS}")
+    if next(iter(model.parameters()), None) is None:
+        raise ValueError(f"model: has no parameters ({type(model).__name__} with {len(list(model.modules())) - 1} "
+                         f"submodules); the eNTK is a sum over a network's parameters")
     implementation = engine(model, implementation)
     device = next(model.parameters()).device
     was_training = model.training
     if next(model.parameters()).dtype != dtype:  # never change the caller's model
         model = copy.deepcopy(model).to(dtype=dtype)
-    x1 = arguments.inputs("x1", x1).to(device=device, dtype=dtype)
-    x2 = None if x2 is None else arguments.inputs("x2", x2).to(device=device, dtype=dtype)
+    x1 = arguments.inputs("x1", x1, empty_ok=False).to(device=device, dtype=dtype)
+    x2 = None if x2 is None else arguments.inputs("x2", x2, empty_ok=False).to(device=device, dtype=dtype)
     arguments.same_input_shape(x1, x2)
     model.eval()
     try:
@@ -170,17 +173,19 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
 
 def engine(model, implementation: str = "auto") -> str:
     """The implementation `empirical_ntk` uses for `model`: 'auto' is 'layerwise' for a sequence of
-    nets/layers.py layers (models.build, models.Network, or any nn.Sequential of them: `models.layer_sequence`)
-    and 'general' for any other module; a named one is checked."""
+    nets/layers.py layers that their rules compute (models.build, models.Network, or any nn.Sequential of them:
+    `models.layerwise_problem`) and 'general' for any other module (tied weights, hooks, a subclass with
+    another forward); a named one is checked and refused, with the reason, where it would compute another
+    network's kernel."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation={implementation!r} is unknown; expected one of {IMPLEMENTATIONS}")
-    layerwise_ok = layer_sequence(model) is not None
+    problem = layerwise_problem(model)
     if implementation == "auto":
-        return "layerwise" if layerwise_ok else "general"
-    if implementation in ("layerwise", "plain") and not layerwise_ok:
-        raise ValueError(f"implementation={implementation!r} needs a sequence of ntkscaling's layers with a dense "
-                         f"readout and every parameter trained (models.build, models.Network, or an nn.Sequential "
-                         f"of them); use 'general' for any module")
+        return "general" if problem else "layerwise"
+    if implementation in ("layerwise", "plain") and problem:
+        raise ValueError(f"implementation={implementation!r} cannot compute this module: {problem}. It needs a "
+                         f"sequence of ntkscaling's layers, each used once, with its own rules and no hooks, a "
+                         f"dense readout and every parameter trained; use 'general' for any module")
     return implementation
 
 

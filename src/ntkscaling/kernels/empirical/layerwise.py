@@ -197,7 +197,7 @@ def bytes_per_sample(model: Network, x_shape, logits: int, itemsize: int,
 
 
 class LayerwiseFeatures:
-    """The feature source (see entk_blocks) of a sequence of nets/layers.py layers (`models.layer_sequence`:
+    """The feature source (see entk_blocks) of a sequence of nets/layers.py layers (`models.layerwise_problem`:
     a `Network` or any nn.Sequential of them) for one kind: each parametrized layer's features."""
 
     def __init__(self, model: Network, kind: str):

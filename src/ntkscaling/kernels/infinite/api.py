@@ -24,7 +24,8 @@ import torch
 from ... import arguments
 from . import blocks as infinite_blocks
 from ...nets.layers import Kernel, from_spec, input_kernel
-from ...nets.models import layer_specs
+from ...nets.layers import INFINITE_RULES
+from ...nets.models import layer_specs, sequence_problem
 
 IMPLEMENTATIONS = ("auto", "blocks", "plain")
 
@@ -70,8 +71,8 @@ def infinite_kernels(arch: str, in_shape, x1, x2=None, depth=None, W_std: float 
     pairs and the job is large enough (infinite_blocks.COMPILE_MIN_ENTRIES pixel-pair entries) to repay
     the compilation (10-20 s the first time, then cached on disk).
     """
-    x1 = arguments.inputs("x1", x1, in_shape)
-    x2 = None if x2 is None else arguments.inputs("x2", x2, in_shape)
+    x1 = arguments.inputs("x1", x1, in_shape, empty_ok=False)
+    x2 = None if x2 is None else arguments.inputs("x2", x2, in_shape, empty_ok=False)
     layers = [from_spec(s) for s in layer_specs(arch, 1, in_shape, 1, depth=depth, W_std=W_std, b_std=b_std)]
     return infinite_kernels_of(layers, x1, x2, dtype=dtype, implementation=implementation, batch_size=batch_size,
                                max_memory_gb=max_memory_gb, progress=progress, compile=compile, native=native)
@@ -98,8 +99,12 @@ def infinite_kernels_of(layers, x1, x2=None, dtype=torch.float64, implementation
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation={implementation!r} is unknown; expected one of {IMPLEMENTATIONS}")
     layers = list(layers)
-    x1 = arguments.inputs("x1", x1)
-    x2 = None if x2 is None else arguments.inputs("x2", x2)
+    problem = sequence_problem(layers, INFINITE_RULES) if layers else "no layers"
+    if problem:
+        raise ValueError(f"layers: the infinite-width kernel of this sequence is not what its layers' rules "
+                         f"compute: {problem}")
+    x1 = arguments.inputs("x1", x1, empty_ok=False)
+    x2 = None if x2 is None else arguments.inputs("x2", x2, empty_ok=False)
     arguments.same_input_shape(x1, x2)
     device = x1.device if torch.is_tensor(x1) else torch.device("cpu")
     x1 = torch.as_tensor(x1).to(device=device, dtype=dtype)
