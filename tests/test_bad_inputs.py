@@ -35,6 +35,13 @@ def _set(path, value):
     return edit
 
 
+def _alias_bomb():
+    """A 1 KB YAML document whose aliases nest lists 9 wide and 9 deep (387 million values)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    return yaml.safe_load("\n".join(lines))["a9"]
+
+
 # (case, edit of the tiny config, text the error must contain: the key, the value, what is expected)
 CONFIG_CASES = [
     ("lr NaN", _set("train.lr", NAN), "'train.lr': got nan; expected a finite number"),
@@ -104,6 +111,13 @@ CONFIG_CASES = [
     ("run name in a sub-folder", _set("run_name", "a/b"), "'run_name': got 'a/b'"),
     ("hidden run name", _set("run_name", ".hidden"), "'run_name': got '.hidden'"),
     ("empty run name", _set("run_name", ""), "'run_name': got ''"),
+    ("output scale 1e6 (beyond float32)", _set("model.output_scale", 1e6),
+     "'model.output_scale': got 1000000.0; expected a number <= 10000"),
+    ("output scale 1e-30", _set("model.output_scale", 1e-30), "'model.output_scale': got 1e-30; expected a number >= 0.0001"),
+    ("mode_min above mode_max", lambda c: c.setdefault("theory", {}).update(mode_min=8, mode_max=5),
+     "'theory.mode_min'/'theory.mode_max': got 8 and 5; expected mode_max >= mode_min + 1"),
+    ("ridge 1e308", _set("kernel.ridges", [0.0, 1e308]), "'kernel.ridges.1': got 1e+308; expected a number <= 1e+12"),
+    ("nested YAML aliases", lambda c: c.update(bomb=_alias_bomb()), "config (top level): more than 100000 values"),
 ]
 
 
@@ -412,7 +426,9 @@ API_CASES = [
     ("text labels", _with(y_train=lambda y: y.astype(str)), "y_train: expected real numbers"),
     ("one class", _with(n_classes=1), "n_classes: expected a whole number >= 2, got 1"),
     ("fractional class count", _with(n_classes=2.5), "n_classes: expected a whole number >= 2, got 2.5"),
-    ("negative ridge", _with(ridges=[0.1, -1.0]), "ridges: expected numbers >= 0"),
+    ("negative ridge", _with(ridges=[0.1, -1.0]), "ridges: expected numbers in [0, 1e+12]"),
+    ("ridge 1e308", _with(ridges=[1e308]), "ridges: expected numbers in [0, 1e+12] (relative to mean(diag K)), got [1e+308]"),
+    ("no ridges", _with(ridges=[]), "ridges: got no ridges"),
     ("NaN ridge", _with(ridges=[np.nan]), "ridges: 1 of its 1 values are NaN or infinite"),
     ("prior of the wrong shape", _with(prior_train=np.zeros((10, 2))), "prior_train: shape (10, 2), expected (10, 3)"),
     ("NaN prior", _with(prior_test=np.full((4, 3), np.nan)), "prior_test: 12 of its 12 values are NaN"),
@@ -481,6 +497,23 @@ KERNEL_API_CASES = [  # (case, call with (entk, infinite, models, torch), text o
      "x1: inputs of shape (4,), expected (5,) (in_shape)"),
     ("infinite kernel of infinite inputs", lambda e, i, m, t: i.infinite_kernels("mlp", (4,), t.full((2, 4), float("inf"))),
      "x1: 8 of its 8 values are NaN or infinite"),
+    ("infinite kernel of 0 inputs", lambda e, i, m, t: i.infinite_kernels("mlp", (3,), t.zeros(0, 3), depth=1),
+     "x1: got 0 inputs"),
+    ("infinite kernel with W_std NaN", lambda e, i, m, t: i.infinite_kernels("mlp", (3,), t.ones(2, 3), depth=1,
+                                                                              W_std=float("nan")),
+     "W_std=nan: expected a finite number >= 0"),
+    ("a network with b_std -1", lambda e, i, m, t: m.build("mlp", 8, (3,), 2, depth=1, b_std=-1.0),
+     "b_std=-1.0: expected a finite number >= 0"),
+    ("infinite kernel of no layers", lambda e, i, m, t: i.infinite_kernels_of([], t.zeros(2, 3)), "no layers"),
+    ("eNTK of an empty nn.Sequential", lambda e, i, m, t: e.empirical_ntk(t.nn.Sequential(), t.zeros(2, 3)),
+     "model: has no parameters"),
+    *[(f"eNTK budget {budget!r}", lambda e, i, m, t, budget=budget: e.empirical_ntk(
+        m.build("mlp", 8, (4,), 2, depth=1, seed=0), t.zeros(3, 4), max_memory_gb=budget), says)
+      for budget, says in ((0, "max_memory_gb: expected a finite number > 0, got 0"),
+                           (-4, "max_memory_gb: expected a finite number > 0, got -4"),
+                           (float("nan"), "got nan"), (float("inf"), "got inf"),
+                           ("4", "max_memory_gb: expected a number > 0, got '4' (str)"),
+                           (1e-9, "max_memory_gb=1e-09: the kernel itself (3 x 3) takes"))],
 ]
 
 

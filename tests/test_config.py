@@ -54,7 +54,7 @@ def test_default_config_is_valid_and_defaults_fill():
     (lambda c: c.update(bogus=1) or c["model"].update(widths=[]), r"bogus.*\n.*'model.widths': got \[\]"),
     (lambda c: c["model"].update(output_scale=10.0, center=False), r"'model.output_scale': got 10.0 with "
                                                                    r"model.center: false"),
-    (lambda c: c["model"].update(output_scale=0), r"'model.output_scale': got 0; expected a number > 0"),
+    (lambda c: c["model"].update(output_scale=0), r"'model.output_scale': got 0; expected a number >= 0.0001"),
     (lambda c: c["dataset"].update(name="stripe", planted={"dim": 4, "direction": 9}),
      r"'dataset.planted.direction': got axis 9; expected 0..3"),
     (lambda c: c["dataset"].update(name="stripe", downsample=2), r"'dataset.downsample': got 2; expected 1 \(the "

@@ -74,11 +74,42 @@ def rows_match(name: str, value: np.ndarray, rows: int, what: str) -> None:
         raise ArgumentError(f"{name}: {value.shape[0]} rows, expected {rows} ({what})")
 
 
-def nonnegative_numbers(name: str, values) -> list[float]:
+def positive_number(name: str, value, optional: bool = True):
+    """A finite real number > 0 (None when `optional`), e.g. a memory budget in GB."""
+    import math
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ArgumentError(f"{name}: expected a number > 0, got {clip_text(value)} ({type(value).__name__})")
+    if not math.isfinite(value) or value <= 0:
+        raise ArgumentError(f"{name}: expected a finite number > 0, got {value!r}")
+    return float(value)
+
+
+MAX_RIDGE = 1e12  # relative to mean(diag K): beyond it every prediction is the zero function's to 1e-12
+
+
+def ridges(name: str, values) -> list[float]:
+    """At least one relative ridge, each in [0, MAX_RIDGE]."""
     out = array(name, values, ndim=(0, 1)).reshape(-1)
-    if np.any(out < 0):
-        raise ArgumentError(f"{name}: expected numbers >= 0, got {out.tolist()}")
+    if not out.size:
+        raise ArgumentError(f"{name}: got no ridges; expected at least one number >= 0")
+    if np.any(out < 0) or np.any(out > MAX_RIDGE):
+        raise ArgumentError(f"{name}: expected numbers in [0, {MAX_RIDGE:g}] (relative to mean(diag K)), got "
+                            f"{clip_text(out.tolist())}")
     return [float(v) for v in out]
+
+
+def clip_text(value, limit: int = 200) -> str:
+    """`value`'s repr, at most `limit` characters, built without forming the whole repr (nested lists and
+    mappings are shown a few levels and items deep): an error message stays short whatever the value, even a
+    YAML document whose aliases nest a list a billion items wide."""
+    import reprlib
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict, short.maxset = 3, 8, 8, 8, 8
+    short.maxstring, short.maxother, short.maxlong = limit, limit, 40
+    text = short.repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def inputs(name: str, x, in_shape=None, empty_ok: bool = True):

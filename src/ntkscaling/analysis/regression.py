@@ -73,7 +73,7 @@ def _checked(K_train, K_other_train, y_train, y_other, n_classes, prior_train, p
             if prior.shape != (rows, C):
                 raise arguments.ArgumentError(f"{name}: shape {prior.shape}, expected ({rows}, {C})")
         priors.append(prior)
-    return K_train, K_other_train, y_train, y_other, C, *priors, arguments.nonnegative_numbers(ridges_name, ridges)
+    return K_train, K_other_train, y_train, y_other, C, *priors, arguments.ridges(ridges_name, ridges)
 
 
 def _problem(K_train, K_other_train, y_train, n_classes: int, center: bool, prior_train):

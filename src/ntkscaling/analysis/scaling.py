@@ -34,7 +34,8 @@ def fit_power_law(n, y, floor: bool = False) -> dict:
         floor: also fit an irreducible floor c >= 0 (needs 3 points).
 
     Returns:
-        {'a', 'alpha', 'c', 'n_points'} (NaN where too few points remain).
+        {'a', 'alpha', 'c', 'n_points'} (NaN where fewer than 2 distinct sizes, 3 with `floor`, remain: a
+        repeated n is one point of the curve, whatever the values there).
 
     Example:
         >>> round(fit_power_law([10, 100, 1000], [1.0, 0.5, 0.25])["alpha"], 3)
@@ -49,7 +50,7 @@ def fit_power_law(n, y, floor: bool = False) -> dict:
     ok = (y > 0) & np.isfinite(y)
     n, y = n[ok], y[ok]
     nan = {"a": np.nan, "alpha": np.nan, "c": np.nan if floor else 0.0, "n_points": int(ok.sum())}
-    if len(n) < (3 if floor else 2):
+    if len(np.unique(n)) < (3 if floor else 2):
         return nan
     ln, ly = np.log(n), np.log(y)
     slope, intercept = np.polyfit(ln, ly, 1)

@@ -13,6 +13,8 @@ Inputs are NCHW images or (N, D) vectors; an MLP flattens images in NHWC order, 
 """
 from __future__ import annotations
 
+import math
+
 import copy
 
 from pathlib import Path
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from . import archs, layers
+from ..arguments import ArgumentError
 from ..files import ZIP_MAGIC, FileFormatError, atomic_path, require_magic
 
 ARCHS = archs.LAYERED
@@ -39,6 +42,9 @@ def layer_specs(arch: str, width: int, in_shape, out_dim: int, depth: int | None
         raise ValueError(f"arch={arch!r} is unknown; expected one of {ARCHS}")
     if width < 1:
         raise ValueError(f"width={width} must be a positive integer")
+    for name, value in (("W_std", W_std), ("b_std", b_std)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ArgumentError(f"{name}={value!r}: expected a finite number >= 0")
     in_shape = tuple(int(s) for s in in_shape)
     specs: list[dict] = []
     if arch == "mlp":

@@ -84,6 +84,10 @@ def _design_checks(config: dict) -> list[str]:
     if ridge is not None and ridge != "tuned" and ridge not in config["kernel"]["ridges"]:
         problems.append(f"config key 'fit.figure_ridge': got {ridge}; expected 'tuned' or one of kernel.ridges "
                         f"{config['kernel']['ridges']}")
+    theory = config["theory"]
+    if theory["mode_max"] is not None and theory["mode_max"] < theory["mode_min"] + 1:
+        problems.append(f"config keys 'theory.mode_min'/'theory.mode_max': got {theory['mode_min']} and "
+                        f"{theory['mode_max']}; expected mode_max >= mode_min + 1 (a fit needs two modes)")
     widths = config["model"]["widths"]
     width = config["fit"]["figure_width"]
     if width is not None and width not in widths:

@@ -10,6 +10,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from ..arguments import clip_text
+
 SCHEMA_PATH = Path(__file__).resolve().with_name("schema.yaml")  # package data: found installed or not
 
 
@@ -87,7 +89,8 @@ def _describe(err: jsonschema.ValidationError, schema: dict) -> str:
             what = f"a value of type {err.validator_value}"
     elif err.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         sym = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[err.validator]
-        what = f"a number {sym} {err.validator_value}"
+        bound = err.validator_value
+        what = f"a number {sym} {bound:g}" if isinstance(bound, float) and abs(bound) >= 1e6 else f"a number {sym} {bound}"
     elif err.validator == "minItems":
         what = f"a list with at least {err.validator_value} item(s)"
     elif err.validator == "uniqueItems":
@@ -95,9 +98,29 @@ def _describe(err: jsonschema.ValidationError, schema: dict) -> str:
     elif err.validator == "pattern":
         what = f"a string matching {err.validator_value}"
     else:
-        what = err.message
+        what = clip_text(err.message, 300)[1:-1]
     desc = node.get("description", "").strip()
-    return f"{key}: got {err.instance!r}; expected {what}" + (f" ({desc})" if desc else "")
+    return f"{key}: got {clip_text(err.instance)}; expected {what}" + (f" ({desc})" if desc else "")
+
+
+MAX_CONFIG_VALUES = 100_000  # a config is a few hundred values; YAML aliases can make one of billions
+
+
+def _size_problem(config) -> str | None:
+    """A config of more than MAX_CONFIG_VALUES values (counting each use of a YAML alias), found without
+    walking past that many: nothing after this check can take long or write a long message."""
+    stack, seen = [config], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            return (f"config (top level): more than {MAX_CONFIG_VALUES} values (nested YAML aliases?); a config "
+                    f"holds a few hundred")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return None
 
 
 def load_schema(path=SCHEMA_PATH) -> dict:
@@ -107,6 +130,9 @@ def load_schema(path=SCHEMA_PATH) -> dict:
 def schema_problems(config: dict, schema_path=SCHEMA_PATH) -> list[str]:
     """Fill the schema's defaults into `config` (in place) and describe every key the schema refuses, in
     the order of their paths."""
+    too_big = _size_problem(config)
+    if too_big:
+        return [too_big]
     schema = load_schema(schema_path)
     validator = _with_defaults(jsonschema.Draft7Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])

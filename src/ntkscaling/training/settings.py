@@ -36,11 +36,20 @@ class NetworkSettings:
                                         if f.name != "width" and f.name in model})
 
     def __post_init__(self):
-        if not self.output_scale > 0:
-            raise ValueError(f"model.output_scale={self.output_scale!r}: expected a number > 0")
+        low, high = OUTPUT_SCALE_RANGE
+        if not low <= self.output_scale <= high:
+            raise ValueError(f"model.output_scale={self.output_scale!r}: expected a number in [{low:g}, {high:g}] "
+                             f"(what float32 training carries: see OUTPUT_SCALE_RANGE)")
         if self.output_scale != 1.0 and not self.center:
             raise ValueError(f"model.output_scale={self.output_scale!r} needs model.center: true (an uncentred "
                              f"network scaled by alpha starts at alpha * f0, unbounded as alpha grows)")
+
+
+# alpha within what float32 carries. The prediction alpha (f - f0) is a difference of two float32 outputs of
+# size |f0| ~ 1, resolved to about 6e-8 |f0|: times alpha 1e4 that is 1e-3 of a unit label (at 1e6 every
+# prediction was a multiple of 0.12, measured). Below 1e-4 the loss / alpha^2 and the parameters' O(1/alpha)
+# steps leave float32's range before any learning rate could be right. The schema states the same bounds.
+OUTPUT_SCALE_RANGE = (1e-4, 1e4)
 
 
 @dataclass(frozen=True)

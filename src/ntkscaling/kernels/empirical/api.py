@@ -144,9 +144,10 @@ def empirical_ntk(model, x1, x2=None, kind: str = "mean", dtype=torch.float32, i
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is unknown; expected one of {KINDS}")
     if next(iter(model.parameters()), None) is None:
-        raise ValueError(f"model: has no parameters ({type(model).__name__} with {len(list(model.modules())) - 1} "
+        raise arguments.ArgumentError(f"model: has no parameters ({type(model).__name__} with {len(list(model.modules())) - 1} "
                          f"submodules); the eNTK is a sum over a network's parameters")
     implementation = engine(model, implementation)
+    max_memory_gb = arguments.positive_number("max_memory_gb", max_memory_gb)
     device = next(model.parameters()).device
     was_training = model.training
     if next(model.parameters()).dtype != dtype:  # never change the caller's model

@@ -159,7 +159,12 @@ def bounded_ntk(source, x1, x2, max_memory_gb, progress) -> torch.Tensor:
     n1, n2, C = len(x1), len(x_cols), source.logits
     full = source.kind == "full"
     out_bytes = n1 * n2 * x1.element_size() * (C * C if full else 1)
-    avail = max((max_memory_gb or DEFAULT_MEMORY_GB) * 1e9 - out_bytes, 0)
+    budget = (max_memory_gb or DEFAULT_MEMORY_GB) * 1e9
+    if out_bytes >= budget:
+        from ...arguments import ArgumentError
+        raise ArgumentError(f"max_memory_gb={budget / 1e9:g}: the kernel itself ({n1} x {n2}"
+                            f"{f' x {C} x {C}' if full else ''}) takes {out_bytes / 1e9:.3g} GB; give a larger budget")
+    avail = budget - out_bytes
     K = torch.empty((n1, n2, C, C) if full else (n1, n2), dtype=x1.dtype, device=x1.device)
     layout = plan(retained, transient, n1, n2, sym, avail, getattr(source, "max_chunk", None))
     fill = _GramFill(source, K, sym)

@@ -101,7 +101,7 @@ def infinite_kernels_of(layers, x1, x2=None, dtype=torch.float64, implementation
     layers = list(layers)
     problem = sequence_problem(layers, INFINITE_RULES) if layers else "no layers"
     if problem:
-        raise ValueError(f"layers: the infinite-width kernel of this sequence is not what its layers' rules "
+        raise arguments.ArgumentError(f"layers: the infinite-width kernel of this sequence is not what its layers' rules "
                          f"compute: {problem}")
     x1 = arguments.inputs("x1", x1, empty_ok=False)
     x2 = None if x2 is None else arguments.inputs("x2", x2, empty_ok=False)
