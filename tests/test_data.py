@@ -147,6 +147,16 @@ def test_cifar10_tarball(tmp_path, monkeypatch):
     assert list(y_te) == list(batches["test_batch"][b"labels"])
 
 
+def test_a_cifar10_tarball_or_mnist_file_that_is_a_device_is_refused_unread(tmp_path):
+    (tmp_path / data.CIFAR10_TARBALL).symlink_to("/dev/zero")  # an md5 of it would never end
+    with pytest.raises(data.DatasetError, match="cifar-10-python.tar.gz: a character device, not a file"):
+        data.load_raw("cifar10", tmp_path)
+    import os
+    os.mkfifo(tmp_path / "train-images-idx3-ubyte")  # reading it would hang
+    with pytest.raises(data.DatasetError, match="train-images-idx3-ubyte: a FIFO"):
+        data.load_raw("mnist", tmp_path)
+
+
 class _Exploit:
     """Unpickling this runs a shell command that creates `marker`."""
 

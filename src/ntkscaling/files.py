@@ -43,17 +43,24 @@ def _not_regular(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
-def require_magic(path: Path, magic: bytes, what: str) -> None:
-    """The file starts with `magic`; a directory, FIFO or device (a link to /dev/zero) is refused before it is
-    opened, so no read can hang or run on without end."""
+def require_regular_file(path, what: str, error=None) -> None:
+    """`path` (links followed) is a regular file: a directory, FIFO or device (a link to /dev/zero) would hang a
+    read or never end it. Raises `error` (default FileFormatError) naming the file and what was expected."""
+    error = error or FileFormatError
     try:
         kind = _not_regular(os.stat(path).st_mode)
     except FileNotFoundError:
-        raise FileFormatError(f"{path}: missing; expected {what}") from None
+        raise error(f"{path}: missing; expected {what}") from None
     except OSError as e:
-        raise FileFormatError(f"{path}: cannot be read ({e.strerror}); expected {what}") from None
+        raise error(f"{path}: cannot be read ({e.strerror}); expected {what}") from None
     if kind:
-        raise FileFormatError(f"{path}: {kind}, not a file; expected {what}")
+        raise error(f"{path}: {kind}, not a file; expected {what}")
+
+
+def require_magic(path: Path, magic: bytes, what: str) -> None:
+    """The file starts with `magic`; a directory, FIFO or device (a link to /dev/zero) is refused before it is
+    opened, so no read can hang or run on without end."""
+    require_regular_file(path, what)
     try:
         with open(path, "rb") as f:
             head = f.read(len(magic))

@@ -55,5 +55,19 @@ def stripe(test_size: int, dim: int = 16, train_size: int = 8192, direction=None
     return (*draw(train_size, 1), *draw(test_size, 2))
 
 
+MAX_GB = 2.0  # a planted task's float32 inputs, train and test: drawn by the start-up check and every job
+
+
+def size_problem(test_size: int, planted: dict) -> str | None:
+    """Why a planted task of these sizes is refused before anything is drawn, or None."""
+    rows = int(planted.get("train_size", 8192)) + int(test_size)
+    gb = rows * int(planted.get("dim", 16)) * 4 / 1e9
+    if gb <= MAX_GB:
+        return None
+    return (f"config keys 'dataset.planted.train_size'/'dataset.planted.dim': {rows} inputs of dimension "
+            f"{planted.get('dim', 16)} take {gb:.3g} GB as float32; expected at most {MAX_GB:g} GB (every job "
+            f"loads them)")
+
+
 TASKS = {"stripe": stripe}  # dataset.name -> generator
 PLANTED = tuple(TASKS)

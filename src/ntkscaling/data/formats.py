@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import planted as planted_tasks
-from ..files import InputError, load_npz
+from ..files import InputError, load_npz, require_regular_file
 from . import facts
 from .facts import (BUILTIN, CIFAR10_TARBALL, CIFAR10_URL, DATASETS, DIGITS_SPLIT_SEED, IMAGE_SUFFIXES, MNIST_FILES,
                     WIDE_IMAGE_MODES, DatasetError)
@@ -88,6 +88,7 @@ def load_cifar10_raw(root: Path, download: bool = False, check_md5: bool = True)
             raise DatasetError(f"{tarball}: missing. Put the official CIFAR-10 python tarball there "
                                f"(from {CIFAR10_URL}) or set dataset.download: true")
         tarball = fetch_cifar10(root)
+    require_regular_file(tarball, "the official CIFAR-10 python tarball", DatasetError)
     if check_md5:
         got = md5sum(tarball)
         if got != facts.CIFAR10_MD5:  # read at call time (tests set a tarball of their own)
@@ -129,6 +130,7 @@ def load_cifar10_raw(root: Path, download: bool = False, check_md5: bool = True)
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST format), gzipped or not."""
+    require_regular_file(path, "an MNIST IDX file", DatasetError)
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
@@ -293,8 +295,10 @@ def imagefolder_listing(root: Path):
         listing[split_name] = []
         for cls in classes:
             folder = root / split_name / cls
-            listing[split_name].append(
-                sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else [])
+            images = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+            for f in images:  # a FIFO or a link to a device named .png would hang or never end a read
+                require_regular_file(f, "an image file", DatasetError)
+            listing[split_name].append(images)
     return listing
 
 

@@ -14,10 +14,15 @@ def _class_counts(ds: dict):
     """(per-class training counts, per-class test counts or None) before any job, where cheap; else None."""
     if ds["name"] == "npz":
         return _npz_class_counts(ds)
-    if ds["name"] in PLANTED:  # generated in milliseconds
+    if ds["name"] in PLANTED:  # generated in milliseconds, once its size is known to be bounded
         import numpy as np
 
         from .. import data
+        from ..files import InputError
+        from ..planted import size_problem
+        problem = size_problem(ds["test_size"], ds["planted"])
+        if problem:
+            raise InputError(problem)
         _, y_train, _, y_test = data.load_planted_raw(ds["name"], ds["test_size"], ds["planted"])
         return np.bincount(y_train, minlength=2).tolist(), np.bincount(y_test, minlength=2).tolist()
     if ds["name"] == "imagefolder":
