@@ -39,6 +39,18 @@ USER_FILE = textwrap.dedent('''
 
     def wrong_outputs(in_shape, out_dim, width):
         return nn.Flatten()
+
+
+    def capped(in_shape, out_dim, width):
+        if width > 8:
+            raise ValueError(f"width {width}: this network stops at 8 channels")
+        return small_resnet(in_shape, out_dim, width)
+
+
+    def grey_only(in_shape, out_dim, width):
+        if in_shape[0] != 1:
+            raise ValueError(f"grey images only, got {in_shape[0]} channels")
+        return small_resnet(in_shape, out_dim, width)
 ''')
 
 
@@ -184,11 +196,13 @@ def _config(**model):
     ({"arch": "mine", "factory": "nowhere.py:f"}, False, r"'model.factory': model.factory='nowhere.py:f': "
                                                           r"nowhere.py is not a file"),
     ({"arch": "mine", "factory": "{file}:small_resnet", "factory_kwargs": {"blocs": 2}}, False,
-     r"building '.*usernet.py:small_resnet' with width 4, in_shape \(1, 8, 8\) and factory_kwargs "
+     r"building '.*usernet.py:small_resnet' with width 4, in_shape \(1, 8, 8\), out_dim 10 and factory_kwargs "
      r"\{'blocs': 2\} failed: TypeError"),
+    ({"arch": "mine", "factory": "{file}:capped", "widths": [4, 16]}, False,
+     r"building '.*usernet.py:capped' with width 16, .* failed: width 16: this network stops at 8 channels"),
     ({"arch": "mine", "factory": "{file}:wrong_outputs"}, False, r"maps inputs .* expected \(2, 10\)"),
     ({"arch": "mine", "factory": "{file}:small_resnet"}, True, "'kernel.infinite': true, but "
-     r"model.factory='.*usernet.py:small_resnet' has no infinite-width kernel: its layer 0 \(Conv2d\)"),
+     r"model.factory='.*usernet.py:small_resnet' at width 4 has no infinite-width kernel: its layer 0 \(Conv2d\)"),
 ])
 def test_config_checks_the_network_before_any_job(user_file, model, infinite, message):
     from ntkscaling.pipeline import config
@@ -198,6 +212,22 @@ def test_config_checks_the_network_before_any_job(user_file, model, infinite, me
     cfg["kernel"] = {"infinite": infinite}
     with pytest.raises(config.ConfigError, match=message):
         config.validate(cfg)
+
+
+def test_a_factory_is_built_on_an_image_folders_shape_before_any_job(user_file, tmp_path):
+    """An image folder's input shape comes from its first image's header: a network that cannot take it
+    is named at start-up, not in the first training job."""
+    from conftest import write_imagefolder
+    from ntkscaling.pipeline import config
+    write_imagefolder(tmp_path / "images", {"train": 4, "test": 2})
+    cfg = {"dataset": {"name": "imagefolder", "root": str(tmp_path / "images"), "test_size": 2, "val_size": 2},
+           "sample_sizes": [2, 4], "after_kernel": {"ks": [2]}, "kernel": {"infinite": False},
+           "model": {"widths": [4], "arch": "mine", "factory": f"{user_file}:grey_only"}}
+    with pytest.raises(config.ConfigError, match=r"in_shape \(3, 8, 8\), out_dim 2 .* failed: grey images only, "
+                                                 r"got 3 channels"):
+        config.validate(cfg)
+    cfg["model"]["factory"] = f"{user_file}:small_resnet"
+    config.validate(cfg)
 
 
 @pytest.mark.parametrize("source,message", [

@@ -129,9 +129,9 @@ def _model_checks(model: dict, infinite: bool) -> list[str]:
 
 
 def _factory_checks(config: dict) -> list[str]:
-    """A factory network before any job: its function is found and called (at the smallest width, where the
-    input shape is known without reading images) with the config's arguments, and with kernel.infinite it
-    must have an infinite-width kernel: the message names the layer that has none."""
+    """A factory network before any job: its function is found and called at every width of model.widths, on
+    the dataset's input shape (an image folder's from its first image's header), with the config's arguments,
+    and with kernel.infinite it must have an infinite-width kernel: the message names the width and the layer."""
     model, factory = config["model"], config["model"]["factory"]
     if factory is None:
         return []
@@ -145,19 +145,35 @@ def _factory_checks(config: dict) -> list[str]:
     except Exception:  # an unreadable npz: the dataset checks say so
         shape = None
     if shape is None:
-        return []  # an image folder: the jobs build the network
-    n_out = len(config["dataset"]["classes"] or range(10))
-    try:
-        net = models.seeded_module(function, f"model.factory={factory!r}", shape, n_out, min(model["widths"]),
-                                    0, **model["factory_kwargs"])
-    except Exception as e:
-        why = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
-        return [f"config key 'model.factory': building {factory!r} with width {min(model['widths'])}, "
-                f"in_shape {shape} and factory_kwargs {model['factory_kwargs']} failed: {why}"]
-    if config["kernel"]["infinite"]:
+        return []  # unknown without reading the data (an unreadable dataset: the dataset checks say so)
+    n_out = _output_count(config["dataset"])
+    for width in sorted(model["widths"]):
         try:
-            models.infinite_layers(net)
-        except ValueError as e:
-            return [f"config key 'kernel.infinite': true, but model.factory={factory!r} has {e}; "
-                    f"set kernel.infinite: false"]
+            net = models.seeded_module(function, f"model.factory={factory!r}", shape, n_out, width, 0,
+                                       **model["factory_kwargs"])
+        except Exception as e:
+            why = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            return [f"config key 'model.factory': building {factory!r} with width {width}, in_shape {shape}, "
+                    f"out_dim {n_out} and factory_kwargs {model['factory_kwargs']} failed: {why}"]
+        if config["kernel"]["infinite"]:
+            try:
+                models.infinite_layers(net)
+            except ValueError as e:
+                return [f"config key 'kernel.infinite': true, but model.factory={factory!r} at width {width} has "
+                        f"{e}; set kernel.infinite: false"]
+        del net
     return []
+
+
+def _output_count(ds: dict) -> int:
+    """The network's outputs: the classes the run uses (the config's, else the dataset's)."""
+    if ds["classes"]:
+        return len(ds["classes"])
+    from ..data.facts import BUILTIN
+    from ..planted import PLANTED
+    if ds["name"] in BUILTIN:
+        return BUILTIN[ds["name"]].classes
+    if ds["name"] in PLANTED:
+        return 2
+    from .dataset_checks import class_count
+    return class_count(ds) or 10

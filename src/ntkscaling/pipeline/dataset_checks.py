@@ -54,6 +54,17 @@ def _class_checks(ds: dict, counts) -> list[str]:
     return [problem] if problem else []
 
 
+def class_count(ds: dict):
+    """The number of classes of a dataset read where cheap (npz labels, an image folder's class folders),
+    or None."""
+    from ..files import InputError
+    try:
+        counts = _class_counts(ds)
+    except InputError:
+        return None
+    return len(counts[0]) if counts else None
+
+
 def _npz_class_counts(ds: dict):
     """Per-class counts of an npz dataset from its label arrays alone (the images are not read); InputError
     naming the file when it is missing, unreadable or its labels are not non-negative integers."""
@@ -120,13 +131,15 @@ def _dataset_sizes(ds: dict, counts):
 
 
 def input_shape(ds: dict):
-    """One input's shape (C, H, W) after downsampling, where known without reading the images (built-in
-    datasets, an npz's array header); None for an image folder."""
+    """One input's shape (C, H, W) after downsampling, where known without reading the data (built-in
+    datasets, an npz's array header, an image folder's first training image's header); None where unknown."""
     if ds["name"] in PLANTED:
         return (int(ds["planted"]["dim"]),)
     if ds["name"] in BUILTIN:
         c, h, w = BUILTIN[ds["name"]].shape
         return c, h // ds["downsample"], w // ds["downsample"]
+    if ds["name"] == "imagefolder":
+        return _imagefolder_shape(Path(ds["root"]), ds["downsample"])
     if ds["name"] != "npz":
         return None
     import zipfile
@@ -139,6 +152,29 @@ def input_shape(ds: dict):
     if len(shape) == 3:
         shape = (shape[0], shape[1] // ds["downsample"], shape[2] // ds["downsample"])
     return tuple(int(s) for s in shape)
+
+
+def _imagefolder_shape(root: Path, downsample: int):
+    """(C, H, W) of an image folder's first training image as the loader reads it (grey stays one channel,
+    everything else becomes RGB), from its header alone; None when there is none or it does not open (the
+    data job says why)."""
+    from ..data import imagefolder_listing
+    from ..files import InputError
+    try:
+        listing = imagefolder_listing(root)
+    except InputError:
+        return None
+    first = next((f for files in (listing or {}).get("train", []) for f in files), None)
+    if first is None:
+        return None
+    from PIL import Image
+    try:
+        with Image.open(first) as im:
+            w, h = im.size
+            channels = 1 if im.mode == "L" else 3
+    except OSError:
+        return None
+    return channels, h // downsample, w // downsample
 
 
 def dataset_checks(config: dict) -> list[str]:
