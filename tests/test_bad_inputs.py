@@ -118,6 +118,10 @@ CONFIG_CASES = [
      "'theory.mode_min'/'theory.mode_max': got 8 and 5; expected mode_max >= mode_min + 1"),
     ("ridge 1e308", _set("kernel.ridges", [0.0, 1e308]), "'kernel.ridges.1': got 1e+308; expected a number <= 1e+12"),
     ("nested YAML aliases", lambda c: c.update(bomb=_alias_bomb()), "config (top level): more than 100000 values"),
+    ("checkpoints of 9 TB per job", lambda c: (c["model"].update(widths=[16, 10 ** 6]),
+                                               c.setdefault("train", {}).update(log_checkpoints=10000)),
+     "'train.max_checkpoint_gb': a training job at width 1000000 would write 10002 checkpoints of 75000010 "
+     "parameters, about 9e+03 GB > train.max_checkpoint_gb=20"),
     ("a planted task of 4 TB", lambda c: c["dataset"].update(name="stripe", planted={"dim": 100000,
                                                                                       "train_size": 10 ** 7}),
      "'dataset.planted.train_size'/'dataset.planted.dim': 10000100 inputs of dimension 100000 take 4e+03 GB"),

@@ -72,11 +72,17 @@ def require_magic(path: Path, magic: bytes, what: str) -> None:
         raise FileFormatError(f"{path}: not {what} (it starts with {head!r})")
 
 
-def _npy_data_bytes(f) -> int:
-    """The bytes of data an .npy header (read from file object `f`) announces."""
+def npy_header(f) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) from an .npy header read from file object `f` (nothing else is read)."""
     version = np.lib.format.read_magic(f)
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     shape, _, dtype = read(f)
+    return shape, dtype
+
+
+def _npy_data_bytes(f) -> int:
+    """The bytes of data an .npy header (read from file object `f`) announces."""
+    shape, dtype = npy_header(f)
     if dtype.hasobject:
         return 0  # pickled objects: never loaded (allow_pickle=False refuses them, naming the file)
     return int(np.prod(shape, dtype=object)) * dtype.itemsize

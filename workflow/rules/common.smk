@@ -70,8 +70,9 @@ NETWORK = only(config["model"], drop=("widths", "output_scale") + (() if FACTORY
 # it keep their params)
 TRAINED_NETWORK = NETWORK | ({} if config["model"]["output_scale"] == 1 else only(config["model"], "output_scale"))
 # the step budget, or (train.steps: null) the epoch budget: never both, so editing the unused one re-runs nothing
-# (and the divergence policy only when a sweep's point records it: runs without a sweep keep their params)
-TRAINING = only(config["train"], drop=("log_checkpoints", "checkpoint_epochs",
+# (and the divergence policy only when a sweep's point records it: runs without a sweep keep their params; the
+# checkpoint cap is the start-up check's alone)
+TRAINING = only(config["train"], drop=("log_checkpoints", "checkpoint_epochs", "max_checkpoint_gb",
                                        "epochs" if config["train"]["steps"] else "steps",
                                        *(["on_divergence"] if config["train"]["on_divergence"] == "fail" else [])))
 TRAIN_SCHEDULE = only(config["train"], "log_checkpoints", "checkpoint_epochs")  # resume points only

@@ -13,8 +13,6 @@ Inputs are NCHW images or (N, D) vectors; an MLP flattens images in NHWC order, 
 """
 from __future__ import annotations
 
-import math
-
 import copy
 
 from pathlib import Path
@@ -24,59 +22,11 @@ import torch
 from torch import nn
 
 from . import archs, layers
-from ..arguments import ArgumentError
+from .archs import layer_specs  # the description, torch-free
 from ..files import ZIP_MAGIC, FileFormatError, atomic_path, require_magic
 
 ARCHS = archs.LAYERED
 PARAMETERIZATIONS = ("ntk", "standard")
-MYRTLE_BLOCKS = {"myrtle5": (2, 1, 1), "myrtle7": (2, 2, 2), "myrtle10": (3, 3, 3)}
-
-
-def layer_specs(arch: str, width: int, in_shape, out_dim: int, depth: int | None = None,
-                W_std: float = 2 ** 0.5, b_std: float = 0.0) -> list[dict]:
-    """The architecture description shared by the finite network and the infinite kernel.
-
-    in_shape: (C, H, W) for images, (D,) for vectors.
-    """
-    if arch not in ARCHS:
-        raise ValueError(f"arch={arch!r} is unknown; expected one of {ARCHS}")
-    if width < 1:
-        raise ValueError(f"width={width} must be a positive integer")
-    for name, value in (("W_std", W_std), ("b_std", b_std)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ArgumentError(f"{name}={value!r}: expected a finite number >= 0")
-    in_shape = tuple(int(s) for s in in_shape)
-    specs: list[dict] = []
-    if arch == "mlp":
-        if depth is None or depth < 1:
-            raise ValueError(f"arch='mlp' needs depth >= 1 hidden layers, got depth={depth!r}")
-        fan_in = int(np.prod(in_shape))
-        if len(in_shape) == 3:
-            specs.append({"type": "flatten"})
-        for _ in range(depth):
-            specs += [{"type": "dense", "fan_in": fan_in, "fan_out": width, "W_std": W_std, "b_std": b_std},
-                      {"type": "relu"}]
-            fan_in = width
-        specs.append({"type": "dense", "fan_in": fan_in, "fan_out": out_dim, "W_std": W_std, "b_std": b_std})
-        return specs
-    if len(in_shape) != 3:
-        raise ValueError(f"arch={arch!r} needs image inputs (C, H, W), got in_shape={in_shape}")
-    c_in, h, w = in_shape
-    if h % 4 or w % 4:
-        raise ValueError(f"arch={arch!r} pools twice by 2: image height and width must be multiples of 4, "
-                         f"got {h}x{w}")
-    for stage, n_conv in enumerate(MYRTLE_BLOCKS[arch]):
-        if stage > 0:
-            specs.append({"type": "avgpool"})
-        for _ in range(n_conv):
-            specs += [{"type": "conv", "c_in": c_in, "c_out": width, "W_std": W_std, "b_std": b_std},
-                      {"type": "relu"}]
-            c_in = width
-    specs.append({"type": "global_avg_pool"})
-    specs.append({"type": "dense", "fan_in": width, "fan_out": out_dim, "W_std": W_std, "b_std": b_std})
-    return specs
-
-
 class Network(nn.Sequential):
     """A sequential network of `layers` classes that keeps the description it was built from."""
 

@@ -25,6 +25,8 @@ def validate(config: dict, schema_path=SCHEMA_PATH, check_data: bool = True) -> 
         problems += _cross_checks(config)
     if not problems and check_data:
         problems += overlap_checks(config["dataset"]) + _factory_checks(config)
+    if not problems:
+        problems += _checkpoint_checks(config)
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     config["sample_sizes"] = sorted(config["sample_sizes"])
@@ -163,6 +165,48 @@ def _factory_checks(config: dict) -> list[str]:
                         f"{e}; set kernel.infinite: false"]
         del net
     return []
+
+
+def _checkpoint_checks(config: dict) -> list[str]:
+    """The checkpoints one training job writes, estimated before any job, against train.max_checkpoint_gb
+    (`checkpoint_gb`). Counted without torch for the layered networks; a factory's or the ResNet's parameters
+    are counted by building it (torch imported only then)."""
+    model, limit = config["model"], config["train"]["max_checkpoint_gb"]
+    shape = input_shape(config["dataset"])
+    if shape is None:
+        return []
+    n_out = _output_count(config["dataset"])
+    for width in sorted(model["widths"], reverse=True):
+        try:
+            params = _param_count(model, shape, n_out, width)
+        except Exception:  # a network that does not build: its own check names it
+            return []
+        saves, gb = checkpoint_gb(config, params)
+        if gb > limit:
+            return [f"config key 'train.max_checkpoint_gb': a training job at width {width} would write {saves} "
+                    f"checkpoints of {params} parameters, about {gb:.3g} GB > train.max_checkpoint_gb={limit:g}; "
+                    f"lower train.log_checkpoints, evolution.log_checkpoints or the checkpoint epochs, or raise "
+                    f"the limit if the disk holds it"]
+    return []
+
+
+def checkpoint_gb(config: dict, params: int) -> tuple[int, float]:
+    """(checkpoints, GB) of the training job that writes the most checkpoints, for a network of `params`."""
+    train, evolution, model = config["train"], config["evolution"], config["model"]
+    saves = 2 + max(train["log_checkpoints"] + len(train["checkpoint_epochs"]),
+                    evolution["log_checkpoints"] + len(evolution["checkpoint_epochs"]))
+    buffers = 2 if train["optimizer"] == "adam" else (1 if train["momentum"] > 0 else 0)
+    copies = 1 + (1 if model["center"] else 0) + buffers
+    return saves, saves * params * 4 * copies / 1e9
+
+
+def _param_count(model: dict, shape, n_out: int, width: int) -> int:
+    from ..nets import archs
+    if model["factory"] is None and model["arch"] in archs.LAYERED:
+        return archs.param_count(archs.layer_specs(model["arch"], width, shape, n_out, depth=model["depth"]))
+    from ..nets import models  # imports torch: a factory or the ResNet only
+    net = models.build_network({**model, "width": width}, shape, n_out, seed=0)
+    return sum(p.numel() for p in net.parameters())
 
 
 def _output_count(ds: dict) -> int:

@@ -144,10 +144,12 @@ def input_shape(ds: dict):
         return None
     import zipfile
 
-    import numpy as np
-    with zipfile.ZipFile(Path(ds["root"]) / ds["file"]) as z, z.open("x_train.npy") as f:
-        version = np.lib.format.read_magic(f)
-        shape = np.lib.format._read_array_header(f, version)[0]
+    from ..files import npy_header
+    try:
+        with zipfile.ZipFile(Path(ds["root"]) / ds["file"]) as z, z.open("x_train.npy") as f:
+            shape = npy_header(f)[0]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None  # an unreadable npz: the dataset checks name it
     shape = shape[1:] if len(shape) == 2 else (1, *shape[1:]) if len(shape) == 3 else (shape[3], *shape[1:3])
     if len(shape) == 3:
         shape = (shape[0], shape[1] // ds["downsample"], shape[2] // ds["downsample"])
