@@ -122,6 +122,9 @@ CONFIG_CASES = [
                                                c.setdefault("train", {}).update(log_checkpoints=10000)),
      "'train.max_checkpoint_gb': a training job at width 1000000 would write 10002 checkpoints of 75000010 "
      "parameters, about 9e+03 GB > train.max_checkpoint_gb=20"),
+    ("a memory cap below what a kernel job holds", lambda c: (c.update(max_job_mem_mb=600, sample_sizes=[16, 1600]),
+                                                             c["kernel"].update(infinite=True)),
+     "'max_job_mem_mb': got 600; the job of the infinite NTK (float64) holds the kernel in memory (29 MB"),
     ("a planted task of 4 TB", lambda c: c["dataset"].update(name="stripe", planted={"dim": 100000,
                                                                                       "train_size": 10 ** 7}),
      "'dataset.planted.train_size'/'dataset.planted.dim': 10000100 inputs of dimension 100000 take 4e+03 GB"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..data import BUILTIN, label_problem
 from ..planted import PLANTED
-from .jobsize import kernel_sizes
+from .jobsize import IMPORTS_MB, kernel_sizes
 
 def _class_counts(ds: dict):
     """(per-class training counts, per-class test counts or None) before any job, where cheap; else None."""
@@ -224,4 +224,21 @@ def dataset_checks(config: dict) -> list[str]:
                             f"{ds['test_size']} rows would "
                             f"take {gb:.1f} GB > kernel.max_gb={limit}; lower sample_sizes or dataset.test_size, "
                             f"use the mean kind, or raise kernel.max_gb if the disk has room")
+    cap = config["max_job_mem_mb"]
+    if cap is not None:
+        for what, gb in kernel_sizes(config, n_classes):
+            need = held_mb(what, gb)
+            if need > cap:
+                problems.append(f"config key 'max_job_mem_mb': got {cap:g}; the job of the {what} holds the kernel "
+                                f"in memory ({gb * 1000:.0f} MB, and its copy; twice for the infinite NTK and NNGP) "
+                                f"beside the {IMPORTS_MB} MB of a job's imports: at least {need:.0f} MB; raise the cap, or lower "
+                                f"sample_sizes or dataset.test_size")
     return problems
+
+
+def held_mb(what: str, gb: float) -> float:
+    """What a kernel job must hold whatever its request (a cap below a job's estimate lowers the request: an
+    eNTK job then works out of core within it; below this it cannot run): the imports and the kernel, with its
+    copy on the way to disk (both NTK and NNGP for the infinite kernel)."""
+    kernels = 2 if what.startswith("infinite") else 1
+    return IMPORTS_MB + 2 * kernels * gb * 1000

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-BASE_MB = 2000  # Python with torch and Lightning imported, before any data
+BASE_MB = 2000  # Python with torch and Lightning imported, before any data (a generous request)
+IMPORTS_MB = 500  # the least a job holds before any data (measured: torch, numpy and Lightning imported, 396 MB)
 MB = 1e6
 # Minutes for the largest jobs of the paper preset (about 50 000 kernel rows, 50 000 steps) on one GPU;
 # smaller jobs scale down from them (kernels by rows^2, training by steps).
