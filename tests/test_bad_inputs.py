@@ -614,7 +614,7 @@ def test_bad_files_inside_jobs_end_them_with_the_file_named_and_no_traceback(tmp
     for spoilt, spoil, target, log, expected, rerecord in cases:
         spoil(tmp_path / spoilt)
         if rerecord:
-            files.record_digest(tmp_path / spoilt)
+            files.record_digest(tmp_path / spoilt, root=tmp_path)
         res = _snakemake(target, "--configfile", str(config), cwd=tmp_path)
         out = res.stdout + res.stderr
         text = (tmp_path / log).read_text()

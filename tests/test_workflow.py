@@ -579,7 +579,7 @@ def test_nan_kernel_stops_its_job_naming_it(tmp_path):
     first = next(k for k in state["state_dict"] if k.endswith("weight"))
     state["state_dict"][first][0, 0] = float("nan")
     torch.save(state, ckpt)
-    files.record_digest(ckpt)  # as if its producer had written it so: the eNTK job's own check must catch it
+    files.record_digest(ckpt, root=tmp_path)  # as if its producer had written it so: the eNTK job's own check must catch it
     res = snakemake(str(kernel.relative_to(tmp_path)), "--configfile", str(config), cwd=tmp_path)
     assert res.returncode != 0
     log = tmp_path / "logs" / "tiny" / "entk_kernel" / "entk_init_w16_s0_mean.log"
