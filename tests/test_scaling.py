@@ -183,12 +183,15 @@ def test_the_simulated_experiments_have_the_stated_truth():
             alpha, abs=0.01)
 
 
-def _write_curve(path, method, ns, seed, values, k=0, width=64):
+def _write_curve(path, method, ns, seed, values, k=0, width=64, val=None):
+    """A per-point file of one curve and seed; `val`: a network's (val_mse, val_error) per n."""
     meta = {"dataset": "d", "arch": "mlp", "width": width, "seed": seed, "method": method, "n": np.array(ns)}
     if method.startswith("network"):
         meta["k"] = np.array(ns)
     else:
         meta.update(kind="mean", ridge=np.array(["tuned"] * len(ns)), k=k)
+    if val is not None:
+        meta.update(val_mse=np.array([v[0] for v in val]), val_error=np.array([v[1] for v in val]))
     np.savez(path, error=values, mse=values, **meta)
 
 
@@ -216,6 +219,32 @@ def test_a_network_reported_at_step_0_for_small_n_cannot_steepen_the_fit(tmp_pat
     assert net["n_min"] == 256 and ker["n_min"] == 256  # both from where the reference has learned
     assert net["alpha"] == pytest.approx(0.5, abs=0.03)
     assert ker["alpha_deficit"] == pytest.approx(0.2, abs=0.04) and ker["deficit_lo"] < 0.2 < ker["deficit_hi"]
+
+
+@pytest.mark.parametrize("stopped", ["one seed", "every seed"])
+def test_an_untrained_seed_is_judged_on_its_own_validation_scores_and_left_out(tmp_path, stopped):
+    """Known truth: network and kernel both scale as n^-0.4 (deficit 0). A network stopped at its first steps
+    at the smallest n is a near-zero function: test MSE a hair below 1/C (so the mean rule cannot see it) and
+    validation MSE within 1% of 1/C. Judged per (n, seed) on validation data it is flagged, named, and the
+    fit starts after it; counted, it would fake a steeper network (a positive deficit)."""
+    ns, C = [64, 128, 256, 512, 1024, 2048], 2
+    seeds = (0, 1, 2, 3, 4)
+    rng = np.random.default_rng(7)
+    for seed in seeds:
+        net = _curve(ns, 0.4, seeds=1, points=400, noise=0.05, seed=seed, a=1.5)[:, 0]
+        val = [(float(v.mean()), 0.2) for v in net]
+        if stopped == "every seed" or seed == 2:
+            net[0] = 1.0 / C - 1e-4 + 1e-6 * rng.standard_normal(net.shape[1])
+            val[0] = (0.995 / C, 0.49)
+        _write_curve(tmp_path / f"net{seed}.npz", "network_best", ns, seed, net, val=val)
+        ker = _curve(ns, 0.4, seeds=1, points=400, noise=0.05, seed=10 + seed, a=1.2)[:, 0]
+        _write_curve(tmp_path / f"ker{seed}.npz", "entk_init", ns, seed, ker)
+    rows = {r["method"]: r for r in scaling.fit_curves(sorted(tmp_path.glob("*.npz")), FIT_CFG, n_classes=C)}
+    net, ker = rows["network_best"], rows["entk_init"]
+    assert net["untrained_seeds"] == ("64:2" if stopped == "one seed" else "64:0,1,2,3,4")
+    assert net["unlearned_n"] == "64" and net["n_min"] == 128 and ker["n_min"] == 128
+    assert ker["deficit_lo"] < 0 < ker["deficit_hi"]  # the truth, 0, inside
+    assert net["alpha"] == pytest.approx(0.4, abs=0.03)
 
 
 def test_after_kernels_are_fitted_over_n_at_least_k_against_the_reference_over_the_same_range(tmp_path):

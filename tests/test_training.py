@@ -264,6 +264,11 @@ def test_early_stopping_never_reports_the_untrained_network(prepared, tmp_path):
     rows, records, _ = _train(prepared, tmp_path, lr=0.0, eval_points=4)
     steps = sorted({r["step"] for r in rows if r["method"] == "network"})
     assert steps[0] == 0 and records["network_best"]["step"] == steps[1]
+    # its record carries the validation scores that let the fit see it never learned: the zero function's
+    for method, record in records.items():
+        val = {r["metric"]: r["value"] for r in rows if r["method"] == method and r["step"] == record["step"]}
+        assert record["val_mse"] == val["val_mse"] and record["val_error"] == val["val_error"]
+    assert records["network_best"]["val_mse"] == pytest.approx(0.1)  # 1/C of digits' 10 classes
 
 
 def test_output_scale_multiplies_the_centred_output_and_divides_the_loss():

@@ -117,8 +117,9 @@ def headline_rows(exponents_csv: Path, width=None) -> list[str]:
                 continue
             interval = _interval(r["alpha_deficit"], r["deficit_lo"], r["deficit_hi"])
             deficit = "" if r["method"] == r.get("network_method") or not interval else "  deficit " + interval
+            untrained = f"  untrained (n:seeds, left out) {r['untrained_seeds']}" if r.get("untrained_seeds") else ""
             lines.append(f"    {_method_label(r):<18} {_interval(r['alpha'], r['alpha_lo'], r['alpha_hi']):<22}"
-                         f"{deficit}".rstrip())
+                         f"{deficit}{untrained}".rstrip())
     return lines
 
 

@@ -19,7 +19,8 @@ def record_divergence(err, meta):
     d = data.load_prepared(snakemake.input.data)
     nan = np.full((2, len(d["y_test"])), np.nan)
     files.save_npz(snakemake.output.pointwise, **meta, method=np.array(["network", "network_best"]), loss=nan, mse=nan,
-                error=nan, pred=np.full(nan.shape + (int(d["n_classes"]),), np.nan), step=np.array([err.step] * 2))
+                error=nan, pred=np.full(nan.shape + (int(d["n_classes"]),), np.nan), step=np.array([err.step] * 2),
+                **{key: np.full(2, np.nan) for key in training.VALIDATION_KEYS})
     files.write_rows(snakemake.output.metrics, rows)
     models.save_diverged(snakemake.output.final, str(err))
 
@@ -45,7 +46,7 @@ with jobs.job(snakemake):
         methods = list(records)  # network (last step), network_best (best validation evaluation)
         files.save_npz(snakemake.output.pointwise, **meta, method=np.array(methods),
                     **{key: np.stack([records[mt][key] for mt in methods])
-                       for key in ("loss", "mse", "error", "pred", "step")})
+                       for key in ("loss", "mse", "error", "pred", "step", *training.VALIDATION_KEYS)})
         files.write_rows(snakemake.output.metrics, rows)
         print(f"done: n={n} steps={max(saved)}")
         for method, rec in records.items():

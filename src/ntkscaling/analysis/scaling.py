@@ -212,7 +212,7 @@ def paired_deficit(reference: dict, other: dict, confidence: float = 0.95) -> di
 
 EXPONENT_COLUMNS = ("dataset", "arch", "width", "method", "kind", "ridge", "k", "metric", "alpha", "alpha_lo",
                     "alpha_hi", "a", "c", "n_min", "n_max", "n_points", "n_seeds", "n_test", "n_boot", "confidence",
-                    "unlearned_n", "network_method", "network_width", "network_alpha", "network_alpha_lo",
+                    "unlearned_n", "untrained_seeds", "network_method", "network_width", "network_alpha", "network_alpha_lo",
                     "network_alpha_hi", "alpha_deficit", "deficit_lo", "deficit_hi")
 # which per-point array of a pointwise file each fitted metric uses
 POINTWISE_KEY = {"test_error": "error", "test_mse": "mse"}
@@ -230,11 +230,17 @@ def curve_id(meta: dict) -> tuple:
             str(meta.get("kind", "")), ridge_label(meta.get("ridge", "")), k)
 
 
+# a network's validation scores at its reported state, one per record (training jobs write them)
+VALIDATION_KEYS = ("val_mse", "val_error")
+
+
 def read_pointwise(path):
     """Records of a per-point results file: meta fields are scalars or 1-D arrays (one entry per record),
-    per-point arrays are (points,) or (records, points)."""
+    per-point arrays are (points,) or (records, points); a network's validation scores (VALIDATION_KEYS) are
+    one value per record."""
     z = load_npz(path)
     arrays = {m: np.atleast_2d(z[key]) for m, key in POINTWISE_KEY.items()}
+    arrays.update({key: np.atleast_1d(z[key])[:, None] for key in VALIDATION_KEYS if key in z})
     meta = {f: np.atleast_1d(z[f]) for f in META_FIELDS if f in z}
     R = len(next(iter(arrays.values())))
     for r in range(R):
@@ -268,6 +274,29 @@ def unlearned(ns, values: np.ndarray, zero_score: float) -> list:
     return [int(n) for n, m, e in zip(ns, flat.mean(axis=1), se) if m + 2 * e >= zero_score]
 
 
+# A network state whose validation score is within this fraction of the zero function's has not learned
+# (relative: a near-zero function's score sits a hair below the zero function's, never by a margin).
+UNLEARNED_MARGIN = 0.02
+
+
+def untrained_seeds(ns, seeds, points: dict, n_classes: int) -> dict:
+    """{n: [seeds]} at which a network's reported state is no better than the zero function on the
+    validation data (by UNLEARNED_MARGIN, relative, in MSE or in error): each (n, seed) judged on its own, so
+    one seed stopped at its first steps is never averaged in with trained ones. `points`: {(n, seed): arrays
+    of read_pointwise}; curves without validation scores (kernels) give {}."""
+    out = {}
+    for n in ns:
+        for seed in seeds:
+            arrays = points[(n, seed)]
+            if not all(key in arrays for key in VALIDATION_KEYS):
+                return {}
+            mse, error = (float(np.ravel(arrays[key])[0]) for key in VALIDATION_KEYS)
+            if mse >= (1 - UNLEARNED_MARGIN) * zero_function_score("test_mse", n_classes) or \
+                    error >= (1 - UNLEARNED_MARGIN) * zero_function_score("test_error", n_classes):
+                out.setdefault(int(n), []).append(int(seed))
+    return out
+
+
 def learned_from(ns, unlearned_ns) -> int:
     """The first n of the fit range after which no point is unlearned."""
     later = [n for n in ns if n > max(unlearned_ns)] if unlearned_ns else list(ns)
@@ -297,6 +326,7 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
             raise ValueError(f"curve {cid}: missing results for (n, seed) {missing}")
         grids[cid] = (ns, seeds)
     network_widths = sorted({c[2] for c in curves if c[3] == reference})
+    untrained = {cid: untrained_seeds(*grids[cid], curves[cid], n_classes) if n_classes else {} for cid in curves}
     rows = []
     for metric in fit_cfg["metrics"]:
         # curves on the same (dataset, arch, n, seeds, test points) share their seeds and test-point draws
@@ -308,7 +338,7 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
         fits, ref_fits, flagged, fit_start = {}, {}, {}, {}
         for (_, _, ns, _, _), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
             zero = zero_function_score(metric, n_classes) if n_classes else np.inf
-            flagged.update({cid: unlearned(ns, v, zero) for cid, v in group.items()})
+            flagged.update({cid: sorted(set(unlearned(ns, v, zero)) | set(untrained[cid])) for cid, v in group.items()})
             starts = {}
             for cid in group:
                 ref_id = _reference_id(cid, network_widths, reference)
@@ -330,6 +360,7 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
             dataset, arch, width, method, kind, ridge, k = cid
             row = {"dataset": dataset, "arch": arch, "width": width, "method": method, "kind": kind,
                    "ridge": ridge, "k": k, "metric": metric, "unlearned_n": ";".join(map(str, flagged[cid])),
+                   "untrained_seeds": ";".join(f"{n}:{','.join(map(str, s))}" for n, s in sorted(untrained[cid].items())),
                    **{c: res[c] for c in EXPONENT_COLUMNS if c in res}}
             ref = ref_fits.get((_reference_id(cid, network_widths, reference), fit_start[cid]))
             if ref is not None:
@@ -341,7 +372,7 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
 
 
 SUMMARY_COLUMNS = ("dataset", "arch", "width", "method", "kind", "k", "ridge", "metric", "alpha", "alpha_lo",
-                   "alpha_hi", "n_min", "n_max", "unlearned_n", "n_seeds", "n_test", "network_method", "network_width",
+                   "alpha_hi", "n_min", "n_max", "unlearned_n", "untrained_seeds", "n_seeds", "n_test", "network_method", "network_width",
                    "network_alpha", "network_alpha_lo", "network_alpha_hi", "alpha_deficit", "deficit_lo",
                    "deficit_hi", "alpha_predicted", "alpha_gap", "alpha_powerlaw", "spectrum_rows")
 METHOD_ORDER = METHODS
@@ -350,7 +381,8 @@ METHOD_ORDER = METHODS
 def read_exponents(path):
     """exponents.csv as written by the fit stage, ridges kept as their labels (`tuned`, '0.001')."""
     import pandas as pd
-    return pd.read_csv(path, dtype={"ridge": str, "kind": str, "network_method": str, "unlearned_n": str},
+    return pd.read_csv(path, dtype={"ridge": str, "kind": str, "network_method": str, "unlearned_n": str,
+                                    "untrained_seeds": str},
                        keep_default_na=False,
                        na_values={c: ["", "nan"] for c in ("alpha", "alpha_lo", "alpha_hi", "n_min", "n_max",
                                                               "network_alpha",
@@ -378,8 +410,9 @@ def summarize(exponents, ridge, metrics=None):
     import pandas as pd
 
     df = exponents.copy()
-    if "unlearned_n" not in df:  # exponents written before points were flagged
-        df["unlearned_n"] = ""
+    for column in ("unlearned_n", "untrained_seeds"):  # exponents written before points or seeds were flagged
+        if column not in df:
+            df[column] = ""
     df["width"] = df["width"].astype(float)
     df["ridge"] = df["ridge"].map(ridge_label)
     df = df[df["method"].isin(NETWORK_METHODS) | (df["ridge"] == ridge_label(ridge))]

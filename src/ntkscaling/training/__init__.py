@@ -14,7 +14,7 @@ is loaded when first asked for, so importing `ntkscaling.training.settings` alon
 import importlib
 
 _HOMES = {
-    "settings": ("OPTIMIZERS", "LR_SCHEDULES", "SELECT_BY", "NetworkSettings", "TrainSettings", "step_budget",
+    "settings": ("OPTIMIZERS", "LR_SCHEDULES", "SELECT_BY", "VALIDATION_KEYS", "NetworkSettings", "TrainSettings", "step_budget",
                  "lr_factor", "checkpoint_steps", "evaluation_steps"),
     "divergence": ("BLOWUP", "DivergenceError"),
     "module": ("EpochBatches", "SubsetDataModule", "NetworkModule"),

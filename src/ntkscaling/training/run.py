@@ -21,7 +21,8 @@ from .callbacks import CheckpointAndEvaluate, LineProgress
 from .checkpoints import resume_point
 from .divergence import DivergenceError
 from .module import NetworkModule, SubsetDataModule
-from .settings import SELECT_BY, NetworkSettings, TrainSettings, checkpoint_steps, evaluation_steps, step_budget
+from .settings import (SELECT_BY, VALIDATION_KEYS, NetworkSettings, TrainSettings, checkpoint_steps, evaluation_steps,
+                       step_budget)
 
 
 def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network: NetworkSettings,
@@ -92,18 +93,20 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network
             err.rows, err.step, err.epoch = cb.rows, trainer.global_step, trainer.global_step / steps_per_epoch
             raise
         cb.record(trainer, module)  # the last step, whatever the schedule rounding
-        records = {"network": _test_record(module, dm, train.loss, trainer.global_step)}
+        records = {"network": _test_record(module, dm, train.loss, trainer.global_step, cb.rows)}
         best = cb.best
         module.load_state_dict(best["state"])
-        records["network_best"] = _test_record(module, dm, train.loss, best["step"])
+        records["network_best"] = _test_record(module, dm, train.loss, best["step"], cb.rows)
     rows = cb.rows + [{**r, "method": "network_best"} for r in cb.rows if r["step"] == best["step"]]
     return rows, records, cb.saved
 
 
-def _test_record(module, data, loss: str, step: int) -> dict:
-    """Per-test-point values and predictions of `module`, as the pointwise record of one predictor."""
+def _test_record(module, data, loss: str, step: int, rows) -> dict:
+    """Per-test-point values and predictions of `module`, as the pointwise record of one predictor, with its
+    validation MSE and error at `step` (from the evaluation `rows`): what says whether it learned at all."""
     res = evaluate(module, data.x_test, data.y_test, loss, outputs=True)
-    return {**{k: v.numpy() for k, v in res.items()}, "step": step}
+    val = {r["metric"]: r["value"] for r in rows if r["step"] == step and r["metric"] in VALIDATION_KEYS}
+    return {**{k: v.numpy() for k, v in res.items()}, "step": step, **{k: val[k] for k in VALIDATION_KEYS}}
 
 
 def save_init_checkpoint(path, in_shape, out_dim: int, seed: int, network: NetworkSettings):

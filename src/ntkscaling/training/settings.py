@@ -45,6 +45,9 @@ class NetworkSettings:
                              f"network scaled by alpha starts at alpha * f0, unbounded as alpha grows)")
 
 
+VALIDATION_KEYS = ("val_mse", "val_error")  # a network's validation scores, in its pointwise record
+
+
 # alpha within what float32 carries. The prediction alpha (f - f0) is a difference of two float32 outputs of
 # size |f0| ~ 1, resolved to about 6e-8 |f0|: times alpha 1e4 that is 1e-3 of a unit label (at 1e6 every
 # prediction was a multiple of 0.12, measured). Below 1e-4 the loss / alpha^2 and the parameters' O(1/alpha)
