@@ -247,6 +247,25 @@ def test_an_untrained_seed_is_judged_on_its_own_validation_scores_and_left_out(t
     assert net["alpha"] == pytest.approx(0.4, abs=0.03)
 
 
+def test_the_local_exponent_says_where_in_n_the_deficit_lives(tmp_path):
+    """Known truth: the network scales as n^-0.6 up to n = 512 and as n^-0.3 beyond; the kernel as n^-0.3
+    throughout. The full-range deficit is positive; over the upper half of the range (512..4096) it is 0."""
+    ns = [64, 128, 256, 512, 1024, 2048, 4096]
+    bend = np.array([(512 / n) ** 0.3 if n < 512 else 1.0 for n in ns])[:, None]
+    for seed in (0, 1, 2):
+        net = _curve(ns, 0.3, seeds=1, points=300, noise=0.03, seed=seed)[:, 0] * bend
+        _write_curve(tmp_path / f"net{seed}.npz", "network_best", ns, seed, net)
+        ker = _curve(ns, 0.3, seeds=1, points=300, noise=0.03, seed=10 + seed)[:, 0]
+        _write_curve(tmp_path / f"ker{seed}.npz", "entk_init", ns, seed, ker)
+    assert scaling.upper_half_start(ns, 64, None) == 512 and scaling.upper_half_start([64, 128], 64, None) is None
+    rows = {r["method"]: r for r in scaling.fit_curves(sorted(tmp_path.glob("*.npz")), FIT_CFG)}
+    ker = rows["entk_init"]
+    assert ker["alpha_deficit"] > 0.1 and ker["deficit_lo"] > 0
+    assert ker["n_min_upper"] == 512 and ker["alpha_upper"] == pytest.approx(0.3, abs=0.03)
+    assert ker["deficit_upper_lo"] < 0 < ker["deficit_upper_hi"] and abs(ker["alpha_deficit_upper"]) < 0.03
+    assert rows["network_best"]["alpha_upper"] == pytest.approx(0.3, abs=0.03)
+
+
 def test_after_kernels_are_fitted_over_n_at_least_k_against_the_reference_over_the_same_range(tmp_path):
     ns = [64, 128, 256, 512, 1024]
     for seed in (0, 1):
@@ -287,3 +306,12 @@ def test_calibration_command_writes_its_table(tmp_path):
     assert list(rows[0]) == list(committed[0])
     assert [(r["scenario"], r["seeds"]) for r in rows] == [(r["scenario"], r["seeds"]) for r in committed]
     assert {r["trials"] for r in rows} == {"8"} and all(0 <= float(r["alpha_coverage"]) <= 1 for r in rows)
+
+
+def test_local_slopes_are_the_exponent_of_each_doubling():
+    from ntkscaling import plotting
+    n = np.array([64, 128, 256, 512])
+    y = np.array([1.0, 0.5, 0.25 * 2 ** -0.5, 0.25 * 2 ** -0.5 * 0.8])  # exponents 1, 1.5, log2(1/0.8)
+    mid, slope = plotting.local_slopes(n, y)
+    np.testing.assert_allclose(mid, np.sqrt(n[1:] * n[:-1]))
+    np.testing.assert_allclose(slope, [1.0, 1.5, np.log2(1 / 0.8)])

@@ -111,15 +111,19 @@ def headline_rows(exponents_csv: Path, width=None) -> list[str]:
     rows = [r for r in rows if r["width"] in ("", "inf") or float(r["width"]) == width]
     lines = []
     for metric in dict.fromkeys(r["metric"] for r in rows):
-        lines.append(f"  {metric}: alpha (deficit = the reference network's alpha - alpha)")
+        lines.append(f"  {metric}: alpha (deficit = the reference network's alpha - alpha; in brackets over the "
+                     f"upper half of n)")
         for r in rows:
             if r["metric"] != metric:
                 continue
             interval = _interval(r["alpha_deficit"], r["deficit_lo"], r["deficit_hi"])
             deficit = "" if r["method"] == r.get("network_method") or not interval else "  deficit " + interval
+            upper = _interval(r.get("alpha_deficit_upper", ""), r.get("deficit_upper_lo", ""),
+                              r.get("deficit_upper_hi", ""))
+            upper = f"  (n >= {float(r['n_min_upper']):g}: {upper})" if deficit and upper and "nan" not in upper else ""
             untrained = f"  untrained (n:seeds, left out) {r['untrained_seeds']}" if r.get("untrained_seeds") else ""
             lines.append(f"    {_method_label(r):<18} {_interval(r['alpha'], r['alpha_lo'], r['alpha_hi']):<22}"
-                         f"{deficit}{untrained}".rstrip())
+                         f"{deficit}{upper}{untrained}".rstrip())
     return lines
 
 

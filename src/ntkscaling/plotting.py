@@ -127,12 +127,38 @@ def plot_data_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_nam
     sns.set_theme(style="whitegrid", context="paper")
     df = select(final_rows(_normalize(metrics)), ridge, width, methods)
     exponents = _normalize(exponents)
-    fig, axes = plt.subplots(1, len(metric_names), figsize=(6 * len(metric_names), 6.2), squeeze=False)
-    for ax, metric in zip(axes[0], metric_names):
+    fig, axes = plt.subplots(2, len(metric_names), figsize=(6 * len(metric_names), 9.4), squeeze=False,
+                             gridspec_kw={"height_ratios": [2.2, 1]})
+    for ax, local, metric in zip(axes[0], axes[1], metric_names):
         _scaling_axis(ax, df, exponents, metric)
+        _local_slope_axis(local, df, metric)
     fig.suptitle(f"Data scaling: {title}")
     fig.tight_layout()
     return fig
+
+
+def local_slopes(n, values) -> tuple[np.ndarray, np.ndarray]:
+    """(geometric midpoints, local exponents -d log y / d log n) between consecutive sizes of a curve."""
+    n, values = np.asarray(n, dtype=float), np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = -np.diff(np.log(values)) / np.diff(np.log(n))
+    return np.sqrt(n[1:] * n[:-1]), slope
+
+
+def _local_slope_axis(ax, df: pd.DataFrame, metric: str):
+    """The local exponent of each curve's seed mean per doubling of n: where in n a curve steepens or levels
+    off, which a full-range exponent averages away."""
+    sub = df[df["metric"] == metric]
+    groups = list(sub.groupby(CURVE_KEYS, sort=True))
+    colors = _curve_colors([key for key, _ in groups])
+    for key, g in groups:
+        mean = g.groupby("n")["value"].mean()
+        mid, slope = local_slopes(mean.index, mean.values)
+        ax.plot(mid, slope, marker="o", ms=3, color=colors[key], lw=1.2)
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training set size n (between consecutive sizes)")
+    ax.set_ylabel(f"local exponent of the {METRIC_LABELS.get(metric, metric)}", fontsize=8)
 
 
 def _reference_line(ax, row, label, color, style):

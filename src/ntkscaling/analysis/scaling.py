@@ -213,7 +213,8 @@ def paired_deficit(reference: dict, other: dict, confidence: float = 0.95) -> di
 EXPONENT_COLUMNS = ("dataset", "arch", "width", "method", "kind", "ridge", "k", "metric", "alpha", "alpha_lo",
                     "alpha_hi", "a", "c", "n_min", "n_max", "n_points", "n_seeds", "n_test", "n_boot", "confidence",
                     "unlearned_n", "untrained_seeds", "network_method", "network_width", "network_alpha", "network_alpha_lo",
-                    "network_alpha_hi", "alpha_deficit", "deficit_lo", "deficit_hi")
+                    "network_alpha_hi", "alpha_deficit", "deficit_lo", "deficit_hi", "n_min_upper", "alpha_upper",
+                    "alpha_upper_lo", "alpha_upper_hi", "alpha_deficit_upper", "deficit_upper_lo", "deficit_upper_hi")
 # which per-point array of a pointwise file each fitted metric uses
 POINTWISE_KEY = {"test_error": "error", "test_mse": "mse"}
 
@@ -297,6 +298,17 @@ def untrained_seeds(ns, seeds, points: dict, n_classes: int) -> dict:
     return out
 
 
+def upper_half_start(ns, n_min, n_max) -> int | None:
+    """The first n of the upper half (in log n) of the fit range [n_min, n_max] of `ns`, or None when that half
+    holds fewer than 2 sizes: where the local exponent is fitted (`alpha_upper`)."""
+    inside = [n for n in ns if n >= n_min and (n_max is None or n <= n_max)]
+    if len(inside) < 3:
+        return None
+    mid = math.sqrt(inside[0] * inside[-1])
+    upper = [n for n in inside if n >= mid * (1 - 1e-9)]
+    return int(upper[0]) if len(upper) >= 2 else None
+
+
 def learned_from(ns, unlearned_ns) -> int:
     """The first n of the fit range after which no point is unlearned."""
     later = [n for n in ns if n > max(unlearned_ns)] if unlearned_ns else list(ns)
@@ -335,7 +347,7 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
             ns, seeds = grids[cid]
             values = np.stack([np.stack([points[(n, s)][metric] for s in seeds]) for n in ns])
             groups.setdefault((cid[0], cid[1], ns, seeds, values.shape[2]), {})[cid] = values
-        fits, ref_fits, flagged, fit_start = {}, {}, {}, {}
+        fits, upper_fits, ref_fits, flagged, fit_start = {}, {}, {}, {}, {}
         for (_, _, ns, _, _), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
             zero = zero_function_score(metric, n_classes) if n_classes else np.inf
             flagged.update({cid: sorted(set(unlearned(ns, v, zero)) | set(untrained[cid])) for cid, v in group.items()})
@@ -355,6 +367,12 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
                                           confidence=fit_cfg["confidence"], n_min=start, n_max=fit_cfg["n_max"])
                 fits.update({cid: res[cid] for cid in members})
                 ref_fits.update({(cid, start): res[cid] for cid in refs})
+                upper = upper_half_start(ns, start, fit_cfg["n_max"])
+                if upper is not None:  # the local exponent: the upper half of the same range, paired alike
+                    res = bootstrap_exponents(ns, {**members, **refs}, floor=False, n_boot=fit_cfg["bootstrap"],
+                                              confidence=fit_cfg["confidence"], n_min=upper, n_max=fit_cfg["n_max"])
+                    upper_fits.update({cid: res[cid] for cid in members})
+                    ref_fits.update({(cid, start, "upper"): res[cid] for cid in refs})
         for cid in sorted(fits, key=str):
             res = fits[cid]
             dataset, arch, width, method, kind, ridge, k = cid
@@ -362,19 +380,32 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
                    "ridge": ridge, "k": k, "metric": metric, "unlearned_n": ";".join(map(str, flagged[cid])),
                    "untrained_seeds": ";".join(f"{n}:{','.join(map(str, s))}" for n, s in sorted(untrained[cid].items())),
                    **{c: res[c] for c in EXPONENT_COLUMNS if c in res}}
-            ref = ref_fits.get((_reference_id(cid, network_widths, reference), fit_start[cid]))
+            ref_id = _reference_id(cid, network_widths, reference)
+            ref = ref_fits.get((ref_id, fit_start[cid]))
             if ref is not None:
-                row.update(network_method=reference, network_width=_reference_id(cid, network_widths, reference)[2],
+                row.update(network_method=reference, network_width=ref_id[2],
                            network_alpha=ref["alpha"], network_alpha_lo=ref["alpha_lo"],
                            network_alpha_hi=ref["alpha_hi"], **paired_deficit(ref, res, fit_cfg["confidence"]))
+            if cid in upper_fits:
+                up = upper_fits[cid]
+                row.update(n_min_upper=up["n_min"], alpha_upper=up["alpha"], alpha_upper_lo=up["alpha_lo"],
+                           alpha_upper_hi=up["alpha_hi"])
+                ref_up = ref_fits.get((ref_id, fit_start[cid], "upper"))
+                if ref_up is not None:
+                    d = paired_deficit(ref_up, up, fit_cfg["confidence"])
+                    row.update(alpha_deficit_upper=d["alpha_deficit"], deficit_upper_lo=d["deficit_lo"],
+                               deficit_upper_hi=d["deficit_hi"])
             rows.append(row)
     return rows
 
 
+UPPER_COLUMNS = ("n_min_upper", "alpha_upper", "alpha_upper_lo", "alpha_upper_hi", "alpha_deficit_upper",
+                 "deficit_upper_lo", "deficit_upper_hi")  # the local exponent: the upper half of the fit range
 SUMMARY_COLUMNS = ("dataset", "arch", "width", "method", "kind", "k", "ridge", "metric", "alpha", "alpha_lo",
                    "alpha_hi", "n_min", "n_max", "unlearned_n", "untrained_seeds", "n_seeds", "n_test", "network_method", "network_width",
                    "network_alpha", "network_alpha_lo", "network_alpha_hi", "alpha_deficit", "deficit_lo",
-                   "deficit_hi", "alpha_predicted", "alpha_gap", "alpha_powerlaw", "spectrum_rows")
+                   "deficit_hi", "n_min_upper", "alpha_upper", "alpha_upper_lo", "alpha_upper_hi", "alpha_deficit_upper",
+                   "deficit_upper_lo", "deficit_upper_hi", "alpha_predicted", "alpha_gap", "alpha_powerlaw", "spectrum_rows")
 METHOD_ORDER = METHODS
 
 
@@ -388,7 +419,7 @@ def read_exponents(path):
                                                               "network_alpha",
                                                               "network_alpha_lo", "network_alpha_hi",
                                                               "alpha_deficit", "deficit_lo", "deficit_hi",
-                                                              "alpha_predicted", "alpha_gap", "alpha_powerlaw",
+                                                              *UPPER_COLUMNS, "alpha_predicted", "alpha_gap", "alpha_powerlaw",
                                                               "spectrum_rows")})
 
 
@@ -413,6 +444,9 @@ def summarize(exponents, ridge, metrics=None):
     for column in ("unlearned_n", "untrained_seeds"):  # exponents written before points or seeds were flagged
         if column not in df:
             df[column] = ""
+    for column in UPPER_COLUMNS:  # exponents written before the local exponents
+        if column not in df:
+            df[column] = np.nan
     df["width"] = df["width"].astype(float)
     df["ridge"] = df["ridge"].map(ridge_label)
     df = df[df["method"].isin(NETWORK_METHODS) | (df["ridge"] == ridge_label(ridge))]
