@@ -102,3 +102,100 @@ def test_a_large_output_scale_is_the_lazy_limit_at_a_fixed_width(digits_rows, tm
         gd = _gd_predictions(K[np.ix_(rows(tr), rows(tr))], K[np.ix_(rows(te), rows(tr))], Y, LR, STEPS, N, 10)
         gap[alpha] = _rel(records["network"]["pred"], gd.reshape(-1, 10))
     assert gap[30.0] < 0.3 * gap[1.0] and gap[30.0] < 0.06
+
+
+# ------------------------------------------------------------------ the linearized network (training/linearized)
+def _rows(tr, te):
+    return {"train": tr, "val": slice(tr.stop, te.start), "test": te}
+
+
+def test_the_linearized_network_is_the_closed_form_of_gradient_descent(digits_rows):
+    """Full-batch gradient descent, no momentum, constant rate: the function-space dynamics must give the
+    closed form K_te,tr K^-1 (I - (I - eta c K)^S) Y (full kind: the exact linearization; mean kind: its
+    kernel times the identity over logits)."""
+    from ntkscaling.training import linearized
+    _, x, y, tr, te, xt = digits_rows
+    net = models.build("mlp", 32, (1, 8, 8), 10, depth=1, seed=3).double()
+    train = training.TrainSettings(lr=0.5, momentum=0.0, batch_size=N, steps=30, eval_points=0)
+    for kind in ("mean", "full"):
+        K = entk.empirical_ntk(net, xt, kind=kind, dtype=torch.float64).numpy()
+        rec = linearized.train_linearized(K, y, N, _rows(tr, te), 0, train, 10)
+        if kind == "mean":
+            ref = _gd_predictions(K[tr, tr], K[te, tr], np.eye(10)[y[tr]], 0.5, 30, N, 10)
+        else:
+            Kf = K.transpose(0, 2, 1, 3).reshape(len(x) * 10, len(x) * 10)
+            rows = lambda block: np.arange(block.start * 10, block.stop * 10)  # noqa: E731
+            ref = _gd_predictions(Kf[np.ix_(rows(tr), rows(tr))], Kf[np.ix_(rows(te), rows(tr))],
+                                  np.eye(10)[y[tr]].reshape(-1, 1), 0.5, 30, N, 10).reshape(-1, 10)
+        assert _rel(rec["pred_last"], ref) < 1e-10, kind
+
+
+def test_the_linearized_network_is_the_taylor_model_trained_by_torch_sgd(digits_rows):
+    """Minibatches, momentum, warm-up and cosine decay: the function-space dynamics against the first-order
+    Taylor model in parameter space (torch.func.jvp) trained by torch.optim.SGD on the same batches (the
+    network's EpochBatches) and schedule, at output scale 5 (the dynamics do not depend on it)."""
+    from torch.func import functional_call, jvp
+
+    from ntkscaling.training import linearized
+    from ntkscaling.training.module import EpochBatches
+    _, x, y, tr, te, xt = digits_rows
+    net = models.build("mlp", 24, (1, 8, 8), 10, depth=1, seed=4).double()
+    train = training.TrainSettings(lr=0.3, momentum=0.9, batch_size=16, steps=40, lr_schedule="cosine",
+                                   warmup=0.1, eval_points=0)
+    K = entk.empirical_ntk(net, xt, kind="full", dtype=torch.float64).numpy()
+    rec = linearized.train_linearized(K, y, N, _rows(tr, te), 7, train, 10)
+    theta0 = {k: v.detach().clone() for k, v in net.named_parameters()}
+    theta = {k: v.clone().requires_grad_(True) for k, v in theta0.items()}
+    alpha = 5.0
+
+    def g(params, inputs):  # alpha (f_lin - f0): the centred Taylor model
+        delta = {k: params[k] - theta0[k] for k in params}
+        return alpha * jvp(lambda p: functional_call(net, p, (inputs,)), (theta0,), (delta,))[1]
+    opt = torch.optim.SGD(theta.values(), lr=train.lr, momentum=train.momentum)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: training.lr_factor(s, 40, "cosine", 0.1))
+    sampler, step = EpochBatches(N, 7 * 1_000_003 + N, 16), 0
+    labels = torch.from_numpy(y).long()
+    for epoch in range(10):
+        sampler.set_epoch(epoch)
+        for b in sampler:
+            if step == 40:
+                break
+            out = g(theta, xt[tr][b])
+            loss = ((out - torch.nn.functional.one_hot(labels[tr][b], 10).double()) ** 2).mean(-1).mean() / alpha ** 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+    with torch.no_grad():
+        ref = g(theta, xt[te]).numpy()
+    assert _rel(rec["pred_last"], ref) < 1e-9
+
+
+def test_a_lazy_network_follows_its_linearization_and_a_rich_one_does_not(digits_rows, tmp_path):
+    """The workflow's own training (minibatch SGD with momentum, cosine schedule): at output scale 100 the
+    network's test predictions are within its linearization error of the linearized network's (about
+    0.02), at output scale 1 several times farther."""
+    from ntkscaling.training import linearized
+    root, x, y, tr, te, xt = digits_rows
+    gap = {}
+    for alpha in (1.0, 100.0):
+        kw = run_settings(arch="mlp", width=256, depth=2, center=True, output_scale=alpha, optimizer="sgd",
+                          momentum=0.9, lr=0.5, batch_size=16, steps=150, lr_schedule="cosine", warmup=0.05,
+                          eval_points=0, progress=False)
+        _, records, saved = training.train_network(root / "prepared.npz", root / "order.npy", n=N, seed=1,
+                                                   out_dir=tmp_path / f"a{alpha}", **kw)
+        K = entk.empirical_ntk(models.load_network(saved[0]).double(), xt, kind="full", dtype=torch.float64).numpy()
+        rec = linearized.train_linearized(K, y, N, _rows(tr, te), 1, kw["train"], 10)
+        gap[alpha] = _rel(records["network"]["pred"], rec["pred_last"])
+    assert gap[100.0] < 0.05 and gap[1.0] > 3 * gap[100.0], gap
+
+
+def test_the_linearized_network_refuses_what_is_not_a_kernel_flow():
+    from ntkscaling.training import linearized
+    for train, says in ((training.TrainSettings(optimizer="adam"), "Adam"),
+                        (training.TrainSettings(weight_decay=1e-4), "weight_decay")):
+        with pytest.raises(linearized.LinearizedError, match=says):
+            linearized.train_linearized(np.eye(4), np.zeros(4, int), 2, {"val": slice(2, 3), "test": slice(3, 4)},
+                                        0, train, 2)
+    assert linearized.supported(training.TrainSettings(), "sum") is not None

@@ -37,4 +37,4 @@ def test_every_method_is_declared_once_and_labelled_and_coloured():
     assert scaling.METHOD_ORDER is methods.METHODS
     assert set(plotting.METHOD_LABELS) == set(methods.METHODS) == set(plotting.METHOD_COLORS)
     tags = {methods.parse_tag(t)["method"] for t in ("entk_init", "entk_after_k8", "entk_after_n8", *methods.INFINITE_TAGS)}
-    assert tags | set(methods.NETWORK_METHODS) == set(methods.METHODS)
+    assert tags | set(methods.RIDGELESS_METHODS) == set(methods.METHODS)  # kernels, networks, the linearized one

@@ -110,7 +110,8 @@ def test_code_inputs_follow_imports_transitively():
     assert "plotting.py" in _files("plot_data_scaling")
 
 
-# Each script's code inputs before the subpackages (flat modules, as code_inputs found them at 3029d1c).
+# Each script's code inputs in the flat module names of 3029d1c (the layer description's argument checks: arguments
+# since the checkpoint estimate; linearize since the linearized network).
 FLAT_CODE_INPUTS = {
     "collect_metrics": "io methods",
     "entk_kernel": "archs arguments data entk entk_blocks entk_fast entk_jacobian hostmem io layers methods models "
@@ -118,9 +119,10 @@ FLAT_CODE_INPUTS = {
     "fit_exponents": "arguments io methods scaling",
     "infinite_kernel": "archs arguments data infinite infinite_blocks io layers methods models native pairstep.c "
                        "planted resnet",
-    "init_checkpoint": "archs data io layers methods metrics models planted resnet training",
+    "init_checkpoint": "archs arguments data io layers methods metrics models planted resnet training",
     "kernel_evolution": "archs arguments data entk entk_blocks entk_fast entk_jacobian evolution hostmem io layers "
                         "methods metrics models planted regression resnet theory training",
+    "linearize": "archs arguments data io layers methods metrics models planted resnet training",
     "plot_after_kernel": "io methods plotting theory",
     "plot_data_scaling": "io methods plotting theory",
     "plot_kernel_evolution": "io methods plotting theory",
@@ -133,7 +135,7 @@ FLAT_CODE_INPUTS = {
     "summarize_exponents": "arguments io methods scaling",
     "sweep_outcome": "io methods sweep",
     "sweep_summary": "arguments io methods scaling sweep",
-    "train_network": "archs data io layers methods metrics models planted resnet training",
+    "train_network": "archs arguments data io layers methods metrics models planted resnet training",
     "width_distance": "arguments data evolution io methods planted regression",
 }
 

@@ -12,7 +12,8 @@ import seaborn as sns  # noqa: E402
 from .pipeline.tags import K_EQUALS_N, ridge_label  # noqa: E402
 from .analysis.theory import TRUSTED_ROWS_PER_N  # noqa: E402
 
-METHOD_LABELS = {"network": "network", "network_best": "network (best val.)", "entk_init": "eNTK at init",
+METHOD_LABELS = {"network": "network", "network_best": "network (best val.)", "linearized": "linearized network",
+                 "entk_init": "eNTK at init",
                  "entk_after": "after-kernel", "entk_after_n": "after-kernel k=n", "infinite_ntk": "infinite NTK",
                  "infinite_nngp": "NNGP"}
 
@@ -39,7 +40,7 @@ def curve_label(method, width, k, kind, ridge) -> str:
     if method == "entk_after" and k:
         label += f" k={k}"
     if kind:
-        label += f" [{kind}, ridge {ridge}]"
+        label += f" [{kind}, ridge {ridge}]" if ridge else f" [{kind} eNTK]"
     return label if np.isinf(width) else f"{label}, width {int(width)}"
 
 
@@ -69,7 +70,8 @@ def _fit_of(exponents: pd.DataFrame, key, metric):
 
 _PALETTE = sns.color_palette("colorblind", 10)
 METHOD_COLORS = {"network": _PALETTE[0], "network_best": _PALETTE[9], "entk_init": _PALETTE[1], "entk_after_n": _PALETTE[2],
-                 "infinite_ntk": _PALETTE[3], "entk_after": _PALETTE[4], "infinite_nngp": _PALETTE[5]}
+                 "infinite_ntk": _PALETTE[3], "entk_after": _PALETTE[4], "infinite_nngp": _PALETTE[5],
+                 "linearized": _PALETTE[6]}
 
 
 def _curve_colors(keys) -> dict:
@@ -116,7 +118,7 @@ def _scaling_axis(ax, df: pd.DataFrame, exponents: pd.DataFrame, metric: str):
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
 
 
-SCALING_METHODS = ("network", "network_best", "entk_init", "infinite_ntk", "infinite_nngp")
+SCALING_METHODS = ("network", "network_best", "linearized", "entk_init", "infinite_ntk", "infinite_nngp")
 
 
 def plot_data_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_names, title: str, ridge=None,
@@ -297,12 +299,17 @@ def plot_width_scaling(metrics: pd.DataFrame, exponents: pd.DataFrame, distance:
                     "eNTK at init vs infinite NTK", METHOD_COLORS["entk_init"], guide=0.5)
     _distance_panel(axes[1, m], distance, "kernel_distance_infinite", "kernel distance S(K_eNTK, K_inf)",
                     "eNTK at init vs infinite NTK", METHOD_COLORS["entk_init"], guide=1.0)
-    # lazy-limit consistency: the trained network's test predictions against ridge-0 kernel regression with
-    # its eNTK at init (top) and with the infinite NTK (bottom); both go to 0 in the lazy limit
+    # lazy-limit consistency: the trained network's test predictions against its own linearization trained the
+    # same way (top; ridge-0 regression with its eNTK where the linearized network is not defined) and against
+    # ridge-0 kernel regression with the infinite NTK (bottom); all go to 0 in the lazy limit, the top one
+    # whether or not training converged
+    linearized = len(distance) and (distance["metric"] == "prediction_distance_linearized").any()
+    label = f"trained network vs {'its linearization, same training' if linearized else 'kernel regression (ridge 0)'}, n={n}"
+    _distance_panel(axes[0, m + 1], distance,
+                    "prediction_distance_linearized" if linearized else "prediction_distance_entk_init",
+                    "||f_net - f_lin|| / ||f_lin||" if linearized else "||f_net - f_eNTK-at-init||  /  ||f_eNTK-at-init||",
+                    label, METHOD_COLORS["network"], title="lazy-limit consistency (test predictions)")
     label = f"trained network vs kernel regression (ridge 0), n={n}"
-    _distance_panel(axes[0, m + 1], distance, "prediction_distance_entk_init",
-                    "||f_net - f_eNTK-at-init||  /  ||f_eNTK-at-init||", label, METHOD_COLORS["network"],
-                    title="lazy-limit consistency (test predictions)")
     _distance_panel(axes[1, m + 1], distance, "prediction_distance_infinite_ntk",
                     "||f_net - f_infinite-NTK||  /  ||f_infinite-NTK||", label, METHOD_COLORS["network"],
                     title="lazy-limit consistency (test predictions)")

@@ -22,7 +22,7 @@ from ntkscaling.pipeline import code_inputs, jobsize, sweep, tags as methods  # 
 from ntkscaling.pipeline.config import ConfigError, validate as validate_config  # noqa: E402
 from ntkscaling.pipeline.jobsize import kernel_row_count  # noqa: E402
 from ntkscaling.pipeline.tags import ENTK_TAG_PATTERN, TAG_PATTERN, TUNED, entk_tags, parse_tag  # noqa: E402
-from ntkscaling.training.settings import step_budget  # noqa: E402
+from ntkscaling.training.settings import linearized_problem, step_budget  # noqa: E402
 
 SWEEP_POINT = config.pop("_sweep", None)  # set for a sweep's grid point (ntkscaling.sweep.point_config)
 try:
@@ -50,6 +50,8 @@ EVOLUTION_NS = EVOLUTION["sample_sizes"] or [max(NS)]
 ENTK_TAGS = entk_tags(AFTER["ks"], AFTER["at_n"], NS)  # kernel tags: see ntkscaling.methods
 INFINITE_TAGS = list(methods.INFINITE_TAGS) if config["kernel"]["infinite"] else []
 KINDS = config["kernel"]["kinds"]
+# the kinds whose eNTK trains the linearized network (none where the optimizer is not a kernel flow)
+LINEARIZED_KINDS = [] if linearized_problem(config["train"]["optimizer"], config["train"]["weight_decay"]) else [k for k in KINDS if k in ("mean", "full")]
 FIGURE_WIDTH = config["fit"]["figure_width"] or max(WIDTHS)
 WIDTH_N = config["width_scaling"]["n"] or max(NS)
 FIGURE_RIDGE = config["fit"]["figure_ridge"] if config["fit"]["figure_ridge"] is not None else TUNED
@@ -160,13 +162,39 @@ def kernel_results(name):
             + expand(pattern, root=SHARED, method=INFINITE_TAGS, width="inf", seed=SEEDS, kind="mean"))
 
 
+def linearized_results(name):
+    """Outputs of the linearized network of every width, seed and kind it is defined for (LINEARIZED_KINDS)."""
+    return expand(f"{RESULTS}/linearized/w{{width}}/s{{seed}}/{{kind}}/{name}", width=WIDTHS, seed=SEEDS,
+                  kind=LINEARIZED_KINDS)
+
+
+def linearized_kernel(wildcards):
+    """The eNTK at initialization the linearized network trains with."""
+    return f"{kernel_root('entk_init')}/kernels/entk_init/w{wildcards.width}/s{wildcards.seed}/{wildcards.kind}.npy"
+
+
+def linearized_prior(wildcards):
+    """f0 on the kernel rows for an uncentred network (its linearization starts there), else nothing."""
+    if config["model"]["center"]:
+        return []
+    return [f"{kernel_root('entk_init')}/kernels/entk_init/w{wildcards.width}/s{wildcards.seed}/"
+            f"{wildcards.kind}.outputs.npy"]
+
+
+def width_linearized(wildcards):
+    """The linearized networks (mean kind) of every width for the lazy-limit diagnostic, where defined."""
+    if "mean" not in LINEARIZED_KINDS:
+        return []
+    return expand(f"{RESULTS}/linearized/w{{width}}/s{wildcards.seed}/mean/pointwise.npz", width=WIDTHS)
+
+
 def pointwise_all(wildcards=None):
     """Per-test-point results of every method, the input of the exponent fits."""
-    return network_pointwise() + kernel_results("pointwise.npz")
+    return network_pointwise() + kernel_results("pointwise.npz") + linearized_results("pointwise.npz")
 
 
 def metrics_all(wildcards=None):
-    return network_metrics() + kernel_results("metrics.csv")
+    return network_metrics() + kernel_results("metrics.csv") + linearized_results("metrics.csv")
 
 
 def evolution_tables(wildcards=None):

@@ -119,6 +119,38 @@ rule regress_kernel:
         "../scripts/regress_kernel.py"
 
 
+rule linearize:
+    input:
+        kernel=linearized_kernel,
+        prior=linearized_prior,
+        data=DATA,
+        order=ORDER,
+        code=code("linearize"),
+    output:
+        metrics=f"{RESULTS}/linearized/w{{width}}/s{{seed}}/{{kind}}/metrics.csv",
+        pointwise=f"{RESULTS}/linearized/w{{width}}/s{{seed}}/{{kind}}/pointwise.npz",
+    params:
+        ns=NS,
+        train=TRAINING,
+        select_by=config["select_by"],
+        dataset=config["dataset"]["name"],
+        arch=config["model"]["arch"],
+        pool=kernel_pool,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/linearize/w{{width}}_s{{seed}}_{{kind}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/linearize/w{{width}}_s{{seed}}_{{kind}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(lambda wc, input: jobsize.regression_mem_mb(
+            kernel_row_total(max(NS), kernel_pool(wc)) * entk_outputs(wc), max(NS) * entk_outputs(wc))),
+        runtime=runtime(lambda wc: jobsize.train_minutes(max(train_steps(n) for n in NS))),
+    script:
+        "../scripts/linearize.py"
+
+
 rule kernel_evolution:
     input:
         metrics=rules.track_network.output.metrics,
@@ -157,6 +189,7 @@ rule width_distance:
         prior=width_priors,
         infinite=width_infinite,
         network=expand(f"{RESULTS}/train/w{{width}}/s{{{{seed}}}}/n{WIDTH_N}/pointwise.npz", width=WIDTHS),
+        linearized=width_linearized,
         data=DATA,
         order=ORDER,
         code=code("width_distance"),

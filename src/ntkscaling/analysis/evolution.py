@@ -146,7 +146,7 @@ def ridgeless_test_predictions(K, y, n: int, test, n_classes: int, prior=None) -
 
 
 def width_distances(K, network_pred, y, n: int, blocks: dict, n_classes: int, probe: int, K_inf=None,
-                    pred_inf=None, prior=None) -> dict:
+                    pred_inf=None, prior=None, linearized_pred=None) -> dict:
     """How far one width is from the infinite-width limit (width scaling, lazy-limit consistency).
 
     K: the eNTK at init of this width on data.kernel_rows' rows (blocks: data.row_blocks); network_pred: the
@@ -154,11 +154,16 @@ def width_distances(K, network_pred, y, n: int, blocks: dict, n_classes: int, pr
     relative distance between the network's predictions and ridge-0 kernel regression with K on the first n
     rows; with the infinite NTK `K_inf` (and its predictions `pred_inf`, `ridgeless_test_predictions`) also
     `prediction_distance_infinite_ntk` and, on a probe block (the first `probe` training rows, validation
-    and test), `relative_distance_infinite` and `kernel_distance_infinite` of K to K_inf. In the lazy limit
-    (wide, NTK parameterization, centred, trained to convergence) every one goes to 0."""
+    and test), `relative_distance_infinite` and `kernel_distance_infinite` of K to K_inf; with the test
+    predictions of the linearized network trained the same way to the same step (`linearized_pred`),
+    `prediction_distance_linearized`: the lazy-limit diagnostic, 0 in the lazy limit whether or not training
+    converged (the distances to ridge-0 regression go to 0 only in the lazy limit *and* at convergence)."""
     test = np.arange(blocks["test"].start, blocks["test"].stop)
     pred = ridgeless_test_predictions(K, y, n, test, n_classes, prior)
     values = {"prediction_distance_entk_init": float(np.linalg.norm(network_pred - pred) / np.linalg.norm(pred))}
+    if linearized_pred is not None:
+        values["prediction_distance_linearized"] = float(np.linalg.norm(network_pred - linearized_pred)
+                                                         / np.linalg.norm(linearized_pred))
     if K_inf is not None:
         values["prediction_distance_infinite_ntk"] = float(np.linalg.norm(network_pred - pred_inf)
                                                            / np.linalg.norm(pred_inf))

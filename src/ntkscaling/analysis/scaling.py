@@ -23,7 +23,7 @@ from scipy.optimize import least_squares
 
 from .. import arguments
 from ..files import load_npz
-from ..pipeline.tags import K_EQUALS_N, METHODS, NETWORK_METHODS, ridge_label
+from ..pipeline.tags import K_EQUALS_N, METHODS, RIDGELESS_METHODS, ridge_label
 
 
 def fit_power_law(n, y, floor: bool = False) -> dict:
@@ -449,7 +449,7 @@ def summarize(exponents, ridge, metrics=None):
             df[column] = np.nan
     df["width"] = df["width"].astype(float)
     df["ridge"] = df["ridge"].map(ridge_label)
-    df = df[df["method"].isin(NETWORK_METHODS) | (df["ridge"] == ridge_label(ridge))]
+    df = df[df["method"].isin(RIDGELESS_METHODS) | (df["ridge"] == ridge_label(ridge))]
     order = pd.Categorical(df["method"], METHOD_ORDER, ordered=True)
     df = df.assign(_o=order).sort_values(["dataset", "arch", "metric", "width", "_o", "k"]).drop(columns="_o")
     df["width"] = [str(int(w)) if np.isfinite(w) else "inf" for w in df["width"]]
@@ -474,16 +474,16 @@ def with_predictions(summary, metrics):
         same = ((m["method"] == row.method) & (m["width"] == str(row.width)) & (m["kind"] == row.kind)
                 & (True if pd.isna(row.k) else m["k"] == int(row.k)))  # no k: one per n (entk_after_n)
         alpha = np.nan
-        if row.metric == "test_mse" and row.method not in NETWORK_METHODS and np.isfinite(row.n_min):
+        if row.metric == "test_mse" and row.method not in RIDGELESS_METHODS and np.isfinite(row.n_min):
             curve = m[same & (m["metric"] == "predicted_test_mse") & (m["ridge"] == ridge_label(row.ridge))
                       & m["n"].between(row.n_min, row.n_max)].groupby("n")["value"].mean()
             if len(curve) >= 2 and (curve > 0).all():
                 alpha = -np.polyfit(np.log(curve.index.to_numpy(float)), np.log(curve.to_numpy()), 1)[0]
         law = m[same & (m["metric"] == "alpha_powerlaw")]
-        rows.append(float(law["n"].max()) if len(law) and row.method not in NETWORK_METHODS else np.nan)
+        rows.append(float(law["n"].max()) if len(law) and row.method not in RIDGELESS_METHODS else np.nan)
         law = law["value"]
         predicted.append(alpha)
-        powerlaw.append(float(law.mean()) if len(law) and row.method not in NETWORK_METHODS else np.nan)
+        powerlaw.append(float(law.mean()) if len(law) and row.method not in RIDGELESS_METHODS else np.nan)
         gap.append(row.alpha - alpha)
     return summary.assign(alpha_predicted=predicted, alpha_gap=gap, alpha_powerlaw=powerlaw, spectrum_rows=rows)
 

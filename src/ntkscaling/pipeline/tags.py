@@ -4,6 +4,9 @@ Methods (the `method` column of every table):
 - `network`: the finite network trained on n examples (k = n), at its last step;
 - `network_best`: the same run at its best-validation evaluation after step 0 (early stopping chosen on
   validation data among trained networks);
+- `linearized`: the network's first-order Taylor model at initialization, trained by the same optimizer,
+  batches and schedule (in function space with the eNTK at init, training/linearized.py), at its
+  best-validation evaluation: the network's own lazy limit;
 - `entk_init`: kernel regression with the empirical NTK of the untrained network (k = 0);
 - `entk_after`: with the eNTK of the network trained on a fixed number k of examples (the "after kernel");
 - `entk_after_n`: with the eNTK of the network trained on the same n examples it regresses on (k = n);
@@ -23,10 +26,11 @@ from __future__ import annotations
 import re
 
 # Every method, in the order of tables and legends: the one list (labels and colours, in plotting, key on it).
-METHODS = ("network", "network_best", "entk_init", "entk_after", "entk_after_n", "infinite_ntk", "infinite_nngp")
+METHODS = ("network", "network_best", "linearized", "entk_init", "entk_after", "entk_after_n", "infinite_ntk", "infinite_nngp")
 # Curves whose k moves with n: one curve over n, whatever k is.
 K_EQUALS_N = ("network", "network_best", "entk_after_n")
 NETWORK_METHODS = ("network", "network_best")
+RIDGELESS_METHODS = NETWORK_METHODS + ("linearized",)  # trained, not solved: no ridge
 TUNED = "tuned"
 # Wildcard patterns (Snakemake regexes) of the tags.
 ENTK_TAG_PATTERN = r"entk_init|entk_after_k\d+|entk_after_n\d+"

@@ -7,6 +7,7 @@
 - `callbacks`: evaluation, best-state tracking, the checkpoint schedule, the live record, progress lines.
 - `checkpoints`: a run's checkpoints, read without Lightning (where to resume, which steps were saved).
 - `run`: `train_network` (with resume) and the untrained network's checkpoint.
+- `linearized`: the linearized network, trained by the same optimizer, batches and schedule in function space.
 
 Everything public is importable from here (`training.train_network`, `training.NetworkSettings`); each name
 is loaded when first asked for, so importing `ntkscaling.training.settings` alone stays free of torch.
@@ -14,13 +15,14 @@ is loaded when first asked for, so importing `ntkscaling.training.settings` alon
 import importlib
 
 _HOMES = {
-    "settings": ("OPTIMIZERS", "LR_SCHEDULES", "SELECT_BY", "VALIDATION_KEYS", "NetworkSettings", "TrainSettings", "step_budget",
+    "settings": ("OPTIMIZERS", "LR_SCHEDULES", "SELECT_BY", "VALIDATION_KEYS", "linearized_problem", "NetworkSettings", "TrainSettings", "step_budget",
                  "lr_factor", "checkpoint_steps", "evaluation_steps"),
     "divergence": ("BLOWUP", "DivergenceError"),
     "module": ("EpochBatches", "SubsetDataModule", "NetworkModule"),
     "callbacks": ("evaluate_splits", "BestState", "CheckpointAndEvaluate", "LiveRecord", "LineProgress"),
     "checkpoints": ("resume_point", "saved_checkpoint_steps", "run_checkpoints"),
     "run": ("train_network", "save_init_checkpoint", "LIGHTNING_NOISE"),
+    "linearized": ("train_linearized",),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = sorted(_HOME_OF)

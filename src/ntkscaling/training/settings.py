@@ -45,6 +45,17 @@ class NetworkSettings:
                              f"network scaled by alpha starts at alpha * f0, unbounded as alpha grows)")
 
 
+def linearized_problem(optimizer: str, weight_decay: float) -> str | None:
+    """Why the linearized network (training/linearized.py) cannot be trained with these settings, or None: its
+    SGD is a kernel flow in function space; Adam's per-parameter scaling and decay of the raw parameters are
+    not."""
+    if optimizer != "sgd":
+        return f"train.optimizer={optimizer!r}: Adam's per-parameter scaling is not a kernel flow"
+    if weight_decay:
+        return f"train.weight_decay={weight_decay}: decay of the raw parameters is not a kernel flow"
+    return None
+
+
 VALIDATION_KEYS = ("val_mse", "val_error")  # a network's validation scores, in its pointwise record
 
 
