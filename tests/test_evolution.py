@@ -188,3 +188,63 @@ def test_width_distances_against_direct_computation():
                                                                                       K_inf[np.ix_(p, p)]))
     lazy = evolution.width_distances(K, linearized, y, n, blocks, C, probe, prior=f0)  # the lazy limit: 0
     assert set(lazy) == {"prediction_distance_entk_init"} and lazy["prediction_distance_entk_init"] < 1e-6
+
+
+def _paths(kind, steps, rng, n=16, w=4e-4, noise=0.02, tau=300.0):
+    """Synthetic kernel paths with a known truth, at `steps`: 'rotation' (turns at w per step forever),
+    'noise' (a fixed kernel plus fresh sampling noise at every step: stationary, never settles), 'drift'
+    (relaxes to a fixed kernel with time constant tau: settles), 'drift+noise' (settles onto a noise floor)."""
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    A = Q[:, :8] @ np.diag(rng.uniform(1, 2, 8)) @ Q[:, :8].T
+    B = Q[:, 8:] @ np.diag(rng.uniform(1, 2, 8)) @ Q[:, 8:].T
+    A, B = A / np.linalg.norm(A), B / np.linalg.norm(B)
+
+    def at(s):
+        if kind == "rotation":
+            return np.cos(w * s) * A + np.sin(w * s) * B
+        K = A + (0.5 * np.exp(-s / tau) * B if "drift" in kind else 0)
+        if "noise" in kind:
+            E = rng.standard_normal((n, n))
+            K = K + noise * (E + E.T) / np.sqrt(2 * n * n)
+        return K
+    return [{"step": s, "epoch": s / 7, "K": at(s)} for s in steps]
+
+
+@pytest.mark.parametrize("kind", ["rotation", "noise", "drift", "drift+noise"])
+def test_the_fixed_gap_velocity_separates_settling_from_sampling(kind):
+    """On the log-spaced schedule with each checkpoint's partner a fixed gap later (as training saves them):
+    a rotating or a stationary noisy kernel keeps one fixed-gap velocity (the angle to the previous checkpoint
+    per step falls 6x and more on the same noisy path: its 'settling' is the schedule's), a relaxing one slows
+    by orders of magnitude, onto the noise floor when there is one; per unit of summed learning rate a
+    constant rate of 0.1 divides it by 0.1."""
+    from ntkscaling import training
+    rng = np.random.default_rng(11)
+    total, gap = 3000, training.velocity_gap_steps(3000, 0.01)
+    base = sorted({0, total} | {int(round(s)) for s in np.logspace(0, np.log10(total), 16)})
+    steps = training.with_velocity_partners(base, total, gap)
+    ckpts = _paths(kind, steps, rng, **({"noise": 0.004, "tau": 100.0} if kind == "drift+noise" else {}))
+    blocks = {"train": slice(0, 10), "val": slice(10, 10), "test": slice(10, 16)}
+    rows = evolution.track(ckpts, lambda c: c["K"], rng.integers(0, 2, 16), blocks, 2, ridges=[0.1],
+                           progress=lambda m: None, gap=gap, lr_at=lambda s: 0.1)
+    fixed = {r["step"]: r["value"] for r in rows if r["metric"] == "velocity_gap_step"}
+    per_lr = {r["step"]: r["value"] for r in rows if r["metric"] == "velocity_gap_lr"}
+    assert sorted(fixed) == [t for t, _ in training.velocity_pairs(steps, gap)] and len(fixed) >= 6
+    assert per_lr == pytest.approx({t: v / 0.1 for t, v in fixed.items()})
+    v = np.array([fixed[t] for t in sorted(fixed)])
+    if kind == "rotation":
+        assert v == pytest.approx(4e-4, rel=1e-6)
+    elif kind == "noise":
+        assert v.max() / v.min() < 1.6  # stationary: one velocity, whatever the time
+        old = np.array([r["value"] for r in rows if r["metric"] == "velocity_step"])
+        assert old[:3].mean() / old[-3:].mean() > 6  # the previous-checkpoint velocity 'settles' anyway
+    elif kind == "drift":
+        assert v[0] / v[-1] > 100
+    else:  # settles onto the noise floor: the early velocity is the drift's, the late one the noise's
+        assert v[0] / v[-1] > 3 and v[-3:].max() / v[-3:].min() < 1.6
+
+
+def test_velocity_pairs_never_overlap_and_training_saves_the_partners():
+    from ntkscaling import training
+    steps = training.with_velocity_partners([0, 1, 2, 3, 5, 8, 13, 40, 100], 100, 10)
+    assert {0, 10, 11, 12, 13, 15, 18, 23, 50} <= set(steps) and 110 not in steps
+    assert training.velocity_pairs(steps, 10) == [(0, 10), (13, 23), (40, 50)]  # earliest first, none overlapping

@@ -210,8 +210,10 @@ EVOLUTION_LABELS = {"distance_init": "to initial kernel", "distance_final": "to 
 
 
 def plot_kernel_evolution(evolution: pd.DataFrame, title: str, ridge, metric: str = "test_error"):
-    """How the eNTK moves during training: distances (init/final/previous), velocity per epoch (the angle
-    between successive kernels per epoch: linear in the change, so independent of the schedule), kernel vs
+    """How the eNTK moves during training: distances (init/final/previous), velocity (the angle between a
+    checkpoint's kernel and its partner's a fixed step gap later, per unit of summed learning rate: the same
+    gap at every time, so sampling noise does not look like settling; without partners the angle to the
+    previous checkpoint per epoch), kernel vs
     network test metric, label alignment, and the spectrum's eigenvalue decay b and share of the target's
     power in its leading modes (where the table has them); x is the training step on a symlog axis (step 0
     included). Lines are means over seeds with a band of one standard deviation; one colour per width."""
@@ -225,11 +227,13 @@ def plot_kernel_evolution(evolution: pd.DataFrame, title: str, ridge, metric: st
     sns.lineplot(dist, x="step", y="value", hue="width", style="distance", errorbar="sd", marker="o", ms=3,
                  ax=axes[0, 0])
     axes[0, 0].set_ylabel("kernel distance S = 1 - <K1,K2>/(|K1| |K2|)")
-    vel = df[df["metric"] == "velocity_epoch"]
-    sns.lineplot(vel, x="epoch", y="value", hue="width", style=style, errorbar="sd", marker="o", ms=3,
-                 ax=axes[0, 1])
-    axes[0, 1].set(xscale="log", yscale="log", xlabel="epoch (log scale)",
-                   ylabel="kernel velocity: angle to the previous kernel per epoch (rad, log scale)")
+    fixed = (df["metric"] == "velocity_gap_lr").any()  # the fixed-gap velocity per unit of learning rate
+    vel = df[df["metric"] == ("velocity_gap_lr" if fixed else "velocity_epoch")]
+    sns.lineplot(vel, x="step" if fixed else "epoch", y="value", hue="width", style=style, errorbar="sd", marker="o",
+                 ms=3, ax=axes[0, 1])
+    axes[0, 1].set(xscale="log", yscale="log", xlabel=f"{'step' if fixed else 'epoch'} (log scale)",
+                   ylabel="kernel velocity: angle over a fixed step gap per unit of summed learning rate"
+                   if fixed else "kernel velocity: angle to the previous kernel per epoch (rad, log scale)")
     err = df[df["metric"] == metric].assign(
         predictor=lambda d: d["method"].map({"network": "network", "entk_checkpoint": "kernel of checkpoint"}))
     sns.lineplot(err, x="step", y="value", hue="width", style="predictor", errorbar="sd", marker="o", ms=3,

@@ -78,7 +78,7 @@ TRAINING = only(config["train"], drop=("log_checkpoints", "checkpoint_epochs", "
                                        "epochs" if config["train"]["steps"] else "steps",
                                        *(["on_divergence"] if config["train"]["on_divergence"] == "fail" else [])))
 TRAIN_SCHEDULE = only(config["train"], "log_checkpoints", "checkpoint_epochs")  # resume points only
-TRACK_SCHEDULE = only(EVOLUTION, "log_checkpoints", "checkpoint_epochs")  # the kernels evolution follows
+TRACK_SCHEDULE = only(EVOLUTION, "log_checkpoints", "checkpoint_epochs", "velocity_gap")  # the kernels evolution follows
 INFINITE_ARCH = only(config["model"], "arch", "depth", "W_std", "b_std")
 if FACTORY:  # a factory's layers, from the network it builds at the smallest width (widths do not matter)
     INFINITE_ARCH.update(only(config["model"], "factory", "factory_kwargs"), width=min(WIDTHS))
@@ -281,8 +281,9 @@ def entk_outputs(wildcards):
 
 
 def tracked_checkpoints():
-    """How many checkpoints a tracked run saves (an upper bound): the kernels kernel_evolution computes."""
-    return EVOLUTION["log_checkpoints"] + len(EVOLUTION["checkpoint_epochs"]) + 2
+    """How many checkpoints a tracked run saves (an upper bound, partners for the fixed-gap velocity
+    included): the kernels kernel_evolution computes."""
+    return 2 * (EVOLUTION["log_checkpoints"] + len(EVOLUTION["checkpoint_epochs"]) + 2)
 
 
 # A sweep (workflow/rules/sweep.smk): its grid points, the jobs they share, and what of them is asked for

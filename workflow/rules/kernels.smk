@@ -163,6 +163,7 @@ rule kernel_evolution:
     params:
         checkpoints=f"{TRACK_DIR}/checkpoints",
         ridges=[EVOLUTION["ridge"]],
+        velocity_gap=EVOLUTION["velocity_gap"],
         linearized=not config["model"]["center"],
         theory=SPECTRUM,
     conda:

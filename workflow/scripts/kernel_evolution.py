@@ -56,9 +56,17 @@ with jobs.job(snakemake):
         return theory.spectral_summary(K, targets, spectrum_rows, (settings["mode_min"], settings["mode_max"]),
                                        settings["top_k"]) if K.ndim == 2 else {}
 
+    hparams = models.load_checkpoint(snakemake.input.final)["hyper_parameters"]  # the run's own budget and schedule
+    total, train = int(hparams["total_steps"]), hparams["train"]
+    gap = training.velocity_gap_steps(total, snakemake.params.velocity_gap) if snakemake.params.velocity_gap else None
+
+    def lr_at(step):
+        return train["lr"] * training.lr_factor(step, total, train["lr_schedule"], train["warmup"])
+
     rows = evolution.track(checkpoints, kernel_of, y, blocks, int(d["n_classes"]),
                            snakemake.params.ridges, progress=lambda msg: print(msg, flush=True),
-                           prior_of=outputs_of if snakemake.params.linearized else None, spectral=spectral)
+                           prior_of=outputs_of if snakemake.params.linearized else None, spectral=spectral,
+                           gap=gap, lr_at=lr_at)
     out = [files.tidy_row(**ident, method="entk_checkpoint", kind=w.kind, n=n, k=n, **r) for r in rows]
     out += [files.tidy_row(**r) for r in network]  # the network's own rows, as training wrote them
     files.write_rows(snakemake.output[0], out)

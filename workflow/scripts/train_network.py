@@ -35,7 +35,8 @@ with jobs.job(snakemake):
         rows, records, saved = training.train_network(
             snakemake.input.data, snakemake.input.order, n, int(w.seed), p.checkpoints, network,
             training.TrainSettings.from_config(p.train, p.select_by), log_points=p.schedule["log_checkpoints"],
-            checkpoint_epochs=p.schedule["checkpoint_epochs"], dataset=p.dataset, live_csv=snakemake.log.live)
+            checkpoint_epochs=p.schedule["checkpoint_epochs"], dataset=p.dataset, live_csv=snakemake.log.live,
+            velocity_gap=p.schedule.get("velocity_gap", 0.0))
     except training.DivergenceError as err:
         if p.train.get("on_divergence", "fail") != "record":
             raise

@@ -9,7 +9,13 @@ at each checkpoint gives:
   arccos of their cosine similarity, in radians) per optimizer step and per epoch. The angle is a distance
   on the sphere of normalized kernels, linear in the change: a kernel turning at a constant rate shows a
   constant velocity whatever the checkpoint schedule (S = 1 - cos grows as the square of the change, so S/dt
-  would rise with the gap between checkpoints: a log-spaced schedule alone would make it climb);
+  would rise with the gap between checkpoints: a log-spaced schedule alone would make it climb). Once SGD
+  noise moves the kernel, the angle of that diffusive part grows as the square root of the gap, so the angle
+  to the previous checkpoint per step falls on a log-spaced schedule without any settling: the fixed-gap
+  velocity (`velocity_gap_step`, and per unit of summed learning rate `velocity_gap_lr`) takes the angle
+  between a checkpoint and its partner a fixed number of steps later (training.velocity_pairs), the same
+  gap at every time, so a kernel that keeps sampling at one rate shows one velocity and only settling
+  (or a smaller learning rate, which the per-learning-rate velocity takes out) lowers it;
 - centred kernel alignment with the one-hot labels, on the training block and on the test block;
 - the test error / MSE of kernel regression with that checkpoint's kernel on the same n training points
   (for uncentred networks the linearized predictor, with the checkpoint network's outputs as f0).
@@ -23,7 +29,7 @@ import numpy as np
 from .regression import kernel_regression
 
 EVOLUTION_METRICS = ("distance_init", "distance_final", "distance_prev", "angle_prev", "velocity_step",
-                     "velocity_epoch", "alignment_train", "alignment_test")
+                     "velocity_epoch", "velocity_gap_step", "velocity_gap_lr", "alignment_train", "alignment_test")
 
 
 def _flat(K) -> np.ndarray:
@@ -78,13 +84,16 @@ def centered_alignment(K, labels, n_classes: int) -> float:
 
 
 def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, progress=print, prior_of=None,
-          spectral=None):
+          spectral=None, gap: int | None = None, lr_at=None):
     """Evolution rows for a list of checkpoints (dicts with 'step', 'epoch' and anything `kernel_of`
     needs, sorted by step). kernel_of(checkpoint) -> kernel on the probe set, whose 'train' and 'test'
     row blocks `blocks` names (data.row_blocks); the validation rows are not used here. prior_of(checkpoint)
     -> that checkpoint network's outputs on the same rows makes each regression the linearized predictor
     (uncentred networks); None: plain kernel regression. spectral(K) -> {metric: value} adds rows per
-    checkpoint (e.g. theory.spectral_summary: how the spectrum's decay and label alignment move).
+    checkpoint (e.g. theory.spectral_summary: how the spectrum's decay and label alignment move). `gap`: the
+    fixed step gap of the velocity (pairs of checkpoints `gap` steps apart, training.velocity_pairs; one
+    kernel at most waits for its partner); lr_at(step) -> the learning rate of that step, for the velocity per
+    unit of summed learning rate.
 
     Returns a list of dicts {step, epoch, metric, value[, ridge]}.
     """
@@ -104,6 +113,9 @@ def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, 
                              f"ReLU inactive: the network died in training); lower train.lr")
         return K
 
+    from ..training.settings import velocity_pairs
+    pairs = dict(velocity_pairs([c["step"] for c in checkpoints], gap)) if gap else {}
+    waiting = {}  # partner step -> (kernel, checkpoint) of the pair's start
     final = checked(checkpoints[-1])
     rows, init, prev = [], None, None
     for i, ckpt in enumerate(checkpoints):
@@ -121,6 +133,15 @@ def track(checkpoints, kernel_of, labels, blocks: dict, n_classes: int, ridges, 
         if spectral is not None:
             values.update(spectral(K))
         rows += [{**at, "metric": m, "value": v} for m, v in values.items()]
+        if ckpt["step"] in waiting:  # the end of a fixed-gap pair: its velocity, at the pair's start
+            K0, start = waiting.pop(ckpt["step"])
+            angle = kernel_angle(K0, K)
+            fixed = {"velocity_gap_step": angle / gap}
+            if lr_at is not None:
+                fixed["velocity_gap_lr"] = angle / sum(lr_at(s) for s in range(start["step"], ckpt["step"]))
+            rows += [{"step": start["step"], "epoch": start["epoch"], "metric": m, "value": v} for m, v in fixed.items()]
+        if ckpt["step"] in pairs:
+            waiting[pairs[ckpt["step"]]] = (K, ckpt)
         f0 = None if prior_of is None else np.asarray(prior_of(ckpt), dtype=np.float64)
         for res in kernel_regression(K[tr, tr], K[te, tr], y_train, y_test, n_classes, ridges,
                                      prior_train=None if f0 is None else f0[tr],

@@ -16,7 +16,8 @@ import importlib
 
 _HOMES = {
     "settings": ("OPTIMIZERS", "LR_SCHEDULES", "SELECT_BY", "VALIDATION_KEYS", "linearized_problem", "NetworkSettings", "TrainSettings", "step_budget",
-                 "lr_factor", "checkpoint_steps", "evaluation_steps"),
+                 "lr_factor", "checkpoint_steps", "evaluation_steps", "velocity_gap_steps", "with_velocity_partners",
+                 "velocity_pairs"),
     "divergence": ("BLOWUP", "DivergenceError"),
     "module": ("EpochBatches", "SubsetDataModule", "NetworkModule"),
     "callbacks": ("evaluate_splits", "BestState", "CheckpointAndEvaluate", "LiveRecord", "LineProgress"),

@@ -22,12 +22,12 @@ from .checkpoints import resume_point
 from .divergence import DivergenceError
 from .module import NetworkModule, SubsetDataModule
 from .settings import (SELECT_BY, VALIDATION_KEYS, NetworkSettings, TrainSettings, checkpoint_steps, evaluation_steps,
-                       step_budget)
+                       step_budget, velocity_gap_steps, with_velocity_partners)
 
 
 def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network: NetworkSettings,
                   train: TrainSettings = TrainSettings(), *, log_points=0, checkpoint_epochs=(), dataset="",
-                  accelerator="auto", progress=None, resume=True, cache_f0=True, live_csv=None):
+                  accelerator="auto", progress=None, resume=True, cache_f0=True, live_csv=None, velocity_gap=0.0):
     """Train `network` on nested subset n of a prepared dataset as `train` says.
 
     Args:
@@ -38,7 +38,8 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network
             uninterrupted run; `resume=False` starts over.
         network, train: the settings (train.batch_size is capped at n).
         log_points, checkpoint_epochs: checkpoints at log-spaced steps and at these epochs (plus step 0 and
-            the last step).
+            the last step); velocity_gap: also each one's partner that fraction of the budget later (the
+            kernel evolution's fixed-gap velocity).
         cache_f0: False recomputes a centred network's f0 at every step instead of once (the plain
             definition; benchmarks/bench_training.py times both).
         live_csv: a file that gets one line per evaluation as training goes (`LiveRecord`), or None.
@@ -61,6 +62,8 @@ def train_network(prepared_path, order_path, n: int, seed: int, out_dir, network
         module = NetworkModule(network, train, tuple(dm.x_train.shape[1:]), dm.n_classes, init_seed=seed,
                                total_steps=total)
         schedule = checkpoint_steps(total, steps_per_epoch, log_points, checkpoint_epochs)
+        if velocity_gap:
+            schedule = with_velocity_partners(schedule, total, velocity_gap_steps(total, velocity_gap))
         eval_steps = evaluation_steps(total, train.eval_points)
         signature = {"n": n, "seed": seed, "total_steps": total, "schedule": schedule, "eval_steps": eval_steps,
                      "hparams": dict(module.hparams), "prepared": md5sum(prepared_path), "order": md5sum(order_path)}

@@ -126,6 +126,28 @@ def checkpoint_steps(total_steps: int, steps_per_epoch: int, log_points: int = 0
     return sorted(steps)
 
 
+def velocity_gap_steps(total_steps: int, gap: float) -> int:
+    """The fixed step gap of the kernel velocity: `gap` (evolution.velocity_gap) of the step budget, at least 1."""
+    return max(1, int(round(gap * total_steps)))
+
+
+def with_velocity_partners(steps, total_steps: int, gap: int) -> list[int]:
+    """A checkpoint schedule with each step's partner `gap` steps later (where it is within the budget): the
+    pairs whose angle is the fixed-gap velocity (`velocity_pairs`)."""
+    return sorted(set(steps) | {s + gap for s in steps if s + gap <= total_steps})
+
+
+def velocity_pairs(steps, gap: int) -> list[tuple[int, int]]:
+    """(t, t + gap) pairs among the checkpoint `steps`, earliest first and never overlapping, so that at most
+    one kernel waits for its partner at a time."""
+    have, pairs, free_from = set(steps), [], -1
+    for t in sorted(have):
+        if t >= free_from and t + gap in have:
+            pairs.append((t, t + gap))
+            free_from = t + gap
+    return pairs
+
+
 def evaluation_steps(total_steps: int, eval_points: int) -> list[int]:
     """Step 0, the last step and `eval_points` log-spaced steps in between: where train, validation and test
     metrics are measured (and early stopping can choose)."""
