@@ -161,8 +161,8 @@ def _factory_checks(config: dict) -> list[str]:
             try:
                 models.infinite_layers(net)
             except ValueError as e:
-                return [f"config key 'kernel.infinite': true, but model.factory={factory!r} at width {width} has "
-                        f"{e}; set kernel.infinite: false"]
+                return [f"config key 'kernel.infinite': true, but model.factory={factory!r} has {e} (at width "
+                        f"{width}); set kernel.infinite: false"]
         del net
     return []
 
