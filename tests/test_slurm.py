@@ -82,7 +82,8 @@ def test_tiny_config_runs_through_slurm(cluster, tmp_path):
     results = tmp_path / "results" / "tiny"
     with open(results / "scaling" / "exponents.csv") as f:
         methods = {r["method"] for r in csv.DictReader(f)}
-    assert methods == {"network", "network_best", "entk_init", "entk_after", "infinite_ntk", "infinite_nngp"}
+    assert methods == {"network", "network_best", "linearized", "entk_init", "entk_after", "infinite_ntk",
+                       "infinite_nngp"}
     for fig in ("data_scaling", "after_kernel", "kernel_evolution", "width_scaling", "theory"):
         assert (results / "figures" / f"{fig}.pdf").stat().st_size > 1000
     # and a second run has nothing to do

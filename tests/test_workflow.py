@@ -100,7 +100,7 @@ def test_tiny_run_outputs(tiny_run):
     curves = {(r["method"], r["width"], r["kind"], r["ridge"], r["k"]) for r in rows}
     expected = {(m, "inf", "mean", r, "0") for m in ("infinite_ntk", "infinite_nngp") for r in ("0.001", "tuned")}
     for w in ("16", "32"):
-        expected |= {("network", w, "", "", ""), ("network_best", w, "", "", "")}
+        expected |= {("network", w, "", "", ""), ("network_best", w, "", "", ""), ("linearized", w, "mean", "", "0")}
         for r in ("0.001", "tuned"):  # the fixed ridge and the one chosen on validation data
             expected |= {("entk_init", w, "mean", r, "0"), ("entk_after", w, "mean", r, "16"),
                          ("entk_after_n", w, "mean", r, "")}
@@ -151,7 +151,7 @@ def test_tiny_run_theory_beside_measurement(tiny_run):
     assert float(spectrum[0]["tail"]) == pytest.approx(0.1, rel=1e-9)  # one-hot targets: power 1/C per output
     values = {}
     for r in _csv(out / "scaling" / "metrics.csv"):
-        if r["metric"] in ("test_mse", "predicted_test_mse") and r["kind"] == "mean":
+        if r["metric"] in ("test_mse", "predicted_test_mse") and r["kind"] == "mean" and r["method"] != "linearized":
             key = (r["method"], r["width"], r["seed"], r["ridge"], r["n"])
             values.setdefault(key, {})[r["metric"]] = float(r["value"])
     trusted = [v["predicted_test_mse"] / v["test_mse"] for (m, w, s, ridge, n), v in values.items()
@@ -159,7 +159,8 @@ def test_tiny_run_theory_beside_measurement(tiny_run):
     # n = 16, 32: (entk_init, entk_after_k16) x 2 widths + 2 infinite kernels, x 2 seeds x 2 ridges
     assert len(trusted) == 2 * (2 * 2 + 2) * 2 * 2 and all(0.8 < ratio < 1.25 for ratio in trusted), trusted
     summary = _csv(out / "summary" / "exponents.csv")
-    kernels = [r for r in summary if r["metric"] == "test_mse" and r["method"] not in ("network", "network_best")]
+    kernels = [r for r in summary if r["metric"] == "test_mse"
+               and r["method"] not in ("network", "network_best", "linearized")]
     assert kernels and all(float(r["alpha_predicted"]) > 0 for r in kernels)
     # spectrum rows: 252 but for the after-kernel, whose network trained on 16 of them (236)
     assert {r["method"]: float(r["spectrum_rows"]) for r in kernels if r["method"] in ("entk_init", "entk_after")} \
@@ -196,7 +197,7 @@ def test_tiny_run_width_distance_and_summary(tiny_run):
     assert all(0 < v < 2 for v in rel.values())
     lazy = {(r["width"], r["seed"], r["metric"]): float(r["value"]) for r in dist if r["metric"].startswith("prediction")}
     assert set(lazy) == {(w, s, f"prediction_distance_{m}") for w in ("16", "32") for s in "01"
-                         for m in ("entk_init", "infinite_ntk")}
+                         for m in ("entk_init", "infinite_ntk", "linearized")}
     assert all(0 < v < 10 for v in lazy.values())
     summary = _csv(out / "summary" / "exponents.csv")
     entk = [r for r in summary if r["method"] == "entk_init" and r["metric"] == "test_error"]
@@ -306,14 +307,16 @@ CONFIG_CHANGES = {
     # infinite kernels, the data or the other widths' jobs
     "add a width": (lambda c: c["model"].update(widths=[16, 32, 24]), _jobs(
         train_network=2 * 3, init_checkpoint=2, entk_kernel=ENTK_TAGS * 2, regress_kernel=ENTK_TAGS * 2,
-        track_network=2, kernel_evolution=2, width_distance=2, **ALL_AGGREGATES)),
+        linearize=2, track_network=2, kernel_evolution=2, width_distance=2, **ALL_AGGREGATES)),
     # one more seed: everything of that seed (its order, infinite kernel and width distances too)
     "add a seed": (lambda c: c.update(seeds=[0, 1, 2]), _jobs(
         subset_order=1, train_network=2 * 3, init_checkpoint=2, entk_kernel=ENTK_TAGS * 2, infinite_kernel=1,
-        regress_kernel=ENTK_TAGS * 2 + 2, track_network=2, kernel_evolution=2, width_distance=1, **ALL_AGGREGATES)),
+        regress_kernel=ENTK_TAGS * 2 + 2, linearize=2, track_network=2, kernel_evolution=2, width_distance=1,
+        **ALL_AGGREGATES)),
     # one more n (not the largest): its networks and k=n kernels; kernels serving every n regress again
     "add an n": (lambda c: c.update(sample_sizes=[16, 32, 48, 64]), _jobs(
-        train_network=2 * 2, entk_kernel=2 * 2, regress_kernel=(3 + 1) * 2 * 2, **FITS)),
+        train_network=2 * 2, entk_kernel=2 * 2, regress_kernel=(3 + 1) * 2 * 2, linearize=4, width_distance=2,
+        **{**FITS, **WIDTH})),
     "add an after-kernel k": (lambda c: c["after_kernel"].update(ks=[16, 32]), _jobs(
         entk_kernel=2 * 2, regress_kernel=2 * 2, **FITS)),
     # tracking one more n: its tracked runs and evolutions only; no network of the scaling curves re-trains
@@ -329,8 +332,8 @@ CONFIG_CHANGES = {
     # other pool rows: every mean-kind kernel (never a network, the data or kernel evolution's kernels) and what
     # reads them
     "change the pool": (lambda c: c["theory"].update(pool=64), _jobs(
-        entk_kernel=ENTK_TAGS * 4, infinite_kernel=2, regress_kernel=ENTK_TAGS * 4 + 2 * 2, width_distance=2,
-        **{**FITS, **WIDTH})),
+        entk_kernel=ENTK_TAGS * 4, infinite_kernel=2, regress_kernel=ENTK_TAGS * 4 + 2 * 2, linearize=4,
+        width_distance=2, **{**FITS, **WIDTH})),
     "change a figure setting": (lambda c: c["fit"].update(figure_width=16), _jobs(
         figure_data_scaling=1, figure_after_kernel=1, figure_theory=1, all=1)),
     "change the figures' ridge": (lambda c: c["fit"].update(figure_ridge=0.001), _jobs(
@@ -347,7 +350,8 @@ def test_a_config_change_reruns_only_what_it_makes_stale(tiny_run, tmp_path, cha
     assert planned(in_tiny("-n", cwd=tiny_run, config=_tiny_with(tmp_path, edit))) == expected
 
 
-KERNEL_JOBS = dict(entk_kernel=ENTK_TAGS * 4, regress_kernel=ENTK_TAGS * 4, kernel_evolution=4, width_distance=2)
+KERNEL_JOBS = dict(entk_kernel=ENTK_TAGS * 4, regress_kernel=ENTK_TAGS * 4, kernel_evolution=4, width_distance=2,
+                   linearize=4)
 CODE_EDITS = {  # one library module of each kind, and every job that imports it (directly or not)
     "plotting.py": _jobs(figure_data_scaling=1, figure_after_kernel=1, figure_width_scaling=1, figure_theory=1,
                          figure_kernel_evolution=1, all=1),
