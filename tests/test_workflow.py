@@ -477,7 +477,14 @@ def test_killed_run_resumes_with_the_readme_command_and_gives_the_same_numbers(t
     while not finished and time.time() - t0 < 300:
         time.sleep(0.2)
         finished = [p for p in train_logs.glob("*.log") if "done:" in p.read_text()] if train_logs.exists() else []
-    time.sleep(3)  # let Snakemake record the finished job, then kill the whole run (jobs too) mid-training
+    # let Snakemake record the finished job (its metadata, named by the output's path in base64: on a loaded
+    # machine that takes more than a few seconds), then kill the whole run (jobs too) mid-training
+    import base64
+    metadata = repo / ".snakemake" / "metadata"
+    outputs = [f"results/tiny/train/{p.stem.replace('_', '/')}/metrics.csv" for p in finished]
+    names = {enc(o.encode()).decode() for o in outputs for enc in (base64.urlsafe_b64encode, base64.b64encode)}
+    while not (metadata.is_dir() and names & {p.name for p in metadata.iterdir()}) and time.time() - t0 < 400:
+        time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert finished and not (repo / "results" / "tiny" / "scaling" / "exponents.csv").exists()
