@@ -145,6 +145,19 @@ def test_every_output_records_its_digest_and_a_changed_file_is_refused(tmp_path,
         files.verify(table)
 
 
+def test_a_temporary_left_by_a_killed_job_goes_when_its_output_is_written_again(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    figure = Path("results/run/figures/evolution.pdf")
+    figure.parent.mkdir(parents=True)
+    stale = figure.parent / ".evolution.pdf.k1ll3d.tmp"  # a job SIGKILLed mid-write
+    stale.write_bytes(b"half a figure")
+    other = figure.parent / ".other.pdf.k1ll3d.tmp"  # another output's: left to its own writer
+    other.write_bytes(b"")
+    with files.atomic_path(figure) as tmp:
+        tmp.write_bytes(b"%PDF")
+    assert not stale.exists() and other.exists() and figure.read_bytes() == b"%PDF"
+
+
 def test_a_record_binds_the_file_to_its_place_and_job(tmp_path, monkeypatch):
     """Another seed's output copied in with its record is refused (the bytes are its own, the place is not);
     a record names the job that wrote it; a record that is not one (too large, a directory, the digest

@@ -137,7 +137,7 @@ def test_the_linearized_network_is_the_taylor_model_trained_by_torch_sgd(digits_
     from torch.func import functional_call, jvp
 
     from ntkscaling.training import linearized
-    from ntkscaling.training.module import EpochBatches
+    from ntkscaling.training.batches import EpochBatches
     _, x, y, tr, te, xt = digits_rows
     net = models.build("mlp", 24, (1, 8, 8), 10, depth=1, seed=4).double()
     train = training.TrainSettings(lr=0.3, momentum=0.9, batch_size=16, steps=40, lr_schedule="cosine",
@@ -199,3 +199,13 @@ def test_the_linearized_network_refuses_what_is_not_a_kernel_flow():
             linearized.train_linearized(np.eye(4), np.zeros(4, int), 2, {"val": slice(2, 3), "test": slice(3, 4)},
                                         0, train, 2)
     assert linearized.supported(training.TrainSettings(), "sum") is not None
+
+
+def test_the_linearized_network_starts_without_lightning():
+    """Its job imports torch and the batches, not Lightning (seconds per job in every run)."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom ntkscaling import training\nfrom ntkscaling.training import linearized\n"
+            "training.TrainSettings(); print('pytorch_lightning' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "False", res.stderr[-2000:]

@@ -169,6 +169,12 @@ def _number(value):
     return float(value)
 
 
+def glob_escape(name: str) -> str:
+    """`name` with glob's special characters taken literally."""
+    import glob
+    return glob.escape(name)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -189,6 +195,9 @@ def atomic_path(path):
     permissions of the umask, as open() would give it (mkstemp's own are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if is_workflow_file(path):  # a job of the run killed mid-write (SIGKILL) left its temporary: one writer per run
+        for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
     try:
         tmp = _temporary(path)
     except OSError as e:

@@ -2,7 +2,8 @@
 
 - `settings`: what a run is, without torch (network and training records, step budget, learning-rate
   schedule, evaluation and checkpoint steps); the config check and job sizing read it.
-- `module`: the centred network as a LightningModule, and the batches it trains on.
+- `batches`: the batches a network trains on (`EpochBatches`), torch only.
+- `module`: the centred network as a LightningModule and its data.
 - `divergence`: when a run has diverged (one rule for the training loss and the evaluations).
 - `callbacks`: evaluation, best-state tracking, the checkpoint schedule, the live record, progress lines.
 - `checkpoints`: a run's checkpoints, read without Lightning (where to resume, which steps were saved).
@@ -19,7 +20,8 @@ _HOMES = {
                  "lr_factor", "checkpoint_steps", "evaluation_steps", "velocity_gap_steps", "with_velocity_partners",
                  "velocity_pairs"),
     "divergence": ("BLOWUP", "DivergenceError"),
-    "module": ("EpochBatches", "SubsetDataModule", "NetworkModule"),
+    "batches": ("EpochBatches",),
+    "module": ("SubsetDataModule", "NetworkModule"),
     "callbacks": ("evaluate_splits", "BestState", "CheckpointAndEvaluate", "LiveRecord", "LineProgress"),
     "checkpoints": ("resume_point", "saved_checkpoint_steps", "run_checkpoints"),
     "run": ("train_network", "save_init_checkpoint", "LIGHTNING_NOISE"),

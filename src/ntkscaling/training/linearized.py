@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from .module import EpochBatches
+from .batches import EpochBatches
 from .settings import SELECT_BY, TrainSettings, evaluation_steps, linearized_problem, lr_factor, step_budget
 
 KINDS = ("mean", "full")  # the sum kind's kernel is that of the summed logits: no per-logit dynamics

@@ -1,4 +1,4 @@
-"""The network under training as a LightningModule, and the batches it trains on.
+"""The network under training as a LightningModule, and the nested subset it trains on.
 
 `NetworkModule` wraps the plain network of nets/models.py. By default its output is *centred*: f(x) - f0(x), with
 f0 a frozen copy of the initial network, so the function starts at exactly zero and, in the lazy limit,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 
 import pytorch_lightning as pl
 import torch
@@ -22,30 +21,8 @@ from ..data import DatasetError, load_prepared
 from ..files import load_npy
 from ..analysis.losses import per_point_loss
 from .divergence import check_training_loss
+from .batches import EpochBatches
 from .settings import NetworkSettings, TrainSettings, lr_factor
-
-
-class EpochBatches(torch.utils.data.Sampler):
-    """The batches of one epoch, as lists of indices: a permutation of range(n) per epoch, a pure function of
-    (seed, epoch), cut into batches of `batch_size` (the last one shorter), so a run resumed from a checkpoint
-    sees exactly the batches an uninterrupted run would; `skip_batches` drops the batches of the resumed epoch
-    that were already trained on (once). Whole batches, not single indices: the loader then takes each batch
-    with one indexing of the tensors instead of collating batch_size single examples."""
-
-    def __init__(self, n: int, seed: int, batch_size: int):
-        self.n, self.seed, self.batch_size = int(n), int(seed), int(batch_size)
-        self.epoch, self.skip_batches = 0, 0
-
-    def set_epoch(self, epoch: int):  # Lightning calls this at the start of every epoch
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        skip, self.skip_batches = self.skip_batches, 0
-        return iter(torch.randperm(self.n, generator=g).split(self.batch_size)[skip:])
-
-    def __len__(self):  # batches per epoch
-        return math.ceil(self.n / self.batch_size)
 
 
 class SubsetDataModule(pl.LightningDataModule):
