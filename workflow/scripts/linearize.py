@@ -11,9 +11,7 @@ with jobs.job(snakemake):
     d = data.load_prepared(snakemake.input.data)
     order = files.load_npy(snakemake.input.order)
     K = files.load_npy(snakemake.input.kernel, mmap=True)
-    n_max = max(p.ns)
-    y_all = data.kernel_rows(d, order, n_max, p.pool)[1]
-    rows = data.row_blocks(n_max, d, data.pool_size(order, n_max, p.pool))
+    y_all, rows = data.labelled_rows(d, order, max(p.ns), p.pool)
     prior = files.load_npy(snakemake.input.prior[0]) if snakemake.input.prior else None
     train = training.TrainSettings.from_config(p.train, p.select_by)
     ident = {"dataset": p.dataset, "arch": p.arch, "width": files.table_width(w.width), "seed": int(w.seed),

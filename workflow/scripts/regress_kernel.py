@@ -14,9 +14,7 @@ with jobs.job(snakemake):
     d = data.load_prepared(snakemake.input.data)
     order = files.load_npy(snakemake.input.order)
     K = files.load_npy(snakemake.input.kernel, mmap=True)
-    n_max = max(p.ns)
-    y_all = data.kernel_rows(d, order, n_max, p.pool)[1]
-    blocks = data.row_blocks(n_max, d, data.pool_size(order, n_max, p.pool))
+    y_all, blocks = data.labelled_rows(d, order, max(p.ns), p.pool)
     if K.shape[0] != len(y_all):
         raise ValueError(f"{snakemake.input.kernel}: {K.shape[0]} rows, expected {len(y_all)} (training, "
                          f"validation, test and pool rows)")

@@ -18,4 +18,4 @@ from .formats import (RestrictedUnpickler, fetch_cifar10, find_file, identical_f
 from .labels import check_labels, classes_without_examples, label_problem, select_classes
 from .preparation import (OVERLAP_POLICIES, balanced_order, check_overlap, downsample, find_overlap, load_prepared,
                           nested_order, prepare, split, validation_split)
-from .rows import KERNEL_ROWS_DESCRIPTION, kernel_rows, one_hot, pool_size, row_blocks
+from .rows import KERNEL_ROWS_DESCRIPTION, kernel_rows, labelled_rows, one_hot, pool_size, row_blocks

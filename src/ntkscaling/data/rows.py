@@ -42,5 +42,12 @@ def row_blocks(n_max: int, prepared: dict, n_pool: int = 0) -> dict:
             "pool": slice(end, end + n_pool)}
 
 
+def labelled_rows(prepared: dict, order: np.ndarray, n_max: int, pool: int = 0):
+    """(labels of the kernel rows, their `row_blocks`): what a job that regresses or trains on a kernel's rows
+    needs beside the kernel."""
+    y = kernel_rows(prepared, order, n_max, pool)[1]
+    return y, row_blocks(n_max, prepared, pool_size(order, n_max, pool))
+
+
 def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.eye(n_classes, dtype=np.float32)[y]
