@@ -26,6 +26,7 @@ SCENARIOS = {  # per-seed slope sd, test-point difficulty sd (tau)
     "seed-dominated": {"slope_sd": 0.1, "tau": 0.05},
     "mixed": {"slope_sd": 0.05, "tau": 0.3},
     "test-dominated": {"slope_sd": 0.01, "tau": 0.3},
+    "point-noise-dominated": {"slope_sd": 0.01, "tau": 0.02},  # each run's own per-point noise: the seed term
 }
 COVERAGE_COLUMNS = ("scenario", "seeds", "trials", "confidence", "alpha_coverage", "deficit_coverage",
                     "deficit_width_median", "reference_trials", "percentile_deficit_coverage")

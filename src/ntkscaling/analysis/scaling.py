@@ -5,9 +5,11 @@ the mean of the per-seed exponents. Without a floor the fit is least squares on 
 floor it is least squares in log space on log(a n^-alpha + c), c >= 0.
 
 The interval (`t_interval`) combines in quadrature Student's t over the per-seed exponents (S - 1 degrees of
-freedom) and a normal interval from a bootstrap over test points (the same draw at every n and for every
-curve): the seed term is what a new initialization and subset order would change, the test-point term what a
-new test set would. Its coverage at 2, 3 and 5 seeds is measured by simulation (ntkscaling.calibration,
+freedom) and a normal interval from a bootstrap over test points (the same draw at every n, for every seed and
+every curve): the seed term is what a new initialization and subset order would change, the test-point term
+what a new test set would. The test-point term counts only what the seeds share (the covariance of different
+seeds' replicates): a point's own noise in one seed's run already varies from seed to seed, so it is in the
+seed term and would be counted twice in the full bootstrap variance. Its coverage at 2, 3 and 5 seeds is measured by simulation (ntkscaling.calibration,
 tests/test_scaling.py). Every curve of a
 dataset and architecture shares the seeds and the test-point draws (`bootstrap_exponents`), so the difference
 of two exponents has its own paired interval (`paired_deficit`): `fit_curves` reports, for every curve, the
@@ -94,26 +96,42 @@ def _exponents(ns: np.ndarray, curves: np.ndarray, floor: bool) -> np.ndarray:
     return np.array([fit_power_law(ns, c, floor=floor)["alpha"] for c in flat]).reshape(curves.shape[:-1])
 
 
+def shared_test_variance(replicates: np.ndarray) -> float:
+    """The variance of a seed-averaged exponent that a new test set would bring, from test-point bootstrap
+    replicates (n_boot, S) of each seed's exponent under shared weightings: the mean covariance of two
+    different seeds' replicates (what the seeds share: the points' difficulty). A point's noise of its own in
+    each run adds to every seed's variance but not to their covariance; it is already in the seed spread.
+    One seed (or 1-D replicates, the seed mean): the whole replicate variance. Never below 0."""
+    reps = np.asarray(replicates, dtype=np.float64)
+    if reps.ndim == 1 or reps.shape[1] == 1:
+        return float(np.var(reps.reshape(len(reps), -1).mean(axis=1), ddof=1))
+    S = reps.shape[1]
+    total = np.var(reps.mean(axis=1), ddof=1) * S * S  # the sum of every entry of the covariance matrix
+    own = np.var(reps, axis=0, ddof=1).sum()             # its diagonal
+    return float(max((total - own) / (S * (S - 1)), 0.0))
+
+
 def t_interval(estimate: float, seed_values: np.ndarray, test_replicates: np.ndarray, confidence: float):
     """The calibrated interval of a seed-averaged exponent (or a paired difference of two):
-    estimate -/+ hypot(t_{S-1} * sd(seed values) / sqrt(S), z * sd(test-point replicates)), each part at the
-    interval's own quantile (conservative where both matter; coverage in ntkscaling.calibration).
+    estimate -/+ hypot(t_{S-1} * sd(seed values) / sqrt(S), z * sqrt(shared test-point variance)), each part
+    at the interval's own quantile (conservative where both matter; coverage in ntkscaling.calibration).
 
     Why: with 2-5 seeds a percentile bootstrap over seeds sees at most a handful of distinct resamples and
     under-covers (nominal 95% covered 75% of simulated truths at 2 seeds); Student's t over the per-seed
     exponents is exact for normal seed effects at any S >= 2, and the test-point bootstrap adds the noise of
-    the test set that every seed shares (the seed spread cannot see it). With one seed only the test-point
-    term remains (a normal interval): seed-to-seed variation is then not covered.
+    the test set that every seed shares (the seed spread cannot see it; `shared_test_variance`). With one seed
+    only the test-point term remains (a normal interval): seed-to-seed variation is then not covered.
+    test_replicates: (n_boot, S) per-seed replicates (or (n_boot,) of the seed mean: the whole variance).
     Returns (lo, hi); NaN where the inputs are not finite."""
     from scipy import stats
     seeds = np.asarray(seed_values, dtype=np.float64)
     reps = np.asarray(test_replicates, dtype=np.float64)
-    reps = reps[np.isfinite(reps)]
+    reps = reps[np.all(np.isfinite(reps.reshape(len(reps), -1)), axis=1)]
     if not np.isfinite(estimate) or not np.all(np.isfinite(seeds)) or len(reps) < 2:
         return np.nan, np.nan
     S, q = len(seeds), 0.5 + confidence / 2
     seed_half = float(stats.t.ppf(q, S - 1)) * float(np.std(seeds, ddof=1)) / np.sqrt(S) if S > 1 else 0.0
-    test_half = float(stats.norm.ppf(q)) * float(np.std(reps, ddof=1))
+    test_half = float(stats.norm.ppf(q)) * math.sqrt(shared_test_variance(reps))
     half = float(np.hypot(seed_half, test_half))
     return float(estimate - half), float(estimate + half)
 
@@ -133,8 +151,8 @@ def bootstrap_exponents(ns, curves: dict, floor: bool = False, n_boot: int = 100
     Returns:
         {key: {'alpha', 'alpha_lo', 'alpha_hi', 'a', 'c', ..., 'seed_alphas', 'boot'}}: alpha is the mean over
         seeds of each seed's exponent (the seed's curve averaged over test points, fitted in log-log space);
-        `seed_alphas` those exponents; `boot` the n_boot replicates of alpha under one weighting of the test
-        points each (the same weightings for every curve); [alpha_lo, alpha_hi] the `t_interval` of both.
+        `seed_alphas` those exponents; `boot` the (n_boot, S) replicates of each seed's alpha under one
+        weighting of the test points each (the same weightings for every seed and curve); [alpha_lo, alpha_hi] the `t_interval` of both.
         'a' and 'c' belong to the fit of the seed-mean curve, drawn as its line.
 
     Example:
@@ -162,7 +180,7 @@ def bootstrap_exponents(ns, curves: dict, floor: bool = False, n_boot: int = 100
     out = {}
     for key, v in values.items():
         seed_alphas = _exponents(ns, v.mean(axis=2).T, floor)  # (S,)
-        boot = _exponents(ns, np.einsum("nsp,bp->bsn", v, weights), floor).mean(axis=1)  # (n_boot,)
+        boot = _exponents(ns, np.einsum("nsp,bp->bsn", v, weights), floor)  # (n_boot, S)
         alpha = float(seed_alphas.mean())
         lo, hi = t_interval(alpha, seed_alphas, boot, confidence)
         line = fit_power_law(ns, v.mean(axis=(1, 2)), floor=floor)
@@ -214,7 +232,8 @@ EXPONENT_COLUMNS = ("dataset", "arch", "width", "method", "kind", "ridge", "k", 
                     "alpha_hi", "a", "c", "n_min", "n_max", "n_points", "n_seeds", "n_test", "n_boot", "confidence",
                     "unlearned_n", "untrained_seeds", "network_method", "network_width", "network_alpha", "network_alpha_lo",
                     "network_alpha_hi", "alpha_deficit", "deficit_lo", "deficit_hi", "n_min_upper", "alpha_upper",
-                    "alpha_upper_lo", "alpha_upper_hi", "alpha_deficit_upper", "deficit_upper_lo", "deficit_upper_hi")
+                    "alpha_upper_lo", "alpha_upper_hi", "alpha_deficit_upper", "deficit_upper_lo", "deficit_upper_hi",
+                    "seed_alphas")
 # which per-point array of a pointwise file each fitted metric uses
 POINTWISE_KEY = {"test_error": "error", "test_mse": "mse"}
 
@@ -379,7 +398,9 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
             row = {"dataset": dataset, "arch": arch, "width": width, "method": method, "kind": kind,
                    "ridge": ridge, "k": k, "metric": metric, "unlearned_n": ";".join(map(str, flagged[cid])),
                    "untrained_seeds": ";".join(f"{n}:{','.join(map(str, s))}" for n, s in sorted(untrained[cid].items())),
-                   **{c: res[c] for c in EXPONENT_COLUMNS if c in res}}
+                   **{c: res[c] for c in EXPONENT_COLUMNS if c in res},
+                   # each seed's own exponent: a seed in another mode is shown, not only averaged in
+                   "seed_alphas": ";".join(f"{a:.4g}" for a in res["seed_alphas"])}
             ref_id = _reference_id(cid, network_widths, reference)
             ref = ref_fits.get((ref_id, fit_start[cid]))
             if ref is not None:
@@ -405,7 +426,8 @@ SUMMARY_COLUMNS = ("dataset", "arch", "width", "method", "kind", "k", "ridge", "
                    "alpha_hi", "n_min", "n_max", "unlearned_n", "untrained_seeds", "n_seeds", "n_test", "network_method", "network_width",
                    "network_alpha", "network_alpha_lo", "network_alpha_hi", "alpha_deficit", "deficit_lo",
                    "deficit_hi", "n_min_upper", "alpha_upper", "alpha_upper_lo", "alpha_upper_hi", "alpha_deficit_upper",
-                   "deficit_upper_lo", "deficit_upper_hi", "alpha_predicted", "alpha_gap", "alpha_powerlaw", "spectrum_rows")
+                   "deficit_upper_lo", "deficit_upper_hi", "alpha_predicted", "alpha_gap", "alpha_powerlaw", "spectrum_rows",
+                   "prediction_trusted")
 METHOD_ORDER = METHODS
 
 
@@ -413,7 +435,7 @@ def read_exponents(path):
     """exponents.csv as written by the fit stage, ridges kept as their labels (`tuned`, '0.001')."""
     import pandas as pd
     return pd.read_csv(path, dtype={"ridge": str, "kind": str, "network_method": str, "unlearned_n": str,
-                                    "untrained_seeds": str},
+                                    "untrained_seeds": str, "seed_alphas": str},
                        keep_default_na=False,
                        na_values={c: ["", "nan"] for c in ("alpha", "alpha_lo", "alpha_hi", "n_min", "n_max",
                                                               "network_alpha",
@@ -456,7 +478,8 @@ def summarize(exponents, ridge, metrics=None):
     df["network_width"] = [str(int(float(w))) if str(w) not in ("", "nan") else "" for w in df["network_width"]]
     df["k"] = pd.to_numeric(df["k"], errors="coerce").astype("Int64")  # empty where k moves with n
     df = with_predictions(df, metrics) if metrics is not None else df.assign(
-        alpha_predicted=np.nan, alpha_gap=np.nan, alpha_powerlaw=np.nan, spectrum_rows=np.nan)
+        alpha_predicted=np.nan, alpha_gap=np.nan, alpha_powerlaw=np.nan, spectrum_rows=np.nan,
+        prediction_trusted="")
     return df[list(SUMMARY_COLUMNS)].reset_index(drop=True)
 
 
@@ -464,8 +487,10 @@ def with_predictions(summary, metrics):
     """The theory's exponents beside each kernel's measured test-MSE exponent (ntkscaling.theory):
     alpha_predicted, the slope of the seed-mean predicted test MSE over the same n range (least squares in
     log-log space, the predictions being smooth); alpha_gap = alpha - alpha_predicted; alpha_powerlaw =
-    min(a - 1, 2b) of the fitted spectrum, mean over seeds; spectrum_rows, the rows M of the spectrum (the
-    prediction is to be trusted for n well below M). Empty for networks and the test error."""
+    min(a - 1, 2b) of the fitted spectrum, mean over seeds; spectrum_rows, the rows M of the spectrum;
+    prediction_trusted, "yes" when the fit range stays within n <= M / theory.TRUSTED_ROWS_PER_N, "no" when it
+    reaches past it (the prediction is then biased: docs/method.md). Empty for networks and the test error."""
+    from .theory import TRUSTED_ROWS_PER_N
     import pandas as pd
     m = metrics.assign(width=metrics["width"].astype(str), ridge=metrics["ridge"].astype(str),
                        k=pd.to_numeric(metrics["k"], errors="coerce"))
@@ -485,5 +510,8 @@ def with_predictions(summary, metrics):
         predicted.append(alpha)
         powerlaw.append(float(law.mean()) if len(law) and row.method not in RIDGELESS_METHODS else np.nan)
         gap.append(row.alpha - alpha)
-    return summary.assign(alpha_predicted=predicted, alpha_gap=gap, alpha_powerlaw=powerlaw, spectrum_rows=rows)
+    trusted = ["" if not np.isfinite(a) or not np.isfinite(r) else ("yes" if n_max <= r / TRUSTED_ROWS_PER_N else "no")
+               for a, r, n_max in zip(predicted, rows, summary["n_max"])]
+    return summary.assign(alpha_predicted=predicted, alpha_gap=gap, alpha_powerlaw=powerlaw, spectrum_rows=rows,
+                          prediction_trusted=trusted)
 
