@@ -141,7 +141,9 @@ FLAT_CODE_INPUTS = {
 
 
 # What scripts depend on since: the kernel evolution's fixed-gap velocity pairs (training/settings.py)
-SINCE = {"width_distance": {"training/settings.py", "analysis/losses.py"}}
+SINCE = {"width_distance": {"training/settings.py", "analysis/losses.py"},
+         # the summary flags predictions past the theory's trusted range (analysis/theory.TRUSTED_ROWS_PER_N)
+         **{script: {"analysis/theory.py"} for script in ("fit_exponents", "summarize_exponents", "sweep_summary")}}
 
 
 @pytest.mark.parametrize("script", sorted(FLAT_CODE_INPUTS))
