@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash envs/setup.sh
-exec .venv/bin/python -m pytest -q "$@"
+# Two workers, each test file on one worker (a file's run of the workflow is shared by its tests): the
+# suite's subprocesses and single-threaded tests leave a core idle on their own. -n 0 runs it in one process.
+exec .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
