@@ -114,6 +114,36 @@ def test_fit_curves_pairs_every_kernel_with_the_reference_network(tmp_path):
         assert len(per_seed) == 2 and np.mean(per_seed) == pytest.approx(row["alpha"], abs=1e-3)
 
 
+def test_an_after_kernel_is_compared_with_its_init_kernel_over_its_own_range(tmp_path):
+    # claim 2 read over matched ranges: the eNTK at init bends (0.1 below n = 128, 0.3 above), so over the
+    # after-kernel's range (n >= k = 128) its exponent is 0.3 and the after-kernel's gain over it 0.45 - 0.3
+    ns, seeds = [32, 64, 128, 256, 512, 1024], [0, 1, 2]
+    nsf = np.asarray(ns, dtype=float)
+    init = np.where(nsf < 128, 128 ** -0.3 * (nsf / 128) ** -0.1, nsf ** -0.3)
+    truth = {("network_best", 0): nsf ** -0.6, ("entk_init", 0): init, ("entk_after", 128): nsf ** -0.45}
+    for (method, k), mean in truth.items():
+        for seed in seeds:
+            vals = mean[:, None] * np.random.default_rng(seed).lognormal(0, 0.05, (len(ns), 200))
+            meta = {"dataset": "d", "arch": "mlp", "width": 64, "seed": seed, "method": method, "k": k,
+                    "n": np.array(ns)}
+            if method.startswith("network"):
+                meta["k"] = np.array(ns)
+            else:
+                meta.update(kind="mean", ridge=np.array(["tuned"] * len(ns)))
+            np.savez(tmp_path / f"{method}_{seed}.npz", error=vals, mse=vals, **meta)
+    cfg = {"metrics": ["test_mse"], "floor": False, "bootstrap": 200, "confidence": 0.95, "n_min": None,
+           "n_max": None, "reference": "network_best", "after_kernel_from_k": True}
+    rows = {r["method"]: r for r in scaling.fit_curves(sorted(tmp_path.glob("*.npz")), cfg)}
+    after, init_row = rows["entk_after"], rows["entk_init"]
+    assert after["n_min"] == 128 and init_row["n_min"] == 32
+    assert after["init_alpha"] == pytest.approx(0.3, abs=0.01)      # refitted over n >= 128
+    assert init_row["alpha"] < 0.25                                  # over the whole range it reads lower
+    assert after["init_gain"] == pytest.approx(0.15, abs=0.01)
+    assert after["init_gain_lo"] <= 0.15 <= after["init_gain_hi"] and after["init_gain_lo"] > 0.1
+    assert after["alpha_deficit"] == pytest.approx(0.15, abs=0.01)  # and still short of the network
+    assert "init_gain" not in init_row and "init_gain" not in rows["network_best"]
+
+
 def test_summary_keeps_one_ridge_and_both_network_curves():
     import pandas as pd
     rows = []

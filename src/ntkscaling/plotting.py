@@ -172,7 +172,9 @@ def _reference_line(ax, row, label, color, style):
 
 def plot_after_kernel(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_names, title: str, ridge, width):
     """Left: metric vs n for the network, eNTK at init, infinite NTK and every after-kernel. Right: the
-    after-kernels' exponent vs k, with the network, eNTK-at-init, k=n and infinite-NTK exponents as lines."""
+    after-kernels' exponent vs k beside the network's and the eNTK at init's over the same range (n >= k, as
+    each after-kernel is fitted: `network_alpha`, `init_alpha`), with the k=n and infinite-NTK exponents as
+    lines (over all n)."""
     sns.set_theme(style="whitegrid", context="paper")
     methods = ("network_best", "entk_init", "entk_after", "entk_after_n", "infinite_ntk")
     df = select(final_rows(_normalize(metrics)), ridge, width, methods)
@@ -185,9 +187,17 @@ def plot_after_kernel(metrics: pd.DataFrame, exponents: pd.DataFrame, metric_nam
         after = sub[sub["method"] == "entk_after"].assign(k=lambda d: d["k"].astype(float)).sort_values("k")
         refs = [("network_best", "network (best val.)", "-"), ("entk_init", "eNTK at init (k=0)", "--"),
                 ("entk_after_n", "after-kernel k=n", "-."), ("infinite_ntk", "infinite NTK", ":")]
+        matched = len(after) and "init_alpha" in after and after["init_alpha"].notna().all()
         for method, label, style in refs:
+            if matched and method in ("network_best", "entk_init"):
+                continue  # drawn against k below, over each after-kernel's own range
             for _, r in sub[sub["method"] == method].iterrows():
                 _reference_line(ax, r, label, METHOD_COLORS[method], style)
+        if matched:
+            for column, method, label in (("network_alpha", "network_best", "network (best val.), same n range"),
+                                          ("init_alpha", "entk_init", "eNTK at init (k=0), same n range")):
+                ax.plot(after["k"], after[column], marker="s", ms=4, ls="--", color=METHOD_COLORS[method],
+                        label=label)
         if len(after):
             ax.errorbar(after["k"], after["alpha"], yerr=[after["alpha"] - after["alpha_lo"],
                                                           after["alpha_hi"] - after["alpha"]],

@@ -233,7 +233,7 @@ EXPONENT_COLUMNS = ("dataset", "arch", "width", "method", "kind", "ridge", "k", 
                     "unlearned_n", "untrained_seeds", "network_method", "network_width", "network_alpha", "network_alpha_lo",
                     "network_alpha_hi", "alpha_deficit", "deficit_lo", "deficit_hi", "n_min_upper", "alpha_upper",
                     "alpha_upper_lo", "alpha_upper_hi", "alpha_deficit_upper", "deficit_upper_lo", "deficit_upper_hi",
-                    "seed_alphas")
+                    "init_alpha", "init_gain", "init_gain_lo", "init_gain_hi", "seed_alphas")
 # which per-point array of a pointwise file each fitted metric uses
 POINTWISE_KEY = {"test_error": "error", "test_mse": "mse"}
 
@@ -277,6 +277,14 @@ def _reference_id(cid: tuple, network_widths: list, reference: str):
             return None
         width = max(network_widths)
     return (dataset, arch, width, reference, "", "", "")
+
+
+def _init_kernel_id(cid: tuple):
+    """The curve id of the eNTK at initialization an after-kernel is compared with: the same width, kind and
+    ridge (None for every other method)."""
+    if cid[3] != "entk_after":
+        return None
+    return (*cid[:3], "entk_init", cid[4], cid[5], 0)
 
 
 def zero_function_score(metric: str, n_classes: int) -> float:
@@ -342,7 +350,8 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
     The range of a curve starts at the largest of fit.n_min, the first n from which both it and its reference
     network have learned (`unlearned`, with n_classes; every point is flagged in `unlearned_n`) and, for an
     after-kernel with fit.after_kernel_from_k, its k (below k its kernel has seen more labels than the
-    regression); the reference is refitted over each range its curves use, on the same draws."""
+    regression); the reference is refitted over each range its curves use, on the same draws, and so is an
+    after-kernel's eNTK at init (`init_alpha`, and the paired `init_gain` of the after-kernel over it)."""
     curves: dict = {}
     for path in pointwise_paths:
         for meta, arrays in read_pointwise(path):
@@ -381,7 +390,9 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
             fit_start.update(starts)
             for start in sorted(set(starts.values())):
                 members = {cid: v for cid, v in group.items() if starts[cid] == start}
-                refs = {cid: v for cid, v in group.items() if cid[3] == reference}
+                # the reference networks, and for after-kernels their eNTK at init, refitted over this range
+                refs = {cid: v for cid, v in group.items() if cid[3] == reference or
+                        cid in {_init_kernel_id(m) for m in members}}
                 res = bootstrap_exponents(ns, {**members, **refs}, floor=fit_cfg["floor"], n_boot=fit_cfg["bootstrap"],
                                           confidence=fit_cfg["confidence"], n_min=start, n_max=fit_cfg["n_max"])
                 fits.update({cid: res[cid] for cid in members})
@@ -407,6 +418,11 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
                 row.update(network_method=reference, network_width=ref_id[2],
                            network_alpha=ref["alpha"], network_alpha_lo=ref["alpha_lo"],
                            network_alpha_hi=ref["alpha_hi"], **paired_deficit(ref, res, fit_cfg["confidence"]))
+            init = ref_fits.get((_init_kernel_id(cid), fit_start[cid]))
+            if init is not None:  # claim 2: the after-kernel's gain over the kernel it started from, same range
+                gain = paired_deficit(res, init, fit_cfg["confidence"])
+                row.update(init_alpha=init["alpha"], init_gain=gain["alpha_deficit"], init_gain_lo=gain["deficit_lo"],
+                           init_gain_hi=gain["deficit_hi"])
             if cid in upper_fits:
                 up = upper_fits[cid]
                 row.update(n_min_upper=up["n_min"], alpha_upper=up["alpha"], alpha_upper_lo=up["alpha_lo"],
@@ -422,12 +438,13 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
 
 UPPER_COLUMNS = ("n_min_upper", "alpha_upper", "alpha_upper_lo", "alpha_upper_hi", "alpha_deficit_upper",
                  "deficit_upper_lo", "deficit_upper_hi")  # the local exponent: the upper half of the fit range
+INIT_GAIN_COLUMNS = ("init_alpha", "init_gain", "init_gain_lo", "init_gain_hi")  # after-kernels: alpha - alpha_init
 SUMMARY_COLUMNS = ("dataset", "arch", "width", "method", "kind", "k", "ridge", "metric", "alpha", "alpha_lo",
                    "alpha_hi", "n_min", "n_max", "unlearned_n", "untrained_seeds", "n_seeds", "n_test", "network_method", "network_width",
                    "network_alpha", "network_alpha_lo", "network_alpha_hi", "alpha_deficit", "deficit_lo",
                    "deficit_hi", "n_min_upper", "alpha_upper", "alpha_upper_lo", "alpha_upper_hi", "alpha_deficit_upper",
-                   "deficit_upper_lo", "deficit_upper_hi", "alpha_predicted", "alpha_gap", "alpha_powerlaw", "spectrum_rows",
-                   "prediction_trusted")
+                   "deficit_upper_lo", "deficit_upper_hi", "init_alpha", "init_gain", "init_gain_lo", "init_gain_hi",
+                   "alpha_predicted", "alpha_gap", "alpha_powerlaw", "spectrum_rows", "prediction_trusted")
 METHOD_ORDER = METHODS
 
 
@@ -441,7 +458,7 @@ def read_exponents(path):
                                                               "network_alpha",
                                                               "network_alpha_lo", "network_alpha_hi",
                                                               "alpha_deficit", "deficit_lo", "deficit_hi",
-                                                              *UPPER_COLUMNS, "alpha_predicted", "alpha_gap", "alpha_powerlaw",
+                                                              *UPPER_COLUMNS, *INIT_GAIN_COLUMNS, "alpha_predicted", "alpha_gap", "alpha_powerlaw",
                                                               "spectrum_rows")})
 
 
@@ -466,7 +483,7 @@ def summarize(exponents, ridge, metrics=None):
     for column in ("unlearned_n", "untrained_seeds"):  # exponents written before points or seeds were flagged
         if column not in df:
             df[column] = ""
-    for column in UPPER_COLUMNS:  # exponents written before the local exponents
+    for column in (*UPPER_COLUMNS, *INIT_GAIN_COLUMNS):  # exponents written before these columns
         if column not in df:
             df[column] = np.nan
     df["width"] = df["width"].astype(float)
