@@ -88,19 +88,23 @@ def test_paired_deficit_recovers_a_known_difference_with_a_narrower_interval_tha
     assert one["alpha_lo"] == pytest.approx(fits["net"]["alpha_lo"]) and "boot" not in one
 
 
+def _write_pointwise(folder, values, ns, method, width, seed, k=0):
+    """One seed's per-point file of a curve (values (len(ns), points)), as the workflow's jobs write them."""
+    meta = {"dataset": "d", "arch": "mlp", "width": width, "seed": seed, "method": method, "k": k, "n": np.array(ns)}
+    if method.startswith("network"):
+        meta["k"] = np.array(ns)
+    else:
+        meta.update(kind="mean", ridge=np.array(["tuned"] * len(ns)))
+    np.savez(folder / f"{method}_{seed}.npz", error=values, mse=values, **meta)
+
+
 def test_fit_curves_pairs_every_kernel_with_the_reference_network(tmp_path):
     ns, seeds = [32, 64, 128, 256], [0, 1]
     truth = {("network_best", 64): 0.7, ("network", 64): 0.65, ("entk_init", 64): 0.4, ("infinite_ntk", "inf"): 0.3}
     for (method, width), alpha in truth.items():
         for seed in seeds:
-            vals = _curve(ns, alpha, seeds=1, points=100, noise=0.1, seed=seed)[:, 0]
-            meta = {"dataset": "d", "arch": "mlp", "width": float("inf") if width == "inf" else width, "seed": seed,
-                    "method": method, "k": 0, "n": np.array(ns)}
-            if method.startswith("network"):
-                meta["k"] = np.array(ns)
-            else:
-                meta.update(kind="mean", ridge=np.array(["tuned"] * len(ns)))
-            np.savez(tmp_path / f"{method}_{seed}.npz", error=vals, mse=vals, **meta)
+            _write_pointwise(tmp_path, _curve(ns, alpha, seeds=1, points=100, noise=0.1, seed=seed)[:, 0], ns,
+                             method, float("inf") if width == "inf" else width, seed)
     cfg = {"metrics": ["test_mse"], "floor": False, "bootstrap": 100, "confidence": 0.9, "n_min": None,
            "n_max": None, "reference": "network_best"}
     rows = {r["method"]: r for r in scaling.fit_curves(sorted(tmp_path.glob("*.npz")), cfg)}
@@ -124,13 +128,7 @@ def test_an_after_kernel_is_compared_with_its_init_kernel_over_its_own_range(tmp
     for (method, k), mean in truth.items():
         for seed in seeds:
             vals = mean[:, None] * np.random.default_rng(seed).lognormal(0, 0.05, (len(ns), 200))
-            meta = {"dataset": "d", "arch": "mlp", "width": 64, "seed": seed, "method": method, "k": k,
-                    "n": np.array(ns)}
-            if method.startswith("network"):
-                meta["k"] = np.array(ns)
-            else:
-                meta.update(kind="mean", ridge=np.array(["tuned"] * len(ns)))
-            np.savez(tmp_path / f"{method}_{seed}.npz", error=vals, mse=vals, **meta)
+            _write_pointwise(tmp_path, vals, ns, method, 64, seed, k=k)
     cfg = {"metrics": ["test_mse"], "floor": False, "bootstrap": 200, "confidence": 0.95, "n_min": None,
            "n_max": None, "reference": "network_best", "after_kernel_from_k": True}
     rows = {r["method"]: r for r in scaling.fit_curves(sorted(tmp_path.glob("*.npz")), cfg)}
