@@ -135,8 +135,10 @@ def point_status(outcomes) -> dict:
             "final_train_loss": mean("train_loss"), "final_test_error": mean("test_error"), "outcome_n": n_max}
 
 
-SWEEP_KEEP = ("method", "kind", "k", "width", "ridge", "metric", "alpha", "alpha_lo", "alpha_hi", "network_method",
-              "network_alpha", "alpha_deficit", "deficit_lo", "deficit_hi", "n_seeds")
+SWEEP_KEEP = ("method", "kind", "k", "width", "ridge", "metric", "alpha", "alpha_lo", "alpha_hi", "n_min", "network_method",
+              "network_alpha", "alpha_deficit", "deficit_lo", "deficit_hi", "n_seeds", "untrained_seeds",
+              "n_min_upper", "alpha_deficit_upper", "deficit_upper_lo", "deficit_upper_hi",  # where in n it lives
+              "init_gain", "init_gain_lo", "init_gain_hi")  # after-kernels over the eNTK at init, same range
 
 
 def sweep_table(points: list[dict], statuses: list[dict], summaries: list):
