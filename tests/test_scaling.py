@@ -360,6 +360,18 @@ def test_calibration_command_writes_its_table(tmp_path):
     assert {r["trials"] for r in rows} == {"8"} and all(0 <= float(r["alpha_coverage"]) <= 1 for r in rows)
 
 
+def test_flagged_sizes_read_back_from_a_table_whatever_pandas_made_of_them(tmp_path):
+    # a column whose only flag is one n is read as floats (64.0), an empty one as NaN: the figures read both
+    import pandas as pd
+    from ntkscaling import plotting
+    path = tmp_path / "exponents.csv"
+    path.write_text("method,unlearned_n\nnetwork,64\nentk_init,\n")
+    column = pd.read_csv(path)["unlearned_n"]
+    assert column.dtype == float
+    assert [plotting.flagged_sizes(v) for v in column] == [[64], []]
+    assert plotting.flagged_sizes("64;128") == [64, 128] and plotting.flagged_sizes("") == []
+
+
 def test_local_slopes_are_the_exponent_of_each_doubling():
     from ntkscaling import plotting
     n = np.array([64, 128, 256, 512])

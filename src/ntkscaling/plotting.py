@@ -86,6 +86,14 @@ def _curve_colors(keys) -> dict:
     return colors
 
 
+def flagged_sizes(value) -> list[int]:
+    """The n of an `unlearned_n` cell ('64;128'), as a table read back gives it: a column whose only flag is
+    one n reads as a number (64.0), an empty one as NaN."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    return [int(float(v)) for v in str(value).split(";") if v.strip() not in ("", "nan")]
+
+
 def _scaling_axis(ax, df: pd.DataFrame, exponents: pd.DataFrame, metric: str):
     """One panel: metric vs n (log-log) per curve, mean +- sd over seeds, fitted power law dashed."""
     sub = df[df["metric"] == metric]
@@ -100,7 +108,7 @@ def _scaling_axis(ax, df: pd.DataFrame, exponents: pd.DataFrame, metric: str):
             label += f": α={f['alpha']:.2f} [{f['alpha_lo']:.2f}, {f['alpha_hi']:.2f}]"
             if f["n_min"] > stats["n"].min() or f["n_max"] < stats["n"].max():
                 label += f" over n={f['n_min']:g}..{f['n_max']:g}"
-            flagged = [int(v) for v in str(f.get("unlearned_n", "") or "").split(";") if v not in ("", "nan")]
+            flagged = flagged_sizes(f.get("unlearned_n", ""))
             if flagged:  # not better than the zero function there: kept out of the fit
                 out = stats[stats["n"].isin(flagged)]
                 ax.plot(out["n"], out["mean"], "x", color="red", ms=8, mew=2, zorder=5)
