@@ -41,7 +41,7 @@ def documented_commands() -> dict[str, list[str]]:
 # Run elsewhere, for real: (command pattern, the test that runs it, as "file::function").
 RUN_BY = [
     (r"\./test\.sh.*", "test_doc_commands.py::test_documented_test_commands_select_tests"),
-    (r"snakemake --lint", "test_workflow.py::test_dry_run_and_lint_of_default_config"),
+    (r"snakemake --lint", "test_workflow_checks.py::test_dry_run_and_lint_of_default_config"),
     (r"snakemake --report report\.html", "test_workflow.py::test_report"),
     (r"rm results/default/figures/width_scaling\.pdf", "test_workflow.py::test_deleting_a_figure_recreates_just_that_figure"),
     (r"snakemake --configfile my_network\.yaml --cores 2", "test_readme.py::test_readme_own_network_runs_through_the_workflow"),

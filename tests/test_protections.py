@@ -82,7 +82,7 @@ CASES = [
      "tests/test_io.py::test_interrupted_write_leaves_no_partial_file"),
     ("a NaN kernel stops its job, naming it", "workflow/scripts/entk_kernel.py",
      "if not np.all(np.isfinite(K)):", "if False:",
-     "tests/test_workflow.py::test_nan_kernel_stops_its_job_naming_it"),
+     "tests/test_workflow_checks.py::test_nan_kernel_stops_its_job_naming_it"),
     ("numbers must be finite (NaN and inf pass every bound)", "src/ntkscaling/pipeline/schema.py",
      "and (isinstance(value, int) or math.isfinite(value)))", ")",
      "tests/test_bad_inputs.py::test_bad_config_value_is_named[lr NaN]"),
