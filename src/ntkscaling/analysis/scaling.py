@@ -391,8 +391,8 @@ def fit_curves(pointwise_paths, fit_cfg: dict, n_classes: int | None = None) -> 
             for start in sorted(set(starts.values())):
                 members = {cid: v for cid, v in group.items() if starts[cid] == start}
                 # the reference networks, and for after-kernels their eNTK at init, refitted over this range
-                refs = {cid: v for cid, v in group.items() if cid[3] == reference or
-                        cid in {_init_kernel_id(m) for m in members}}
+                inits = {_init_kernel_id(m) for m in members}
+                refs = {cid: v for cid, v in group.items() if cid[3] == reference or cid in inits}
                 res = bootstrap_exponents(ns, {**members, **refs}, floor=fit_cfg["floor"], n_boot=fit_cfg["bootstrap"],
                                           confidence=fit_cfg["confidence"], n_min=start, n_max=fit_cfg["n_max"])
                 fits.update({cid: res[cid] for cid in members})
