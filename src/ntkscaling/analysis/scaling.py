@@ -9,8 +9,8 @@ freedom) and a normal interval from a bootstrap over test points (the same draw 
 every curve): the seed term is what a new initialization and subset order would change, the test-point term
 what a new test set would. The test-point term counts only what the seeds share (the covariance of different
 seeds' replicates): a point's own noise in one seed's run already varies from seed to seed, so it is in the
-seed term and would be counted twice in the full bootstrap variance. Its coverage at 2, 3 and 5 seeds is measured by simulation (ntkscaling.calibration,
-tests/test_scaling.py). Every curve of a
+seed term and would be counted twice in the full bootstrap variance. Its coverage at 2, 3 and 5 seeds is
+measured by simulation (ntkscaling.calibration, tests/test_scaling.py). Every curve of a
 dataset and architecture shares the seeds and the test-point draws (`bootstrap_exponents`), so the difference
 of two exponents has its own paired interval (`paired_deficit`): `fit_curves` reports, for every curve, the
 deficit alpha_network - alpha_curve against the reference network of the same width (the widest network for
@@ -443,7 +443,7 @@ SUMMARY_COLUMNS = ("dataset", "arch", "width", "method", "kind", "k", "ridge", "
                    "alpha_hi", "n_min", "n_max", "unlearned_n", "untrained_seeds", "n_seeds", "n_test", "network_method", "network_width",
                    "network_alpha", "network_alpha_lo", "network_alpha_hi", "alpha_deficit", "deficit_lo",
                    "deficit_hi", "n_min_upper", "alpha_upper", "alpha_upper_lo", "alpha_upper_hi", "alpha_deficit_upper",
-                   "deficit_upper_lo", "deficit_upper_hi", "init_alpha", "init_gain", "init_gain_lo", "init_gain_hi",
+                   "deficit_upper_lo", "deficit_upper_hi", *INIT_GAIN_COLUMNS,
                    "alpha_predicted", "alpha_gap", "alpha_powerlaw", "spectrum_rows", "prediction_trusted")
 METHOD_ORDER = METHODS
 
